@@ -12,8 +12,8 @@ import platform
 
 import torch
 
-from benchmarks.timing import interleaved
 from exporter.models import build_model
+from exporter.timing import interleaved
 
 
 def run(batch: int = 8, size: int = 224, blocks: int = 7, runs: int = 3) -> dict:

@@ -1,4 +1,4 @@
-"""Interleaved timing: the way every benchmark here compares a candidate with its baseline.
+"""Interleaved timing: the way every benchmark compares a candidate with its baseline.
 
 Timing on shared machines drifts between runs, so candidates are measured in alternating blocks
 in one process, and each block yields one ratio; the report gives the median ratio and the
@@ -15,13 +15,19 @@ from dataclasses import dataclass
 
 @dataclass
 class Comparison:
-    """Per-block median seconds for each candidate, and the candidate/baseline ratios."""
+    """Timings of each candidate: per-block medians (``seconds``) and every run (``samples``)."""
 
     seconds: dict[str, list[float]]
+    samples: dict[str, list[float]]
     baseline: str
 
     def median_s(self, name: str) -> float:
         return statistics.median(self.seconds[name])
+
+    def percentile_s(self, name: str, q: float) -> float:
+        """The ``q``-th percentile (0-100) of all single-run times of ``name``, in seconds."""
+        runs = sorted(self.samples[name])
+        return runs[min(len(runs) - 1, round(q / 100 * (len(runs) - 1)))]
 
     def ratios(self, name: str) -> list[float]:
         return [a / b for a, b in zip(self.seconds[name], self.seconds[self.baseline], strict=True)]
@@ -39,6 +45,7 @@ def interleaved(candidates: dict[str, Callable[[], object]], baseline: str, bloc
         for _ in range(warmup):
             fn()
     seconds: dict[str, list[float]] = {name: [] for name in candidates}
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
     for block in range(blocks):
         order = list(candidates) if block % 2 == 0 else list(reversed(candidates))
         for name in order:
@@ -49,4 +56,5 @@ def interleaved(candidates: dict[str, Callable[[], object]], baseline: str, bloc
                 fn()
                 times.append(time.perf_counter() - start)
             seconds[name].append(statistics.median(times))
-    return Comparison(seconds, baseline)
+            samples[name].extend(times)
+    return Comparison(seconds, samples, baseline)
