@@ -131,7 +131,16 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
-def _capture(model: nn.Module, example_input: torch.Tensor, opset, dynamic_batch: bool,
+def _output_names(output) -> list[str] | None:
+    """``output`` for one tensor, ``output_<i>`` for a tuple/list of tensors, else the exporter's names."""
+    if isinstance(output, torch.Tensor):
+        return ["output"]
+    if isinstance(output, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in output):
+        return [f"output_{i}" for i in range(len(output))]
+    return None
+
+
+def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset, dynamic_batch: bool,
              dynamic_hw: bool, verbose: bool) -> onnx.ModelProto:
     """Run ``torch.onnx.export(dynamo=True)`` unoptimised; the passes do the graph work."""
     sink = io.StringIO()
@@ -142,7 +151,7 @@ def _capture(model: nn.Module, example_input: torch.Tensor, opset, dynamic_batch
                 warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model, (example_input,), dynamo=True, optimize=False, verbose=verbose,
-                opset_version=opset, input_names=[INPUT_NAME],
+                opset_version=opset, input_names=[INPUT_NAME], output_names=output_names,
                 dynamic_shapes=_dynamic_shapes(dynamic_batch, dynamic_hw),
             )
     except Exception as err:  # noqa: BLE001 - the exporter raises many types; all end here
@@ -187,6 +196,19 @@ def _dim_names(graph: gs.Graph) -> dict[str, str]:
     return {d: readable[i] for i, d in enumerate(shape[:4]) if isinstance(d, str) and readable[i]}
 
 
+def _tidy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Generic clean-up after our passes: sequence ops to ``Split``, shape-op chains simplified.
+
+    The unoptimised dynamo export keeps, for example, ``SplitToSequence -> SequenceAt`` for
+    ``torch.split`` (which TensorRT cannot parse) and a ``Shape``-based ``Reshape`` for
+    ``flatten``; the onnxscript optimizer rewrites those. It runs last so that the scale folding
+    and BatchNorm folding above are ours and the rectified-conv pattern is already final.
+    """
+    import onnxscript.optimizer
+
+    return onnxscript.optimizer.optimize(model)
+
+
 def _save(model: onnx.ModelProto, path: Path) -> None:
     if model.ByteSize() > EXTERNAL_DATA_BYTES:
         onnx.save(model, path, save_as_external_data=True, location=path.name + ".data")
@@ -216,9 +238,11 @@ def export_onnx(
     factors are then computed in the graph at run time. ``precision="fp16"`` writes fp16
     weights and activations (inputs/outputs stay fp32 unless ``keep_io_types=False``).
     ``mode="plugin"`` hands the graph to :mod:`exporter.passes.plugin_mode` (TensorRT plugin
-    nodes). ``fold_bn`` folds BatchNorm into the convs. The model is exported in eval mode and
-    left in the mode it came in. ``progress`` prints each step with its time to stderr;
-    ``verbose`` also shows the dynamo exporter's own output and the summary.
+    nodes). ``fold_bn`` folds BatchNorm into the convs (without it the BatchNorms after rectified
+    convs stay; plain ``Conv -> BatchNormalization`` pairs are fused by the final clean-up
+    anyway). The model is exported in eval mode and left in the mode it came in. ``progress``
+    prints each step with its time to stderr; ``verbose`` also shows the dynamo exporter's own
+    output and the summary.
     Raises :class:`ExportError` (a ``ValueError``) for settings or models it cannot export.
     """
     start = time.perf_counter()
@@ -234,7 +258,7 @@ def export_onnx(
     try:
         with torch.no_grad():
             try:
-                model(example_input)
+                output = model(example_input)
             except Exception as err:  # noqa: BLE001 - any failure of the user's forward
                 raise ExportError(
                     f"{type(model).__name__} fails on the example input of shape "
@@ -242,7 +266,8 @@ def export_onnx(
                     "give an input shape the model accepts"
                 ) from None
             step(f"capturing {type(model).__name__} with torch.export (dynamo exporter)")
-            proto = _capture(model, example_input, opset, dynamic_batch, dynamic_hw, verbose)
+            proto = _capture(model, example_input, _output_names(output), opset, dynamic_batch,
+                             dynamic_hw, verbose)
     finally:
         model.train(was_training)
 
@@ -266,8 +291,8 @@ def export_onnx(
         convert_to_fp16(graph, keep_io_types=keep_io_types)
     _rename_dims(graph, _dim_names(graph))
 
-    step("shape inference, writing and checking")
-    out = gs.export_onnx(graph)
+    step("tidying (onnxscript optimizer), shape inference, writing and checking")
+    out = _tidy(gs.export_onnx(graph))
     out.producer_name, out.producer_version = "rfconv-deploy", _version()
     try:
         out = onnx.shape_inference.infer_shapes(out, check_type=True, strict_mode=True, data_prop=True)
