@@ -13,6 +13,7 @@ from pathlib import Path
 
 BENCHMARKS = (
     "torch_overhead",  # issue 2: PyTorch CPU forward / forward+backward, RF vs plain ResNet-50
+    "export_latency",  # issue 3: ONNX Runtime CPU latency and file size of the export, RF vs plain
 )
 
 

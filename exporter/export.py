@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .passes.castlike import resolve_castlike
+from .passes.compact_scales import compact_scales as compact_scale_constants
 from .passes.dedupe import dedupe_scales
 from .passes.fold import check_scales_folded, fold_constants
 from .passes.fold_bn import fold_batchnorm
@@ -40,6 +41,8 @@ MIN_OPSET = 18  # the dynamo exporter's lowest native opset; older ones need los
 INPUT_NAME = "input"
 # The CLI reports each step for models this large (ResNet-50 has 25.6 M parameters).
 LARGE_MODEL_PARAMS = 10_000_000
+# Constants this small (shape vectors) may still be folded when scales are kept compact.
+SHAPE_SIZE_LIMIT = 8
 # A protobuf file cannot exceed 2 GiB; larger models keep their weights in a side file.
 EXTERNAL_DATA_BYTES = 1_800_000_000
 
@@ -196,16 +199,19 @@ def _dim_names(graph: gs.Graph) -> dict[str, str]:
     return {d: readable[i] for i, d in enumerate(shape[:4]) if isinstance(d, str) and readable[i]}
 
 
-def _tidy(model: onnx.ModelProto) -> onnx.ModelProto:
+def _tidy(model: onnx.ModelProto, keep_small_constants: bool = False) -> onnx.ModelProto:
     """Generic clean-up after our passes: sequence ops to ``Split``, shape-op chains simplified.
 
     The unoptimised dynamo export keeps, for example, ``SplitToSequence -> SequenceAt`` for
     ``torch.split`` (which TensorRT cannot parse) and a ``Shape``-based ``Reshape`` for
     ``flatten``; the onnxscript optimizer rewrites those. It runs last so that the scale folding
-    and BatchNorm folding above are ours and the rectified-conv pattern is already final.
+    and BatchNorm folding above are ours and the rectified-conv pattern is already final. With
+    ``keep_small_constants`` it folds nothing larger than a shape, so compacted scales stay compact.
     """
     import onnxscript.optimizer
 
+    if keep_small_constants:
+        return onnxscript.optimizer.optimize(model, output_size_limit=SHAPE_SIZE_LIMIT)
     return onnxscript.optimizer.optimize(model)
 
 
@@ -227,6 +233,7 @@ def export_onnx(
     precision: str = "fp32",
     mode: str = "static",
     fold_bn: bool = True,
+    compact_scales: bool = False,
     keep_io_types: bool = True,
     progress: bool = False,
     verbose: bool = False,
@@ -240,14 +247,21 @@ def export_onnx(
     ``mode="plugin"`` hands the graph to :mod:`exporter.passes.plugin_mode` (TensorRT plugin
     nodes). ``fold_bn`` folds BatchNorm into the convs (without it the BatchNorms after rectified
     convs stay; plain ``Conv -> BatchNormalization`` pairs are fused by the final clean-up
-    anyway). The model is exported in eval mode and left in the mode it came in. ``progress``
-    prints each step with its time to stderr; ``verbose`` also shows the dynamo exporter's own
-    output and the summary.
+    anyway). ``compact_scales`` stores each scale as row and column factors multiplied in the
+    graph (``Ho + Wo`` numbers instead of ``Ho * Wo``; ONNX Runtime and TensorRT fold the product at
+    load time), for static H/W and ``mode="static"`` only. The model is exported in eval mode and
+    left in the mode it came in. ``progress`` prints each step with its time to stderr;
+    ``verbose`` also shows the dynamo exporter's own output and the summary.
     Raises :class:`ExportError` (a ``ValueError``) for settings or models it cannot export.
     """
     start = time.perf_counter()
     path = Path(path)
     _check_settings(example_input, path, opset, precision, mode)
+    if compact_scales and (dynamic_hw or mode != "static"):
+        raise ExportError(
+            "compact_scales needs scale constants, which only a static-H/W export in mode='static' has; "
+            "drop --compact-scales or --dynamic-hw/--mode plugin"
+        )
 
     def step(message: str) -> None:
         if progress or verbose:
@@ -286,13 +300,15 @@ def export_onnx(
     if mode == "plugin":
         step("rewriting rectified convs as TensorRT plugin nodes")
         _plugin_mode(graph)
+    if compact_scales:
+        compact_scale_constants(graph)
     if precision == "fp16":
         step("converting to fp16")
         convert_to_fp16(graph, keep_io_types=keep_io_types)
     _rename_dims(graph, _dim_names(graph))
 
     step("tidying (onnxscript optimizer), shape inference, writing and checking")
-    out = _tidy(gs.export_onnx(graph))
+    out = _tidy(gs.export_onnx(graph), keep_small_constants=compact_scales)
     out.producer_name, out.producer_version = "rfconv-deploy", _version()
     try:
         out = onnx.shape_inference.infer_shapes(out, check_type=True, strict_mode=True, data_prop=True)
@@ -302,11 +318,11 @@ def export_onnx(
     onnx.checker.check_model(str(path), full_check=True)
 
     nodes = Counter(node.op_type for node in out.graph.node)
-    scales = {m.scale.name for m in rectified if isinstance(m.scale, gs.Constant)}
+    scales = set() if dynamic_hw else {m.scale.name for m in find_rectified_convs(graph)}
     report = ExportReport(
         path=path,
         nodes_by_type=dict(nodes),
-        rectified_convs=len(rectified),
+        rectified_convs=len(rectified),  # counted before plugin mode replaces them
         distinct_scales=len(scales),
         batchnorms_left=nodes.get("BatchNormalization", 0),
         file_bytes=path.stat().st_size + _external_bytes(path),
@@ -379,7 +395,7 @@ def _export_command(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")  # the notices are part of the printed summary
         report = export_onnx(
             model, example, args.output, dynamic_batch=args.dynamic_batch, dynamic_hw=args.dynamic_hw,
-            opset=args.opset, precision=args.precision, mode=args.mode,
+            opset=args.opset, precision=args.precision, mode=args.mode, compact_scales=args.compact_scales,
             progress=large or args.verbose, verbose=args.verbose,
         )
     print(report.summary())
@@ -406,6 +422,8 @@ def add_subcommand(sub) -> None:
                    help="fp16: fp16 weights and activations, fp32 inputs/outputs")
     p.add_argument("--no-rectify", action="store_true", help="registry models: export the plain baseline")
     p.add_argument("--average-mode", action="store_true", help="registry models: average-mode rectification")
+    p.add_argument("--compact-scales", action="store_true",
+                   help="store scales as row x column factors (smaller file; folded again at load time)")
     p.add_argument("--mode", choices=MODES, default="static",
                    help="static: Conv -> Mul(scale) (default); plugin: TensorRT plugin nodes")
     p.add_argument("-v", "--verbose", action="store_true", help="print each step and the exporter's output")

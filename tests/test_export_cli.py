@@ -58,6 +58,8 @@ def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     code = main(["export", FACTORY, "-o", str(tmp_path / "m.onnx"), "--no-rectify"])
     assert code == 2 and "registry models" in capsys.readouterr().err
+    code = main(["export", FACTORY, "-o", str(tmp_path / "m.onnx"), "--compact-scales", "--dynamic-hw"])
+    assert code == 2 and "compact_scales needs scale constants" in capsys.readouterr().err
 
 
 def test_parse_input_shape():

@@ -174,3 +174,26 @@ def test_without_bn_folding_the_batchnorms_stay_and_training_mode_is_restored(tm
     assert report.batchnorms_left == 5 and report.rectified_convs == 7
     x = torch.randn(1, 3, *SIZE)
     assert rel_err(ort_session(path).run(None, {"input": x.numpy()})[0], torch_out(model.eval(), x)) <= 1e-5
+
+
+def test_compact_scales_store_row_and_column_factors(model, static_export, tmp_path):
+    path = tmp_path / "compact.onnx"
+    report = export_onnx(model, torch.randn(1, 3, *SIZE), path, compact_scales=True)
+    assert report.rectified_convs == 7 and report.distinct_scales == 6
+    graph = gs.import_onnx(onnx.load(path))
+    for match in find_rectified_convs(graph):
+        outer = match.scale.inputs[0]
+        assert outer.op == "Mul" and all(isinstance(t, gs.Constant) for t in outer.inputs)
+        assert sorted(t.values.shape.count(1) for t in outer.inputs) == [3, 3]  # [1, 1, Ho, 1] and [1, 1, 1, Wo]
+    full = sum(t.values.size for t in static_graph_scales(static_export[0]))
+    compact = sum(t.values.size for n in graph.nodes if n.name.endswith("_outer") for t in n.inputs)
+    assert compact < full / 2
+    x = torch.randn(2, 3, *SIZE)
+    assert rel_err(ort_session(path).run(None, {"input": x.numpy()})[0], torch_out(model, x)) <= 1e-5
+    with pytest.raises(ValueError, match="compact_scales needs scale constants"):
+        export_onnx(model, torch.randn(1, 3, *SIZE), path, compact_scales=True, dynamic_hw=True)
+
+
+def static_graph_scales(path):
+    graph = gs.import_onnx(onnx.load(path))
+    return {id(m.scale): m.scale for m in find_rectified_convs(graph)}.values()
