@@ -37,6 +37,11 @@ class TensorSpec:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
+def leading_dims_dynamic(specs: list[TensorSpec]) -> bool:
+    """True when every tensor has a first dimension of any size: the model can run stacked batches."""
+    return all(spec.shape and spec.shape[0] == -1 for spec in specs)
+
+
 def select_providers(preference: str = "auto", available: list[str] | None = None) -> list[str]:
     """Execution providers to create the session with, best first.
 
@@ -104,7 +109,7 @@ class OrtModel:
     @property
     def batchable(self) -> bool:
         """True when every input and output has a leading dimension of any size (the batch)."""
-        return all(spec.shape and spec.shape[0] == -1 for spec in self.inputs + self.outputs)
+        return leading_dims_dynamic(self.inputs + self.outputs)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once on host arrays; returns host arrays keyed by output name, in graph order."""
