@@ -58,6 +58,7 @@ class InferenceService:
             stack=model.batchable,
         )
         self.ready = True
+        self.in_flight = 0  # requests accepted and not yet answered (event-loop thread only)
 
     def describe(self) -> str:
         """One line for the start banner: providers and batching."""
@@ -88,6 +89,13 @@ class InferenceService:
 
     async def infer(self, body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
         """Answer one infer request body: response body and its JSON header length (None: all JSON)."""
+        self.in_flight += 1
+        try:
+            return await self._infer(body, header_length)
+        finally:
+            self.in_flight -= 1
+
+    async def _infer(self, body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
         request = decode_request(body, parse_header_length(header_length, len(body)))
         feeds = check_inputs(
             request.inputs,
