@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 
 import numpy as np
 import onnx
@@ -16,7 +14,6 @@ from exporter.serving.protocol import (
     RequestedOutput,
     RequestError,
     decode_request,
-    decompress_body,
     encode_response,
     parse_header_length,
 )
@@ -165,19 +162,6 @@ def test_binary_sections_must_add_up(declared, payload, message):
 def test_header_length_is_checked(value, message):
     with pytest.raises(RequestError, match=message):
         parse_header_length(value, 10)
-
-
-def test_decompress_body():
-    raw = b"x" * 1000
-    assert decompress_body(gzip.compress(raw), "gzip", 2000) == raw
-    assert decompress_body(zlib.compress(raw), "deflate", 2000) == raw
-    with pytest.raises(RequestError) as caught:
-        decompress_body(gzip.compress(raw), "gzip", 999)
-    assert caught.value.status == 413
-    with pytest.raises(RequestError, match="br"):
-        decompress_body(raw, "br", 2000)
-    with pytest.raises(RequestError, match="not valid gzip"):
-        decompress_body(raw, "gzip", 2000)
 
 
 SPECS = [TensorSpec("image", "FP32", (-1, 3, 4, 4)), TensorSpec("scale", "FP32", (-1, 1))]

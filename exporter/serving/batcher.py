@@ -158,6 +158,7 @@ class DynamicBatcher:
         ]
 
     def _execute(self, batch: list[_Job]) -> None:
+        # Counted before the futures resolve, so stats read after an answer include its run.
         batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
         if not batch:
             return
@@ -165,22 +166,25 @@ class DynamicBatcher:
             results = self._run_stacked(batch)
         except Exception as err:  # noqa: BLE001 - any model error belongs to the requests' futures
             if len(batch) == 1:
-                batch[0].future.set_exception(err)
                 self._count([batch[0].rows])
+                batch[0].future.set_exception(err)
                 return
             for job in batch:
                 self._run_alone(job)
             return
+        self._count([job.rows for job in batch])
         for job, result in zip(batch, results, strict=True):
             job.future.set_result(result)
-        self._count([job.rows for job in batch])
 
     def _run_alone(self, job: _Job) -> None:
         try:
-            job.future.set_result(self._run(job.feeds))
+            result = self._run(job.feeds)
         except Exception as err:  # noqa: BLE001 - the error goes to this request's future
+            self._count([job.rows])
             job.future.set_exception(err)
+            return
         self._count([job.rows])
+        job.future.set_result(result)
 
     def _count(self, rows: list[int]) -> None:
         with self._cond:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,23 +69,6 @@ def parse_header_length(value: str | None, body_size: int) -> int | None:
     if not 0 < length <= body_size:
         raise RequestError(f"{HEADER_LENGTH} is {length} but the body has {body_size} bytes")
     return length
-
-
-def decompress_body(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """Undo ``Content-Encoding: gzip|deflate`` (as ``tritonclient`` sends it), at most ``limit`` bytes out."""
-    if encoding in (None, "", "identity"):
-        return body
-    windows = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-    if encoding not in windows:
-        raise RequestError(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none", 415)
-    inflater = zlib.decompressobj(windows[encoding])
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as err:
-        raise RequestError(f"request body is not valid {encoding} data: {err}") from None
-    if len(out) > limit:
-        raise RequestError(f"decompressed request body exceeds the {limit}-byte limit", 413)
-    return out
 
 
 def _load_json(data: bytes) -> dict:

@@ -29,7 +29,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .. import __version__
-from .protocol import BINARY_EXTENSION, HEADER_LENGTH, RequestError, decompress_body, error_body
+from .protocol import BINARY_EXTENSION, HEADER_LENGTH, RequestError, error_body
 from .service import InferenceService, ServeConfig
 from .session import OrtModel, select_providers
 
@@ -64,6 +64,7 @@ async def _errors_as_json(request: web.Request, handler) -> web.StreamResponse:
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, decompressed by aiohttp when ``Content-Encoding`` is gzip or deflate."""
     too_big = RequestError(
         f"request body is larger than this server's limit of {limit} bytes (--max-body-mb)", 413
     )
@@ -73,7 +74,9 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_big from None
-    return decompress_body(body, request.headers.get("Content-Encoding"), limit)
+    if len(body) > limit:
+        raise too_big
+    return body
 
 
 def build_app(service: InferenceService) -> web.Application:
