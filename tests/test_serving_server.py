@@ -22,11 +22,11 @@ import numpy as np
 import onnxruntime
 import pytest
 import tritonclient.http as triton_http
-from serving_models import IMAGE_SHAPE, tiny_models
 from tritonclient.utils import InferenceServerException
 
 from exporter.serving.server import BackgroundServer, load_service
 from exporter.serving.service import ServeConfig
+from tests.serving_models import IMAGE_SHAPE, tiny_models
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 30.0

@@ -6,9 +6,9 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from serving_models import IMAGE_SHAPE, tiny_models
 
 from exporter.serving.session import CPU_EP, CUDA_EP, TENSORRT_EP, OrtModel, TensorSpec, select_providers
+from tests.serving_models import IMAGE_SHAPE, tiny_models
 
 
 def test_specs_and_batchability():

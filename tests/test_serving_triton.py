@@ -13,11 +13,11 @@ import onnx
 import onnxruntime
 import pytest
 from google.protobuf import text_format
-from serving_models import IMAGE_SHAPE, tiny_models
 from tritonclient.grpc import model_config_pb2
 
 from exporter.cli import main
 from exporter.serving.triton_repo import read_config, write_repository
+from tests.serving_models import IMAGE_SHAPE, tiny_models
 
 ORT_TO_TRITON = {"tensor(float)": model_config_pb2.TYPE_FP32}
 
