@@ -310,3 +310,15 @@ def test_cli_serve_reports_a_missing_model_in_one_line(tmp_path):
     missing = tmp_path / "none.onnx"
     expected = f"rfconv-deploy serve: error: ONNX model {missing} does not exist"
     assert done.stderr.strip().splitlines() == [expected]
+
+
+def test_example_client_against_the_server(server):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "deploy_examples" / "client.py"), "--url", server.url, "--model", "tiny",
+         "--batch", "3"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tiny: input [3, 3, 16, 16] -> logits [3, 10]" in done.stdout
+    assert done.stdout.count("top class") == 3
