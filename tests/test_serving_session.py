@@ -7,7 +7,16 @@ import onnxruntime
 import pytest
 import torch
 
-from exporter.serving.session import CPU_EP, CUDA_EP, TENSORRT_EP, OrtModel, TensorSpec, select_providers
+from exporter.serving.model_io import onnx_io
+from exporter.serving.session import (
+    CPU_EP,
+    CUDA_EP,
+    TENSORRT_EP,
+    OrtModel,
+    TensorSpec,
+    select_providers,
+    tensorrt_ep_options,
+)
 from tests.serving_models import IMAGE_SHAPE, tiny_models
 
 
@@ -48,10 +57,32 @@ def test_provider_preference_order():
     assert set(select_providers()) <= set(onnxruntime.get_available_providers())
 
 
-def test_bad_model_files(tmp_path):
+def test_graph_io_agrees_with_the_session():
+    for path in (tiny_models().dynamic, tiny_models().fixed):
+        session = OrtModel(path, [CPU_EP])
+        assert onnx_io(path) == (session.inputs, session.outputs)
+
+
+def test_tensorrt_profile_covers_batch_1_to_max():
+    specs = [TensorSpec("input", "FP32", (-1, 3, 224, 224)), TensorSpec("scale", "FP32", (-1, 1))]
+    options = tensorrt_ep_options(specs, 8)
+    assert options == {
+        "trt_profile_min_shapes": "input:1x3x224x224,scale:1x1",
+        "trt_profile_opt_shapes": "input:8x3x224x224,scale:8x1",
+        "trt_profile_max_shapes": "input:8x3x224x224,scale:8x1",
+    }
+    assert tensorrt_ep_options([TensorSpec("input", "FP32", (-1, 3, -1, -1))], 8) == {}
+    assert tensorrt_ep_options([TensorSpec("input", "FP32", (1, 3, 8, 8))], 8) == {}
+    chosen = select_providers("auto", [TENSORRT_EP, CUDA_EP, CPU_EP], tensorrt_options=options)
+    assert chosen == [(TENSORRT_EP, options), CUDA_EP, CPU_EP]
+    assert select_providers("auto", [CPU_EP], tensorrt_options=options) == [CPU_EP]
+
+
+@pytest.mark.parametrize("reader", [OrtModel, onnx_io], ids=["session", "graph"])
+def test_bad_model_files(tmp_path, reader):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        OrtModel(tmp_path / "missing.onnx")
+        reader(tmp_path / "missing.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf")
     with pytest.raises(ValueError, match="junk.onnx"):
-        OrtModel(junk)
+        reader(junk)

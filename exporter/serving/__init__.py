@@ -4,6 +4,7 @@ One job per module:
 
 * :mod:`.datatypes`   KServe v2 / ONNX / Triton type names and their numpy dtypes.
 * :mod:`.protocol`    decode infer requests and encode responses (JSON and the binary tensor extension).
+* :mod:`.model_io`    an ONNX file's inputs and outputs, read from the graph without a session.
 * :mod:`.session`     the ONNX Runtime session: provider choice (TensorRT EP, CUDA EP, CPU), IO binding.
 * :mod:`.validate`    check a decoded request against the model's inputs before it is queued.
 * :mod:`.batcher`     dynamic batching: stack requests within a window, run once, split back.

@@ -29,9 +29,10 @@ from pathlib import Path
 from aiohttp import web
 
 from .. import __version__
+from .model_io import onnx_io
 from .protocol import BINARY_EXTENSION, HEADER_LENGTH, RequestError, error_body
 from .service import InferenceService, ServeConfig
-from .session import OrtModel, select_providers
+from .session import OrtModel, select_providers, tensorrt_ep_options
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +214,13 @@ class BackgroundServer:
 
 
 def load_service(model_path: str | Path, config: ServeConfig, provider: str = "auto") -> InferenceService:
-    """Load the ONNX model with the best providers and wrap it in a service."""
-    return InferenceService(OrtModel(model_path, select_providers(provider)), config)
+    """Load the ONNX model with the best providers and wrap it in a service.
+
+    The TensorRT EP, when used, gets an optimization profile for batches of 1 to ``config.max_batch``.
+    """
+    inputs, _ = onnx_io(model_path)
+    providers = select_providers(provider, tensorrt_options=tensorrt_ep_options(inputs, config.max_batch))
+    return InferenceService(OrtModel(model_path, providers), config)
 
 
 def serve_forever(service: InferenceService, host: str, port: int) -> None:

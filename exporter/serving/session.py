@@ -42,28 +42,57 @@ def leading_dims_dynamic(specs: list[TensorSpec]) -> bool:
     return all(spec.shape and spec.shape[0] == -1 for spec in specs)
 
 
-def select_providers(preference: str = "auto", available: list[str] | None = None) -> list[str]:
+def tensorrt_ep_options(inputs: list[TensorSpec], max_batch: int) -> dict[str, str]:
+    """TensorRT EP options: one optimization profile for batches of 1 to ``max_batch`` rows.
+
+    Without it the EP rebuilds its engine whenever a batch larger than any seen before arrives,
+    which under dynamic batching means engine builds while serving. Only set when every input has
+    a dynamic batch and fixed other dims (``name:1x3x224x224`` strings); otherwise empty.
+    """
+    if not leading_dims_dynamic(inputs) or any(d < 1 for spec in inputs for d in spec.shape[1:]):
+        return {}
+
+    def shapes(rows: int) -> str:
+        return ",".join(f"{s.name}:{'x'.join(str(d) for d in (rows, *s.shape[1:]))}" for s in inputs)
+
+    return {
+        "trt_profile_min_shapes": shapes(1),
+        "trt_profile_opt_shapes": shapes(max_batch),
+        "trt_profile_max_shapes": shapes(max_batch),
+    }
+
+
+def select_providers(
+    preference: str = "auto",
+    available: list[str] | None = None,
+    tensorrt_options: dict[str, str] | None = None,
+) -> list:
     """Execution providers to create the session with, best first.
 
     ``preference`` is ``"auto"`` (every available one of TensorRT EP, CUDA EP, CPU, in that order)
     or one of ``tensorrt``, ``cuda``, ``cpu`` (that one, then CPU as the fallback for the nodes it
-    cannot run). ``available`` defaults to ``onnxruntime.get_available_providers()``.
+    cannot run). ``available`` defaults to ``onnxruntime.get_available_providers()``. With
+    ``tensorrt_options`` the TensorRT EP entry becomes ``(name, options)``, as ONNX Runtime takes it.
     """
     if available is None:
         import onnxruntime
 
         available = onnxruntime.get_available_providers()
     if preference == "auto":
-        return [p for p in PROVIDER_PREFERENCE if p in available]
-    if preference not in PROVIDER_ALIASES:
+        chosen = [p for p in PROVIDER_PREFERENCE if p in available]
+    elif preference not in PROVIDER_ALIASES:
         raise ValueError(f"provider {preference!r} is not one of auto, {', '.join(PROVIDER_ALIASES)}")
-    wanted = PROVIDER_ALIASES[preference]
-    if wanted not in available:
-        raise RuntimeError(
-            f"ONNX Runtime here has no {wanted} (available: {', '.join(available)}); "
-            "install onnxruntime-gpu for the CUDA and TensorRT providers, or use --provider auto"
-        )
-    return [wanted] if wanted == CPU_EP else [wanted, CPU_EP]
+    else:
+        wanted = PROVIDER_ALIASES[preference]
+        if wanted not in available:
+            raise RuntimeError(
+                f"ONNX Runtime here has no {wanted} (available: {', '.join(available)}); "
+                "install onnxruntime-gpu for the CUDA and TensorRT providers, or use --provider auto"
+            )
+        chosen = [wanted] if wanted == CPU_EP else [wanted, CPU_EP]
+    if tensorrt_options:
+        return [(p, tensorrt_options) if p == TENSORRT_EP else p for p in chosen]
+    return chosen
 
 
 def _spec(node_arg) -> TensorSpec:
@@ -81,7 +110,7 @@ class OrtModel:
     def __init__(
         self,
         path: str | Path,
-        providers: list[str] | None = None,
+        providers: list | None = None,
         *,
         io_binding: bool | None = None,
         intra_op_threads: int = 0,

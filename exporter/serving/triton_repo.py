@@ -22,7 +22,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .datatypes import kserve_from_onnx, triton_type
+from .datatypes import triton_type
+from .model_io import onnx_io
 from .session import TensorSpec, leading_dims_dynamic
 
 ONNX_SUFFIXES = (".onnx",)
@@ -41,27 +42,6 @@ def model_config_pb2():
             "pip install 'tritonclient[grpc]'"
         ) from None
     return model_config_pb2
-
-
-def _onnx_spec(value_info) -> TensorSpec:
-    tensor = value_info.type.tensor_type
-    if not tensor.HasField("shape"):
-        raise ValueError(f"ONNX tensor '{value_info.name}' has no shape; Triton needs its rank")
-    dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
-    return TensorSpec(value_info.name, kserve_from_onnx(tensor.elem_type), dims)
-
-
-def onnx_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Graph inputs (initializers excluded) and outputs of an ONNX model, ``-1`` for symbolic dims."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
-        raise ValueError(f"{path} is not a readable ONNX model: {err}") from None
-    weights = {t.name for t in model.graph.initializer}
-    inputs = [_onnx_spec(v) for v in model.graph.input if v.name not in weights]
-    return inputs, [_onnx_spec(v) for v in model.graph.output]
 
 
 def _external_data_files(path: Path) -> list[str]:
