@@ -46,6 +46,17 @@ def export_model(name: str, size: int, path: Path) -> None:
     )
 
 
+def process_cpu_s(pid: int | None = None) -> float | None:
+    """CPU seconds (user + system) used so far by process ``pid`` (this one when None); None off Linux."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -90,17 +101,21 @@ class ServerProcess:
 def in_process_block(model, images: np.ndarray, batch: int) -> dict:
     """Run ``images`` through ``model`` in batches of ``batch``: per-call latencies and images/s."""
     latencies = []
-    start = time.perf_counter()
+    cpu, start = process_cpu_s(), time.perf_counter()
     for first in range(0, len(images) - batch + 1, batch):
         t0 = time.perf_counter()
         model.run({"input": images[first:first + batch]})
         latencies.append(time.perf_counter() - t0)
     wall = time.perf_counter() - start
-    return {"latencies": latencies, "throughput": len(latencies) * batch / wall}
+    count = len(latencies) * batch
+    return {"latencies": latencies, "throughput": count / wall, "cpu_per_image": (process_cpu_s() - cpu) / count}
 
 
-def server_block(url: str, images: np.ndarray, clients: int) -> dict:
-    """Send each image as one request from ``clients`` threads: per-request latencies and images/s."""
+def server_block(url: str, images: np.ndarray, clients: int, server_pid: int) -> dict:
+    """Send each image as one request from ``clients`` threads: per-request latencies and images/s.
+
+    Also the CPU time per image of the server process and of this (client) process.
+    """
     import tritonclient.http as triton_http
 
     local = threading.local()
@@ -114,11 +129,14 @@ def server_block(url: str, images: np.ndarray, clients: int) -> dict:
         result = local.client.infer("bench", [tensor])
         return time.perf_counter() - t0, result.as_numpy("logits")
 
-    start = time.perf_counter()
+    server_cpu, client_cpu, start = process_cpu_s(server_pid), process_cpu_s(), time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         answers = list(pool.map(send, range(len(images)), timeout=REQUEST_TIMEOUT_S * 2))
     wall = time.perf_counter() - start
+    server_used = process_cpu_s(server_pid)
     return {"latencies": [a[0] for a in answers], "throughput": len(images) / wall,
+            "cpu_per_image": None if server_cpu is None else (server_used - server_cpu) / len(images),
+            "client_cpu_per_image": (process_cpu_s() - client_cpu) / len(images),
             "logits": np.concatenate([a[1] for a in answers])}
 
 
@@ -135,7 +153,7 @@ def run(model_name: str, size: int, requests: int, clients: int, blocks: int, ba
     try:
         warm = min(len(images), 2 * batch)
         in_process_block(local_model, images[:warm], batch)
-        check = server_block(server.url, images[:warm], clients)["logits"]
+        check = server_block(server.url, images[:warm], clients, server.process.pid)["logits"]
         expected = local_model.run({"input": images[:warm]})["logits"]
         max_error = float(np.abs(check - expected).max())
         local, served = [], []
@@ -145,13 +163,18 @@ def run(model_name: str, size: int, requests: int, clients: int, blocks: int, ba
                 if which == "local":
                     local.append(in_process_block(local_model, images, batch))
                 else:
-                    served.append(server_block(server.url, images, clients))
+                    served.append(server_block(server.url, images, clients, server.process.pid))
     finally:
         server.close()
         workdir.cleanup()
     ratios = [s["throughput"] / b["throughput"] for s, b in zip(served, local, strict=True)]
     local_lat = [t for b in local for t in b["latencies"]]
     server_lat = [t for b in served for t in b["latencies"]]
+
+    def median_ms(blocks_run, key):
+        values = [b[key] for b in blocks_run if b[key] is not None]
+        return statistics.median(values) * 1e3 if values else None
+
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
         "model": model_name, "size": size, "requests_per_block": requests, "clients": clients,
@@ -159,9 +182,12 @@ def run(model_name: str, size: int, requests: int, clients: int, blocks: int, ba
         "providers": local_model.providers,
         "max_abs_error_vs_in_process": max_error,
         "in_process": {"p50_ms": percentile(local_lat, 50) * 1e3, "p99_ms": percentile(local_lat, 99) * 1e3,
-                       "images_per_s": statistics.median(b["throughput"] for b in local)},
+                       "images_per_s": statistics.median(b["throughput"] for b in local),
+                       "cpu_ms_per_image": median_ms(local, "cpu_per_image")},
         "server": {"p50_ms": percentile(server_lat, 50) * 1e3, "p99_ms": percentile(server_lat, 99) * 1e3,
-                   "images_per_s": statistics.median(s["throughput"] for s in served)},
+                   "images_per_s": statistics.median(s["throughput"] for s in served),
+                   "cpu_ms_per_image": median_ms(served, "cpu_per_image"),
+                   "client_cpu_ms_per_image": median_ms(served, "client_cpu_per_image")},
         "ratios": ratios,
         "ratio": statistics.median(ratios),
         "target": TARGET_RATIO,
@@ -186,6 +212,9 @@ def main(argv=None) -> int:
           f"p99 {r['in_process']['p99_ms']:8.1f} ms/batch  {r['in_process']['images_per_s']:8.1f} images/s")
     print(f"  server, batching <= {r['batch']:<3} p50 {r['server']['p50_ms']:8.1f} ms/request "
           f"p99 {r['server']['p99_ms']:8.1f} ms/request {r['server']['images_per_s']:8.1f} images/s")
+    if r["server"]["cpu_ms_per_image"] is not None:
+        print(f"  CPU per image: in-process {r['in_process']['cpu_ms_per_image']:.1f} ms, server process "
+              f"{r['server']['cpu_ms_per_image']:.1f} ms, clients {r['server']['client_cpu_ms_per_image']:.1f} ms")
     spread = ", ".join(f"{x:.2f}" for x in r["ratios"])
     verdict = "meets" if r["ratio"] >= TARGET_RATIO else "misses"
     print(f"  server/in-process throughput = {r['ratio']:.2f} (blocks: {spread}); {verdict} the "
