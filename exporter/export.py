@@ -77,9 +77,9 @@ class ExportReport:
             f"wrote {self.path} ({self.file_bytes / 1e6:.2f} MB, opset {self.opset}, {self.precision}, "
             f"{self.mode} export) in {self.seconds:.1f} s",
             f"  input {self.input_shape} -> output {outputs}",
-            f"  rectified convs: {self.rectified_convs} "
-            f"({self.distinct_scales} distinct scale constants; 0 when H/W are dynamic), "
-            f"BatchNormalization left: {self.batchnorms_left}",
+            f"  rectified convs: {self.rectified_convs}"
+            + (f" ({self.distinct_scales} distinct scale constants)" if self.distinct_scales else "")
+            + f", BatchNormalization left: {self.batchnorms_left}",
             f"  nodes ({sum(self.nodes_by_type.values())}): {nodes}",
         ]
         lines += [f"  notice: {n}" for n in self.notices]
