@@ -10,6 +10,9 @@ file); ``PROBES`` deliberately do not, and only measure what a layout costs:
 * ``scale_after_relu``: ``relu(s * z + c) = s * relu(z + c / s)`` for ``s > 0``:
   ``Conv -> Add(c / s) -> Relu -> Mul(s)``, the shift ``c / s`` ([1, C, Ho, Wo]) computed in the
   graph from the two small constants, so the file does not grow.
+* ``border_slices``: only the border rows and columns, where the factor is not 1, are
+  multiplied: ``Slice`` the conv output into border strips and interior, ``Mul`` the strips,
+  ``Concat`` the pieces back (sum mode, where the interior factor is exactly 1).
 * probe ``mul_only``: the shift goes into the conv bias and the ``Relu`` is fused, so only the
   ``Mul`` stays outside the conv (wrong at the border: it is the floor of any graph that keeps a
   separate multiply).
@@ -66,6 +69,57 @@ def scale_after_relu(graph: gs.Graph) -> gs.Graph:
     return graph.cleanup().toposort()
 
 
+def _runs(factor: np.ndarray) -> tuple[int, int]:
+    """How many leading and trailing entries of a 1-D factor differ from 1."""
+    inner = np.flatnonzero(factor == 1.0)
+    if inner.size == 0:
+        raise ValueError("border_slices needs a factor that is 1 in the interior (sum mode)")
+    return int(inner[0]), int(factor.size - 1 - inner[-1])
+
+
+def _slice(graph: gs.Graph, tensor: gs.Tensor, start: int, end: int, axis: int, tag: str) -> gs.Variable:
+    out = gs.Variable(f"{tensor.name}.{tag}", np.float32)
+    ints = [gs.Constant(f"{out.name}.{k}", np.array([v], np.int64)) for k, v in (("s", start), ("e", end), ("a", axis))]
+    graph.nodes.append(gs.Node("Slice", inputs=[tensor, *ints], outputs=[out]))
+    return out
+
+
+def _scaled(graph: gs.Graph, tensor: gs.Tensor, factor: np.ndarray, tag: str) -> gs.Variable:
+    out = gs.Variable(f"{tensor.name}.{tag}", np.float32)
+    graph.nodes.append(gs.Node("Mul", inputs=[tensor, gs.Constant(f"{out.name}.f", factor.astype(np.float32))],
+                               outputs=[out]))
+    return out
+
+
+def border_slices(graph: gs.Graph) -> gs.Graph:
+    for match in find_rectified_convs(graph):
+        table = match.scale.values[0, 0]
+        ho, wo = table.shape
+        top, bottom = _runs(table[:, table.shape[1] // 2])
+        left, right = _runs(table[table.shape[0] // 2, :])
+        y, out = match.conv.outputs[0], match.mul.outputs[0]
+        match.mul.outputs.clear()
+        rows, middle = [], _slice(graph, y, top, ho - bottom, 2, "mid")
+        if top:
+            rows.append(_scaled(graph, _slice(graph, y, 0, top, 2, "top"), table[None, None, :top], "top_s"))
+        columns = []
+        if left:
+            piece = _slice(graph, middle, 0, left, 3, "left")
+            columns.append(_scaled(graph, piece, table[None, None, top:ho - bottom, :left], "left_s"))
+        columns.append(_slice(graph, middle, left, wo - right, 3, "centre"))
+        if right:
+            piece = _slice(graph, middle, wo - right, wo, 3, "right")
+            columns.append(_scaled(graph, piece, table[None, None, top:ho - bottom, wo - right:], "right_s"))
+        joined = gs.Variable(f"{y.name}.cols", np.float32)
+        graph.nodes.append(gs.Node("Concat", attrs={"axis": 3}, inputs=columns, outputs=[joined]))
+        rows.append(joined)
+        if bottom:
+            piece = _slice(graph, y, ho - bottom, ho, 2, "bottom")
+            rows.append(_scaled(graph, piece, table[None, None, ho - bottom:], "bottom_s"))
+        graph.nodes.append(gs.Node("Concat", attrs={"axis": 2}, inputs=rows, outputs=[out]))
+    return graph.cleanup().toposort()
+
+
 def mul_only(graph: gs.Graph) -> gs.Graph:
     for match, add, relu in list(_chain(graph)):
         conv, shift = match.conv, _shift(add).values.reshape(-1)
@@ -92,5 +146,6 @@ def no_mul(graph: gs.Graph) -> gs.Graph:
     return graph.cleanup().toposort()
 
 
-CORRECT = {"shift_as_depthwise": shift_as_depthwise, "scale_after_relu": scale_after_relu}
+CORRECT = {"shift_as_depthwise": shift_as_depthwise, "scale_after_relu": scale_after_relu,
+           "border_slices": border_slices}
 PROBES = {"mul_only": mul_only, "no_mul": no_mul}

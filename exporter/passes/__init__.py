@@ -10,7 +10,11 @@ Static spatial size, in the order :func:`exporter.export.export_onnx` runs them:
 4. :mod:`.dedupe` — identical scale constants are stored once.
 5. :mod:`.fold_bn` — ``BatchNormalization`` after ``Conv`` or after ``Conv -> Mul(scale)`` goes
    into the conv weights and bias plus a per-channel ``Add``.
-6. :mod:`.fp16` — optional: weights and activations in float16.
+6. ``plugin_mode`` (another branch's module, ``mode="plugin"``) — TensorRT plugin nodes.
+7. :mod:`.compact_scales` — optional: scales stored as row x column factors.
+8. :mod:`.fp16` — optional: weights and activations in float16.
 
-:mod:`.rectified` finds the ``Conv -> Mul(scale)`` pattern that all of them work on.
+A dynamic-H/W export runs 1, 2 and 5 to 8: its factors stay computed in the graph.
+:mod:`.rectified` finds the ``Conv -> Mul(scale)`` pattern that all of them work on. After them
+:func:`exporter.export.export_onnx` runs the onnxscript optimizer for generic clean-up.
 """
