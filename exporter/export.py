@@ -170,7 +170,8 @@ def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset,
     return program.model_proto
 
 
-def _plugin_mode(graph: gs.Graph) -> None:
+def _plugin_pass():
+    """The ``plugin_mode`` pass module (imported lazily: it lives with the TensorRT plugin)."""
     try:
         from .passes import plugin_mode
     except ImportError:
@@ -178,7 +179,7 @@ def _plugin_mode(graph: gs.Graph) -> None:
             "mode='plugin' needs exporter.passes.plugin_mode, which this installation does not have "
             "yet; export with mode='static' (the default)"
         ) from None
-    plugin_mode.apply(graph)
+    return plugin_mode
 
 
 def _rename_dims(graph: gs.Graph, names: dict[str, str]) -> None:
@@ -257,6 +258,7 @@ def export_onnx(
     start = time.perf_counter()
     path = Path(path)
     _check_settings(example_input, path, opset, precision, mode)
+    plugin_pass = _plugin_pass() if mode == "plugin" else None
     if compact_scales and (dynamic_hw or mode != "static"):
         raise ExportError(
             "compact_scales needs scale constants, which only a static-H/W export in mode='static' has; "
@@ -297,9 +299,9 @@ def export_onnx(
     if fold_bn:
         step("folding BatchNormalization into the convs")
         fold_batchnorm(graph)
-    if mode == "plugin":
+    if plugin_pass is not None:
         step("rewriting rectified convs as TensorRT plugin nodes")
-        _plugin_mode(graph)
+        plugin_pass.apply(graph)
     if compact_scales:
         compact_scale_constants(graph)
     if precision == "fp16":
