@@ -408,7 +408,8 @@ def add_subcommand(sub) -> None:
     """Register ``rfconv-deploy export``."""
     p = sub.add_parser(
         "export", help="export a model to ONNX (rectified convs as Conv -> Mul(scale))",
-        description=__doc__.splitlines()[0],
+        description="Export a model to ONNX: each rectified conv becomes Conv -> Mul(scale [1,1,Ho,Wo]), "
+        "BatchNorm is folded, and the file passes onnx.checker's full check and shape inference.",
     )
     p.add_argument("model", help="registry name (e.g. resnet50) or package.module:factory")
     p.add_argument("-o", "--output", required=True, type=Path, help="ONNX file to write")
