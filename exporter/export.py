@@ -163,8 +163,9 @@ def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset,
             f"cannot export {type(model).__name__}: the exporter failed to {stage} "
             f"({_first_line(err)}). Make forward() traceable by torch.export: tensor-only inputs "
             "and outputs, no Python branches on tensor values, no calls into non-PyTorch code; "
-            + ("if the failure is about a dynamic dimension, try without --dynamic-hw or with a "
-               "larger example input. " if dynamic_hw or dynamic_batch else "")
+            + ("if the failure is about a dynamic dimension, export with fewer dynamic dimensions "
+               "(dynamic_batch=False / --no-dynamic-batch, no --dynamic-hw) or a larger example input. "
+               if dynamic_hw or dynamic_batch else "")
             + "torch.export.export(model, (x,)) reproduces it with the full trace."
         ) from None
     return program.model_proto
