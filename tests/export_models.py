@@ -15,7 +15,7 @@ from torch import nn
 from exporter import RFConv2d
 
 
-def _randomize_batchnorm(model: nn.Module, seed: int) -> nn.Module:
+def randomize_batchnorm(model: nn.Module, seed: int) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for bn in model.modules():
@@ -41,13 +41,13 @@ def small_rf_net(seed: int = 0) -> nn.Sequential:
         RFConv2d(16, 16, 3, padding=1, average_mode=True), nn.BatchNorm2d(16), nn.ReLU(),
         RFConv2d(16, 8, 3, stride=2, padding=2, dilation=2),
     )
-    return _randomize_batchnorm(model, seed)
+    return randomize_batchnorm(model, seed)
 
 
 def plain_net() -> nn.Sequential:
     """A CNN without any rectified conv (1x1 convs only)."""
     torch.manual_seed(0)
-    return _randomize_batchnorm(nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU()), 0)
+    return randomize_batchnorm(nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU()), 0)
 
 
 def tiny_factory() -> nn.Module:
