@@ -13,6 +13,7 @@ from pathlib import Path
 
 BENCHMARKS = (
     "torch_overhead",  # issue 2: PyTorch CPU forward / forward+backward, RF vs plain ResNet-50
+    "rectify_kernel",  # issue 5: RFConvRectify CUDA kernel vs D2D copy and torch multiply (GPU only)
 )
 
 
