@@ -15,6 +15,8 @@ from . import __version__
 # Modules that own a subcommand, in the order the help lists them.
 SUBCOMMAND_MODULES = (
     "exporter.backends",  # info
+    "exporter.serving.server",  # serve
+    "exporter.serving.triton_repo",  # triton
     "exporter.engine",  # build
 )
 
