@@ -4,9 +4,15 @@ The network is strongly typed: precision comes from the ONNX tensor types (an fp
 an fp16 engine; TensorRT 11 has no FP16 builder flag). Dynamic input dimensions get one
 optimization profile from ``--min-shape/--opt-shape/--max-shape``. When the model holds
 ``RFConvRectify`` plugin nodes (``export --mode plugin``) or ``--plugin-lib`` is given, the plugin
-library is registered and serialized into the plan, so the plan deserializes on its own. A JSON
+library is registered and, by default, serialized into the plan. A JSON
 sidecar ``<plan>.json`` records the TensorRT version, GPU, shapes and precision. TensorRT is
 imported lazily: without it the command says so and exits non-zero.
+
+TensorRT embeds plugin libraries (``plugins_to_serialize``) in *version-compatible* plans only, so
+a plan with plugin nodes is built version compatible by default; deserialize it with
+``runtime.engine_host_code_allowed = True``. ``--no-embed-plugin`` builds a plain plan instead (no
+version-compatibility restrictions); the runtime must then load the library first
+(``plugins.load_library()``, trtexec ``--dynamicPlugins``, Triton ``--backend-config=tensorrt,plugins=``).
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ class BuildReport:
     outputs: list[dict]
     plugin_library: str | None
     plugin_nodes: int
+    plugin_embedded: bool
+    version_compatible: bool
     aliased_plugin_io: bool
     workspace_mb: int | None
     timing_cache: str | None
@@ -180,7 +188,7 @@ def _network_flags(trt) -> int:
 
 def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_shapes: str | None = None,
                  max_shapes: str | None = None, plugin_library=None, timing_cache=None,
-                 workspace_mb: int | None = None, aliased_plugin_io: bool = False,
+                 workspace_mb: int | None = None, aliased_plugin_io: bool = False, embed_plugin: bool = True,
                  verbose: bool = False) -> BuildReport:
     """Build a serialized TensorRT engine from ``onnx_path`` and write it to ``plan_path`` plus a sidecar.
 
@@ -188,6 +196,7 @@ def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_sha
     RFConvRectify library when the model has plugin nodes. ``timing_cache`` is read if it exists and
     written back after the build. ``workspace_mb`` caps TensorRT's workspace pool.
     ``aliased_plugin_io`` enables the preview feature that lets RFConvRectify work in place.
+    ``embed_plugin`` builds a version-compatible plan with the plugin library inside (when one is used).
     Raises RuntimeError (TensorRT missing, parse or build failure), ValueError (bad shapes),
     FileNotFoundError (missing ONNX file or plugin library).
     """
@@ -220,7 +229,9 @@ def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_sha
         for p in profiles:
             profile.set_shape(p.name, p.min, p.opt, p.max)
         config.add_optimization_profile(profile)
-    if library is not None:
+    embedded = library is not None and embed_plugin
+    if embedded:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
         config.plugins_to_serialize = [str(library)]
     if aliased_plugin_io:
         config.set_preview_feature(trt.PreviewFeature.ALIASED_PLUGIN_IO_10_03, True)
@@ -244,12 +255,16 @@ def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_sha
         inputs=[{"name": p.name, "min": list(p.min), "opt": list(p.opt), "max": list(p.max)} for p in profiles],
         outputs=[{"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)} for t in outputs],
         plugin_library=None if library is None else str(library), plugin_nodes=summary.plugin_nodes,
+        plugin_embedded=embedded, version_compatible=embedded,
         aliased_plugin_io=aliased_plugin_io, workspace_mb=workspace_mb,
         timing_cache=None if cache_path is None else str(cache_path), plan_bytes=plan_path.stat().st_size,
         build_seconds=time.perf_counter() - start,
     )
-    if library is not None:
-        report.notes.append("the plugin library is serialized into the plan (plugins_to_serialize)")
+    if embedded:
+        report.notes.append("version-compatible plan with the plugin library inside: deserialize with "
+                            "runtime.engine_host_code_allowed = True")
+    elif library is not None:
+        report.notes.append(f"load {library} (plugins.load_library) before deserializing this plan")
     sidecar_path(plan_path).write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report
 
@@ -263,13 +278,16 @@ def sidecar_path(plan_path) -> Path:
 def _build(args: argparse.Namespace) -> int:
     report = build_engine(args.onnx, args.output, min_shapes=args.min_shape, opt_shapes=args.opt_shape,
                           max_shapes=args.max_shape, plugin_library=args.plugin_lib, timing_cache=args.timing_cache,
-                          workspace_mb=args.workspace, aliased_plugin_io=args.aliased_io, verbose=args.verbose)
+                          workspace_mb=args.workspace, aliased_plugin_io=args.aliased_io,
+                          embed_plugin=not args.no_embed_plugin, verbose=args.verbose)
     shapes = "; ".join(f"{i['name']} {i['min']}..{i['max']} (opt {i['opt']})" for i in report.inputs)
     print(f"wrote {report.plan} ({report.plan_bytes / 1e6:.1f} MB, TensorRT {report.tensorrt_version}, "
           f"{report.precision}, {report.gpu}) in {report.build_seconds:.1f} s")
     print(f"  inputs: {shapes}")
     if report.plugin_library:
-        print(f"  {report.plugin_nodes} RFConvRectify node(s); plugin library {report.plugin_library} serialized in")
+        print(f"  {report.plugin_nodes} RFConvRectify node(s), plugin library {report.plugin_library}")
+    for note in report.notes:
+        print(f"  {note}")
     print(f"  sidecar: {sidecar_path(report.plan)}")
     return 0
 
@@ -289,6 +307,9 @@ def add_subcommand(sub) -> None:
                        help="RFConvRectify plugin library (default: the built one, when the model has plugin nodes)")
     build.add_argument("--timing-cache", metavar="FILE", help="timing cache to read (if present) and update")
     build.add_argument("--workspace", type=int, metavar="MB", help="workspace memory limit in MiB")
+    build.add_argument("--no-embed-plugin", action="store_true",
+                       help="do not build a version-compatible plan with the plugin library inside; the runtime "
+                            "must then load the library before deserializing")
     build.add_argument("--aliased-io", action="store_true",
                        help="let RFConvRectify work in place (TensorRT preview feature ALIASED_PLUGIN_IO_10_03)")
     build.add_argument("--verbose", action="store_true", help="TensorRT INFO log")

@@ -119,6 +119,13 @@ def test_build_plugin_mode_engine_with_serialized_plugin(tmp_path):
     assert plan.stat().st_size > 0 and (tmp_path / "cache.bin").stat().st_size > 0
     sidecar = json.loads(engine.sidecar_path(plan).read_text())
     assert sidecar["plugin_nodes"] == 2 and sidecar["plugin_library"] and sidecar["precision"] == "fp32"
+    assert sidecar["plugin_embedded"] and sidecar["version_compatible"]
     assert sidecar["inputs"] == [{"name": "input", "min": [1, 3, 16, 16], "opt": [2, 3, 16, 16],
                                   "max": [4, 3, 16, 16]}]
     assert sidecar["tensorrt_version"] == report.tensorrt_version
+
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    runtime.engine_host_code_allowed = True
+    assert runtime.deserialize_cuda_engine(plan.read_bytes()) is not None
