@@ -19,6 +19,8 @@ import torch
 
 from plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME, RectifySpec
 
+from .rectified import find_rectified_convs
+
 # Candidate (average_mode, count_mode) in order of preference: where two give the same factor at
 # the exported input size, the first wins (exact counting, sum mode: the layer's defaults).
 CANDIDATE_MODES = ((False, "exact"), (False, "rfconv"), (True, "exact"), (True, "rfconv"))
@@ -93,33 +95,12 @@ def _other_input(node: gs.Node, tensor: gs.Tensor) -> gs.Tensor | None:
     return node.inputs[1] if node.inputs[0] is tensor else node.inputs[0]
 
 
-def _is_spatial_scale(tensor: gs.Tensor) -> bool:
-    """A constant shaped ``[Ho, Wo]``, ``[1, Ho, Wo]`` or ``[1, 1, Ho, Wo]``."""
-    return (isinstance(tensor, gs.Constant) and 2 <= tensor.values.ndim <= 4
-            and all(d == 1 for d in tensor.values.shape[:-2]))
-
-
 def _is_channel_bias(tensor: gs.Tensor, channels: int) -> bool:
     """A constant shaped ``[1, C, 1, 1]`` or ``[C, 1, 1]``: one value per conv output channel."""
     if not isinstance(tensor, gs.Constant) or tensor.values.ndim not in (3, 4):
         return False
     shape = (1,) * (4 - tensor.values.ndim) + tuple(tensor.values.shape)
     return shape == (1, channels, 1, 1)
-
-
-def _rectified_muls(graph: gs.Graph) -> list[tuple[gs.Node, gs.Node, gs.Constant]]:
-    """Every ``Conv -> Mul(spatial scale constant)`` whose conv output feeds only the Mul."""
-    found = []
-    for conv in graph.nodes:
-        if conv.op != "Conv":
-            continue
-        mul = _sole_consumer(graph, conv.outputs[0])
-        if mul is None or mul.op != "Mul":
-            continue
-        scale = _other_input(mul, conv.outputs[0])
-        if scale is not None and _is_spatial_scale(scale):
-            found.append((conv, mul, scale))
-    return found
 
 
 def _rewrite(graph: gs.Graph, conv: gs.Node, mul: gs.Node, scale: gs.Constant) -> gs.Node:
@@ -150,7 +131,16 @@ def _rewrite(graph: gs.Graph, conv: gs.Node, mul: gs.Node, scale: gs.Constant) -
 
 
 def apply(graph: gs.Graph) -> gs.Graph:
-    """Rewrite every rectified conv of ``graph`` (in place) into a plugin node; returns ``graph``."""
-    for conv, mul, scale in _rectified_muls(graph):
-        _rewrite(graph, conv, mul, scale)
+    """Rewrite every rectified conv of ``graph`` (in place) into a plugin node; returns ``graph``.
+
+    Raises ValueError when a rectified conv's factor is computed in the graph (a dynamic H/W
+    export) rather than stored as a constant.
+    """
+    for match in find_rectified_convs(graph):
+        if not isinstance(match.scale, gs.Constant):
+            raise ValueError(
+                f"plugin mode: the factor after Conv {match.conv.name!r} is computed in the graph (a dynamic "
+                "H/W export); export with static H/W for plugin mode (the plugin itself then works at any size)"
+            )
+        _rewrite(graph, match.conv, match.mul, match.scale)
     return graph.cleanup().toposort()
