@@ -15,6 +15,7 @@ from . import __version__
 # Modules that own a subcommand, in the order the help lists them.
 SUBCOMMAND_MODULES = (
     "exporter.backends",  # info
+    "exporter.compare",  # compare
 )
 
 
