@@ -14,6 +14,11 @@ from torch.nn.modules.utils import _pair
 from .scale import COUNT_MODES, axes_from, cached_scale, traced_scale
 
 
+def _tracing() -> bool:
+    """True while torch.export / torch.compile / torch.jit trace the model into a graph."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 class RFConv2d(nn.Conv2d):
     """Rectified 2-D convolution (Zhang, NeurIPS 2020).
 
@@ -68,7 +73,7 @@ class RFConv2d(nn.Conv2d):
         Eagerly it comes from a cache keyed by (input size, geometry, dtype, device); while a
         graph is traced for export it is built from ops on the input's shape instead.
         """
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if _tracing():
             return traced_scale(x, self._axes, self.average, self.count_mode)
         in_hw = (int(x.shape[-2]), int(x.shape[-1]))
         return cached_scale(in_hw, self._axes, self.average, self.count_mode, x.dtype, x.device)
@@ -77,7 +82,11 @@ class RFConv2d(nn.Conv2d):
         y = self._conv_forward(x, self.weight, self.bias)
         if not self.rectify:
             return y
-        return y * self.scale_for(x)
+        if _tracing():
+            return y * self.scale_for(x)
+        # y is a fresh tensor that the conv's backward does not keep, so scaling it in place is
+        # safe for autograd and saves a full-size allocation and copy.
+        return y.mul_(self.scale_for(x))
 
     def extra_repr(self) -> str:
         return (

@@ -1,0 +1,34 @@
+"""``make bench``: every benchmark, one after the other, each printing its own summary.
+
+Each entry is a module under ``benchmarks/`` with ``main(argv) -> int``; run one alone with
+``python -m benchmarks.<name>``. Results go to ``artifacts/bench/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from pathlib import Path
+
+BENCHMARKS = (
+    "torch_overhead",  # issue 2: PyTorch CPU forward / forward+backward, RF vs plain ResNet-50
+)
+
+
+def main() -> int:
+    out = Path("artifacts/bench")
+    out.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for name in BENCHMARKS:
+        print(f"\n=== benchmarks.{name}", flush=True)
+        start = time.perf_counter()
+        code = importlib.import_module(f"benchmarks.{name}").main(["--json", str(out / f"{name}.json")])
+        print(f"=== {name}: {'ok' if code == 0 else f'exit {code}'} in {time.perf_counter() - start:.0f} s")
+        if code:
+            failed.append(name)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

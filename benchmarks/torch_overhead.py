@@ -1,0 +1,69 @@
+"""PyTorch CPU cost of rectification: RF-ResNet-50 / ResNet-50 with identical weights.
+
+Forward (eval, no grad) and forward+backward (train mode), interleaved blocks in one process.
+Target (issue 2): ratio <= 1.05.  Run: ``python -m benchmarks.torch_overhead``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+
+import torch
+
+from exporter.models import build_model
+from exporter.timing import interleaved
+
+
+def run(batch: int = 8, size: int = 224, blocks: int = 7, runs: int = 3) -> dict:
+    rf, plain = build_model("resnet50"), build_model("resnet50", rectify=False)
+    x = torch.randn(batch, 3, size, size)
+
+    def forward(model):
+        def go():
+            with torch.no_grad():
+                model(x)
+        return go
+
+    def train_step(model):
+        def go():
+            model.zero_grad(set_to_none=True)
+            model(x).sum().backward()
+        return go
+
+    fwd = interleaved({"rf": forward(rf), "plain": forward(plain)}, "plain", blocks, runs)
+    for m in (rf, plain):
+        m.train()
+    bwd = interleaved({"rf": train_step(rf), "plain": train_step(plain)}, "plain", blocks, runs)
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "batch": batch, "size": size,
+        "forward": {"rf_ms": fwd.median_s("rf") * 1e3, "plain_ms": fwd.median_s("plain") * 1e3,
+                    "ratios": fwd.ratios("rf"), "summary": fwd.summary("rf")},
+        "forward_backward": {"rf_ms": bwd.median_s("rf") * 1e3, "plain_ms": bwd.median_s("plain") * 1e3,
+                             "ratios": bwd.ratios("rf"), "summary": bwd.summary("rf")},
+    }
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--blocks", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", help="also write the result here")
+    args = parser.parse_args(argv)
+    result = run(args.batch, blocks=args.blocks, runs=args.runs)
+    print(f"PyTorch CPU, ResNet-50, batch {args.batch}, 224x224 ({result['machine']})")
+    for key in ("forward", "forward_backward"):
+        r = result[key]
+        print(f"  {key:<17} rf {r['rf_ms']:8.1f} ms  plain {r['plain_ms']:8.1f} ms  {r['summary']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
