@@ -106,8 +106,12 @@ def _backend_detail(name: str, options: RunnerOptions) -> str:
 
 
 def _compare_runs(results: RunResults, atol: float, rtol: float):
-    """Polygraphy accuracy check of every runner against the first."""
-    comparisons = [(0, i) for i in range(1, len(results))]
+    """Polygraphy accuracy check of every runner against the first.
+
+    Pairs are (candidate, reference): Polygraphy divides by the *second* output for relative
+    errors, so they come out relative to the reference.
+    """
+    comparisons = [(i, 0) for i in range(1, len(results))]
     func = SimpleCompareFunc(atol=atol, rtol=rtol, check_error_stat="elemwise")
     return Comparator.compare_accuracy(results, comparisons=comparisons, compare_func=func)[0]
 

@@ -211,9 +211,12 @@ def pair_results(
     accuracy: AccuracyResult,
     outputs: list[str] | None = None,
 ) -> list[PairResult]:
-    """One :class:`PairResult` per runner pair in ``accuracy`` (optionally only ``outputs``)."""
+    """One :class:`PairResult` per ``(candidate, reference)`` runner pair in ``accuracy``.
+
+    ``outputs`` limits the statistics to those outputs (default: every output compared).
+    """
     pairs = []
-    for (ref_name, name), iterations in accuracy.items():
+    for (name, ref_name), iterations in accuracy.items():
         names = outputs if outputs is not None else list(iterations[0].keys()) if iterations else []
         stats = []
         for out in names:
