@@ -1,0 +1,157 @@
+"""Per-layer comparison on a hand-built BN-folded graph (the static export contract).
+
+The graph is written with ``onnx.helper`` straight from the RULES.md contract, independently of
+the exporter: each ``RFConv2d -> BatchNorm2d -> ReLU`` becomes
+``Conv(W' = g W, B' = g b) -> Mul(scale[1,1,Ho,Wo]) -> Add(c[1,C,1,1]) -> Relu`` with
+``g = gamma / sqrt(var + eps)`` and ``c = beta - mean * g``. It carries no PyTorch metadata, so
+layers are matched to modules by execution order.
+"""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from exporter import RFConv2d, rectify_scale
+from exporter.compare import compare
+from exporter.layerwise import _channel_gain, find_rectified_layers, layer_taps, with_layer_outputs
+from exporter.models import load_model
+from tests.compare_models import DAMAGED_MODULE, INPUT_HW
+
+MODEL_SPEC = "tests.compare_models:tiny_rf"
+
+
+def _bn_gain_shift(bn: nn.BatchNorm2d):
+    g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+    c = (bn.bias.detach().double() - bn.running_mean.double() * torch.from_numpy(g)).numpy()
+    return g, c
+
+
+def folded_graph(model: nn.Sequential, hw: int, damage_scale_of: str | None = None) -> onnx.ModelProto:
+    """``model`` (RFConv2d/BN/ReLU triples, then pool, flatten, linear) as a folded static graph."""
+    nodes, inits, x, size = [], [], "input", (hw, hw)
+    mods = list(model.named_children())
+
+    def const(name, array):
+        inits.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
+        return name
+
+    for i in range(0, len(mods) - 3, 3):
+        (name, conv), (_, bn) = mods[i], mods[i + 1]
+        g, c = _bn_gain_shift(bn)
+        weight = conv.weight.detach().double().numpy() * g[:, None, None, None]
+        bias = conv.bias.detach().double().numpy() * g
+        scale = rectify_scale(size, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                              dtype=torch.float64).numpy()
+        if name == damage_scale_of:
+            scale[0, 0] *= 1.2
+        size = scale.shape
+        nodes += [
+            helper.make_node("Conv", [x, const(f"w{name}", weight), const(f"b{name}", bias)], [f"conv{name}"],
+                             name=f"Conv_{name}", kernel_shape=list(conv.kernel_size),
+                             strides=list(conv.stride), pads=list(conv.padding) * 2),
+            helper.make_node("Mul", [f"conv{name}", const(f"scale{name}", scale[None, None])],
+                             [f"rect{name}"], name=f"Mul_{name}"),
+            helper.make_node("Add", [f"rect{name}", const(f"shift{name}", c.reshape(1, -1, 1, 1))],
+                             [f"bn{name}"], name=f"Add_{name}"),
+            helper.make_node("Relu", [f"bn{name}"], [f"relu{name}"], name=f"Relu_{name}"),
+        ]
+        x = f"relu{name}"
+    linear = mods[-1][1]
+    nodes += [
+        helper.make_node("GlobalAveragePool", [x], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", const("fc_w", linear.weight.detach()), const("fc_b", linear.bias.detach())],
+                         ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "folded",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, hw, hw])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", linear.out_features])],
+        inits,
+    )
+    model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model_proto, full_check=True)
+    return model_proto
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return load_model(MODEL_SPEC)
+
+
+@pytest.fixture(scope="module")
+def folded(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("folded") / "folded.onnx"
+    onnx.save(folded_graph(tiny_model, INPUT_HW), str(path))
+    return path
+
+
+def test_finds_each_rectified_conv_of_the_contract(folded):
+    layers = find_rectified_layers(onnx.load(str(folded)))
+    assert [(layer.conv, layer.node, layer.scale, layer.weight, layer.tensor) for layer in layers] == [
+        (f"Conv_{n}", f"Mul_{n}", f"scale{n}", f"w{n}", f"rect{n}") for n in ("0", "3", "6")]
+    assert all(layer.module is None and layer.activation == "none" for layer in layers)
+
+
+def test_channel_gain_recovers_the_folded_batchnorm(tiny_model):
+    conv, bn = tiny_model[3], tiny_model[4]
+    g, _ = _bn_gain_shift(bn)
+    w, b = conv.weight.detach().numpy(), conv.bias.detach().numpy()
+    folded_w, folded_b = (w * g[:, None, None, None]).astype(np.float32), (b * g).astype(np.float32)
+    np.testing.assert_allclose(_channel_gain([folded_w, folded_b], [w, b]), g, rtol=1e-6)
+    np.testing.assert_array_equal(_channel_gain([w], [w]), np.ones(w.shape[0]))
+
+
+def test_taps_reproduce_the_onnx_layer_tensors(folded, tiny_model):
+    """Hooked RFConv2d outputs, rescaled by the recovered gain, equal ORT's Mul outputs."""
+    import onnxruntime
+
+    model = onnx.load(str(folded))
+    layers = find_rectified_layers(model)
+    x = torch.randn(2, 3, INPUT_HW, INPUT_HW)
+    taps = layer_taps(layers, model, tiny_model, [x])
+    assert [t.module for t in taps] == ["0", "3", "6"]  # by execution order: no metadata here
+    sess = onnxruntime.InferenceSession(with_layer_outputs(model, layers).SerializeToString())
+    ort_out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"input": x.numpy()}), strict=True))
+    captured = {}
+
+    def capture(tap):
+        def hook(_module, _inputs, out):  # returns None: a forward hook's return value replaces the output
+            captured[tap.output_name] = tap.transform(out)
+        return hook
+
+    modules = dict(tiny_model.named_modules())
+    hooks = [modules[tap.module].register_forward_hook(capture(tap)) for tap in taps]
+    with torch.no_grad():
+        tiny_model(x)
+    for h in hooks:
+        h.remove()
+    for layer in layers:
+        np.testing.assert_allclose(captured[layer.tensor].numpy(), ort_out[layer.tensor], rtol=1e-4, atol=1e-5)
+
+
+def test_folded_graph_matches_pytorch(folded, tiny_model):
+    report = compare(folded, tiny_model, backends=["torch", "ort-cpu", "onnx-ref"], batch_size=2)
+    assert report.passed, report.format_table()
+
+
+def test_damage_in_a_folded_graph_is_located(tiny_model, tmp_path):
+    path = tmp_path / "damaged.onnx"
+    onnx.save(folded_graph(tiny_model, INPUT_HW, damage_scale_of=DAMAGED_MODULE), str(path))
+    report = compare(path, tiny_model, backends=["torch", "ort-cpu"], per_layer=True)
+    assert not report.passed
+    (divergence,) = report.per_layer.first_divergence
+    assert divergence.layer["torch_module"] == DAMAGED_MODULE and divergence.layer["scale"] == "scale3"
+    assert divergence.stats.max_rel == pytest.approx(0.2, rel=1e-3)
+    assert report.per_layer.pairs[0].outputs[0].passed  # the layer before it is intact
+
+
+def test_layer_count_mismatch_is_explained(folded, tmp_path):
+    other = nn.Sequential(RFConv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * INPUT_HW * INPUT_HW, 10))
+    report = compare(folded, other.eval(), backends=["torch", "ort-cpu"], per_layer=True)
+    assert not report.passed
+    assert report.per_layer.status.startswith("cannot match ONNX layers to PyTorch modules")
+    assert "3 rectified conv(s) but the PyTorch model has 1" in report.per_layer.status
