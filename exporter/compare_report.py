@@ -125,7 +125,8 @@ class CompareReport:
         return f"FAIL: {', '.join(failed)} out of tolerance" if failed else "PASS"
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        """Plain JSON-ready data; non-finite numbers become None (strict JSON has no NaN)."""
+        out = _finite(asdict(self))
         out["passed"] = self.passed
         out["verdict"] = self.verdict()
         return out
@@ -145,6 +146,20 @@ class CompareReport:
                 lines.append(f"  {d.backend} vs {d.reference}: {d.explanation}")
         lines += ["", f"Result: {self.verdict()}"]
         return "\n".join(lines)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _non_finite(arrays: list[np.ndarray]) -> bool:
+    return any(a.dtype.kind == "f" and not np.isfinite(a).all() for a in arrays)
 
 
 def _fmt(value: float | None, percent: bool = False) -> str:
@@ -191,10 +206,13 @@ def output_stats(
     could not compare (shape mismatch); ``reference``/``candidate`` are the raw arrays.
     """
     passed = [bool(r) for r in per_iteration]
+    notes = [f"{side} has NaN/Inf" for side, arrays in (("reference", reference), ("candidate", candidate))
+             if _non_finite(arrays)]
     stats = OutputStats(output, all(passed), sum(passed), len(passed))
     if not all(hasattr(r, "max_absdiff") for r in per_iteration):
-        stats.note = "shapes differ"
+        stats.note = ", ".join(["shapes differ", *notes])
         return stats
+    stats.note = ", ".join(notes)
     for ours, theirs, combine in ERROR_STATS:
         setattr(stats, ours, float(combine([getattr(r, theirs) for r in per_iteration])))
     ref = np.concatenate([np.ravel(a) for a in reference])

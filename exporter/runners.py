@@ -16,6 +16,7 @@ raises :class:`BackendSkipped` with the reason it cannot run here.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -88,6 +89,9 @@ class TorchRunner(BaseRunner):
 
     def activate_impl(self):
         model = self._model if isinstance(self._model, torch.nn.Module) else self._model()
+        param = next(model.parameters(), None)
+        if param is not None and param.device != self.device:
+            model = copy.deepcopy(model)  # leave the caller's model on its own device
         self.model = model.to(self.device).eval()
         self.tapped = OrderedDict()
         modules = dict(self.model.named_modules())

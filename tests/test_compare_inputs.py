@@ -159,3 +159,40 @@ def test_runners_follow_the_polygraphy_contract(correctness_checks):
         np.testing.assert_allclose(ours["doubled"], 2 * expected.numpy(), rtol=1e-6)
         np.testing.assert_allclose(ref["y"], expected.numpy(), rtol=1e-5, atol=1e-6)
     assert list(results["torch"][0].keys()) == ["y", "doubled"]
+
+
+def _unary_model(op: str) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x"], ["y"])], op.lower(),
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_nan_outputs_fail_and_the_report_stays_strict_json(tmp_path, capsys):
+    import json
+
+    from exporter.cli import main
+
+    path = tmp_path / "sqrt.onnx"
+    onnx.save(_unary_model("Sqrt"), str(path))  # random inputs in [-2, 2]: NaN for the negatives
+    report_path = tmp_path / "report.json"
+    assert main(["compare", str(path), "--backends", "ort-cpu,onnx-ref", "--report", str(report_path)]) == 1
+    assert "NaN/Inf" in capsys.readouterr().out
+
+    def no_constants(name):
+        raise AssertionError(f"report contains {name}")
+
+    report = json.loads(report_path.read_text(), parse_constant=no_constants)
+    (stats,) = report["comparisons"][0]["outputs"]
+    assert not stats["passed"] and stats["note"] == "reference has NaN/Inf, candidate has NaN/Inf"
+    assert stats["max_abs"] is None  # NaN, written as null
+
+
+def test_shape_mismatch_fails_with_a_note(tmp_path):
+    path = tmp_path / "relu.onnx"
+    onnx.save(_unary_model("Relu"), str(path))
+    report = compare(path, torch.nn.Flatten(0).eval(), backends=["torch", "ort-cpu"])
+    (stats,) = report.comparisons[0].outputs
+    assert not report.passed and not stats.passed and stats.note == "shapes differ"
