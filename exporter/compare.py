@@ -167,7 +167,8 @@ def _first_divergence(pair: PairResult, layers, layer_dicts) -> LayerDivergence:
             scale = f", scale {layer.scale!r}" if layer.scale else ""
             explanation = (
                 f"first diverges at rectified conv #{layer.index} (Conv {layer.conv!r} -> {layer.node!r}"
-                f"{scale}{module}): max abs error {stats.max_abs:.3g}, max rel error {stats.max_rel:.3g}"
+                f"{scale}{module}): max abs error {stats.max_abs:.3g} (reference values up to "
+                f"{stats.reference_max_abs:.3g}), max rel error {stats.max_rel:.3g}"
                 if stats.max_abs is not None else
                 f"first diverges at rectified conv #{layer.index} ({layer.node!r}): {stats.note}"
             )

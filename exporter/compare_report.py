@@ -40,7 +40,9 @@ class OutputStats:
     """One output of one backend against the reference, over all iterations.
 
     ``max_*`` is the maximum and ``mean_*`` the mean over every element of every iteration;
-    ``median_*`` is the median of the per-iteration medians. ``cosine_similarity`` is over all
+    ``median_*`` is the median of the per-iteration medians. Relative errors of elements near
+    zero are large by nature; ``reference_max_abs`` (the largest ``|reference|``) gives the scale
+    to read ``max_abs`` against. ``cosine_similarity`` is over all
     elements flattened; ``top1_agreement`` (classifier outputs ``[N, classes]`` only) is the
     fraction of rows whose argmax agrees.
     """
@@ -55,6 +57,7 @@ class OutputStats:
     max_rel: float | None = None
     mean_rel: float | None = None
     median_rel: float | None = None
+    reference_max_abs: float | None = None
     cosine_similarity: float | None = None
     top1_agreement: float | None = None
     note: str = ""
@@ -217,6 +220,7 @@ def output_stats(
         setattr(stats, ours, float(combine([getattr(r, theirs) for r in per_iteration])))
     ref = np.concatenate([np.ravel(a) for a in reference])
     cand = np.concatenate([np.ravel(a) for a in candidate])
+    stats.reference_max_abs = float(np.max(np.abs(ref))) if ref.size else 0.0
     stats.cosine_similarity = _cosine(ref, cand)
     if all(a.ndim == 2 and a.shape[1] > 1 for a in reference):
         agree = [np.argmax(r, 1) == np.argmax(c, 1) for r, c in zip(reference, candidate, strict=True)]

@@ -95,6 +95,7 @@ def test_torch_ort_and_reference_agree_and_report_is_complete(exported, tmp_path
         for key in ("max_abs", "mean_abs", "median_abs", "max_rel", "mean_rel", "median_rel"):
             assert 0 <= stats[key] < 1e-4, key
         assert stats["median_abs"] <= stats["max_abs"] and stats["mean_abs"] <= stats["max_abs"]
+        assert stats["reference_max_abs"] > 10 * stats["max_abs"]
         assert stats["cosine_similarity"] > 1 - 1e-9
         assert stats["top1_agreement"] == 1.0
     assert report["per_layer"]["status"] == "not requested"
