@@ -29,9 +29,8 @@ from onnx import numpy_helper
 from polygraphy.backend.onnx import ModifyOutputs
 
 from .layers import RFConv2d
-from .runners import LayerTap
+from .runners import PLUGIN_OP, LayerTap
 
-PLUGIN_OP = "RFConvRectify"
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 
 

@@ -40,9 +40,10 @@ ORT_PROVIDERS = {
     "ort-cuda": "CUDAExecutionProvider",
     "ort-trt": "TensorrtExecutionProvider",
 }
-# Domains whose ops ONNX Runtime and onnx.reference implement; anything else is a custom op
-# (for example the TensorRT plugin node RFConvRectify) that only TensorRT can run.
+# Domains whose ops ONNX Runtime and onnx.reference implement; anything else is a custom op.
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+PLUGIN_OP = "RFConvRectify"
+"""The TensorRT plugin node of a plugin-mode export, whatever its domain (TensorRT ignores it)."""
 
 
 class BackendSkipped(Exception):
@@ -217,9 +218,10 @@ class RunnerOptions:
 
 
 def custom_ops(model: onnx.ModelProto) -> list[str]:
-    """``domain.op_type`` of every node outside the standard ONNX / ONNX Runtime domains."""
+    """``domain.op_type`` of every plugin node and every node outside the standard domains."""
     return sorted({
-        f"{node.domain}.{node.op_type}" for node in model.graph.node if node.domain not in STANDARD_DOMAINS
+        f"{node.domain}.{node.op_type}".lstrip(".") for node in model.graph.node
+        if node.domain not in STANDARD_DOMAINS or node.op_type == PLUGIN_OP
     })
 
 

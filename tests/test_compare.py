@@ -171,6 +171,13 @@ def test_unavailable_backends_are_reported_as_skipped_with_a_reason(exported, ti
     assert all(f"{name:<9} skipped" in table for name, missing in expected_missing.items() if missing)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_torch_on_cuda_is_skipped_without_a_gpu(exported, tiny_model):
+    report = compare(exported, tiny_model, backends=["torch", "ort-cpu"], torch_device="cuda")
+    assert report.backends[0].status == "skipped"
+    assert report.backends[0].detail == "--torch-device cuda: no CUDA device visible to torch"
+
+
 def test_fewer_than_two_backends_is_a_failure(exported, capsys):
     assert _cli(exported, "--backends", "torch,ort-cpu") == 1  # torch skipped: no --model
     out = capsys.readouterr().out

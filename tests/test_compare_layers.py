@@ -29,8 +29,14 @@ def _bn_gain_shift(bn: nn.BatchNorm2d):
     return g, c
 
 
-def folded_graph(model: nn.Sequential, hw: int, damage_scale_of: str | None = None) -> onnx.ModelProto:
-    """``model`` (RFConv2d/BN/ReLU triples, then pool, flatten, linear) as a folded static graph."""
+def folded_graph(
+    model: nn.Sequential, hw: int, damage_scale_of: str | None = None, plugin: bool = False
+) -> onnx.ModelProto:
+    """``model`` (RFConv2d/BN/ReLU triples, then pool, flatten, linear) as a folded static graph.
+
+    With ``plugin`` each ``Mul -> Add -> Relu`` is one ``RFConvRectify`` node fusing the BN shift
+    and the ReLU, as in a plugin-mode export (trt_plugin_src/README.md).
+    """
     nodes, inits, x, size = [], [], "input", (hw, hw)
     mods = list(model.named_children())
 
@@ -48,6 +54,20 @@ def folded_graph(model: nn.Sequential, hw: int, damage_scale_of: str | None = No
         if name == damage_scale_of:
             scale[0, 0] *= 1.2
         size = scale.shape
+        if plugin:
+            nodes += [
+                helper.make_node("Conv", [x, const(f"w{name}", weight), const(f"b{name}", bias)],
+                                 [f"conv{name}"], name=f"Conv_{name}", kernel_shape=list(conv.kernel_size),
+                                 strides=list(conv.stride), pads=list(conv.padding) * 2),
+                helper.make_node("RFConvRectify", [f"conv{name}", x, const(f"shift{name}", c.reshape(1, -1, 1, 1))],
+                                 [f"relu{name}"], name=f"Rectify_{name}", domain="rfconv",
+                                 kernel=list(conv.kernel_size), stride=list(conv.stride),
+                                 padding=list(conv.padding), dilation=list(conv.dilation), average_mode=0,
+                                 count_mode="exact", activation="relu", plugin_namespace="rfconv",
+                                 plugin_version="1"),
+            ]
+            x = f"relu{name}"
+            continue
         nodes += [
             helper.make_node("Conv", [x, const(f"w{name}", weight), const(f"b{name}", bias)], [f"conv{name}"],
                              name=f"Conv_{name}", kernel_shape=list(conv.kernel_size),
@@ -72,8 +92,10 @@ def folded_graph(model: nn.Sequential, hw: int, damage_scale_of: str | None = No
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", linear.out_features])],
         inits,
     )
-    model_proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model_proto, full_check=True)
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("rfconv", 1)] if plugin else [])
+    model_proto = helper.make_model(graph, opset_imports=opsets)
+    if not plugin:  # the checker cannot infer shapes through a custom op
+        onnx.checker.check_model(model_proto, full_check=True)
     return model_proto
 
 
@@ -155,3 +177,25 @@ def test_layer_count_mismatch_is_explained(folded, tmp_path):
     assert not report.passed
     assert report.per_layer.status.startswith("cannot match ONNX layers to PyTorch modules")
     assert "3 rectified conv(s) but the PyTorch model has 1" in report.per_layer.status
+
+
+def test_plugin_nodes_are_layers_and_their_taps_fuse_bias_and_relu(tiny_model, tmp_path):
+    """A plugin layer's tap is ReLU(BN(RFConv2d(x))): exactly what PyTorch's own ReLU module outputs."""
+    model = folded_graph(tiny_model, INPUT_HW, plugin=True)
+    layers = find_rectified_layers(model)
+    assert [(layer.node, layer.fused_bias, layer.activation, layer.scale) for layer in layers] == [
+        (f"Rectify_{n}", f"shift{n}", "relu", None) for n in ("0", "3", "6")]
+    x = torch.randn(2, 3, INPUT_HW, INPUT_HW)
+    taps = layer_taps(layers, model, tiny_model, [x])
+    with torch.no_grad():
+        conv_out = tiny_model[3](tiny_model[:3](x))
+        relu_out = tiny_model[3:6](tiny_model[:3](x))
+    torch.testing.assert_close(taps[1].transform(conv_out), relu_out, rtol=1e-5, atol=1e-5)
+
+    path = tmp_path / "plugin.onnx"
+    onnx.save(model, str(path))
+    report = compare(path, tiny_model, backends=["torch", "ort-cpu", "onnx-ref"])
+    skipped = {b.name: b.detail for b in report.backends if b.status == "skipped"}
+    assert set(skipped) == {"ort-cpu", "onnx-ref"}
+    assert all("custom ops (rfconv.RFConvRectify)" in why for why in skipped.values())
+    assert not report.passed  # only torch ran: nothing was compared
