@@ -20,7 +20,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +67,18 @@ def _torch_metadata(metadata: TensorMetadata, torch_model: torch.nn.Module) -> T
     return meta
 
 
-def _run_backends(names, onnx_path, onnx_model, options, torch_model, torch_inputs, feeds, taps=(),
-                  timed=True):
-    """Run each backend on ``feeds``; returns (statuses, merged RunResults of those that ran).
+@dataclass(frozen=True)
+class _Setup:
+    """What every run of the backends shares: options, the PyTorch side and the inputs."""
+
+    options: RunnerOptions
+    torch_model: torch.nn.Module | None
+    torch_inputs: TensorMetadata | None
+    feeds: list
+
+
+def _run_backends(names, onnx_path, onnx_model, setup: _Setup, taps=(), timed=True):
+    """Run each backend on the feeds; returns (statuses, merged RunResults of those that ran).
 
     With ``timed``, every backend but the (slow, untimed) reference evaluator first runs one
     warm-up batch so that the reported mean latency leaves out first-call costs.
@@ -77,20 +86,21 @@ def _run_backends(names, onnx_path, onnx_model, options, torch_model, torch_inpu
     statuses, results = [], RunResults()
     for name in names:
         try:
-            runner = make_runner(name, str(onnx_path), onnx_model, options, torch_model, torch_inputs, taps)
+            runner = make_runner(name, str(onnx_path), onnx_model, setup.options, setup.torch_model,
+                                 setup.torch_inputs, taps)
         except BackendSkipped as why:
             statuses.append(BackendStatus(name, "skipped", str(why)))
             continue
         try:
             warm_up = 1 if timed and name != "onnx-ref" else 0
-            ran = Comparator.run([runner], data_loader=feeds, warm_up=warm_up)
+            ran = Comparator.run([runner], data_loader=setup.feeds, warm_up=warm_up)
         except Exception as err:  # noqa: BLE001 - any backend failure is reported, the others still run
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             statuses.append(BackendStatus(name, "error", f"{type(err).__name__}: {first}"))
             continue
         iterations = ran[name]
         latency = 1000 * float(np.mean([it.runtime for it in iterations]))
-        statuses.append(BackendStatus(name, "ran", _backend_detail(name, options), latency))
+        statuses.append(BackendStatus(name, "ran", _backend_detail(name, setup.options), latency))
         results.append((name, iterations))
     return statuses, results
 
@@ -132,23 +142,27 @@ def _save_results(results: RunResults, path: str) -> str:
     return path
 
 
-def _per_layer(onnx_model, ran, options, torch_model, torch_inputs, feeds, atol, rtol, workdir):
-    """Rerun the backends that ran with every rectified conv's output exposed; find divergences."""
+def _per_layer(onnx_model, ran, failing: list[PairResult], setup: _Setup, atol, rtol, workdir):
+    """Rerun the backends that ran with every rectified conv's output exposed.
+
+    Returns every layer's statistics for every pair, and for each ``failing`` pair the first
+    layer where it leaves the tolerance.
+    """
     layers = find_rectified_layers(onnx_model)
     if not layers:
         return PerLayerResult("no rectified conv (Conv -> scale Mul, or RFConvRectify) in the ONNX graph")
     taps, modules = (), {}
     if "torch" in ran:
         try:
-            taps = layer_taps(layers, onnx_model, torch_model, feed_to_tensors(feeds[0], torch_inputs))
+            first = feed_to_tensors(setup.feeds[0], setup.torch_inputs)
+            taps = layer_taps(layers, onnx_model, setup.torch_model, first)
         except LayerMatchError as err:
             return PerLayerResult(f"cannot match ONNX layers to PyTorch modules: {err}")
         modules = {tap.output_name: tap.module for tap in taps}
     layer_model = with_layer_outputs(onnx_model, layers)
     layer_path = Path(workdir) / "layers.onnx"
     onnx.save(layer_model, str(layer_path))
-    statuses, results = _run_backends(ran, layer_path, layer_model, options, torch_model, torch_inputs,
-                                      feeds, taps, timed=False)
+    statuses, results = _run_backends(ran, layer_path, layer_model, setup, taps, timed=False)
     failed = [f"{s.name} ({s.detail})" for s in statuses if s.status != "ran"]
     if failed or len(results) < 2:
         why = ", ".join(failed) or "fewer than two backends ran"
@@ -156,7 +170,9 @@ def _per_layer(onnx_model, ran, options, torch_model, torch_inputs, feeds, atol,
     accuracy = _compare_runs(results, atol, rtol)
     pairs = pair_results(results, accuracy, outputs=[layer.tensor for layer in layers])
     layer_dicts = [dict(asdict(layer), torch_module=modules.get(layer.tensor)) for layer in layers]
-    divergences = [_first_divergence(pair, layers, layer_dicts) for pair in pairs]
+    failing_names = {(p.reference, p.backend) for p in failing}
+    divergences = [_first_divergence(pair, layers, layer_dicts) for pair in pairs
+                   if (pair.reference, pair.backend) in failing_names]
     return PerLayerResult("ran", layer_dicts, pairs, divergences)
 
 
@@ -235,20 +251,24 @@ def compare(
         if save_inputs:
             save_feeds(feeds, save_inputs)
             saved["inputs"] = str(save_inputs)
-        torch_inputs = _torch_metadata(metadata, torch_model) if torch_model is not None else None
-        options = RunnerOptions(precision, file_precision, torch_device, tuple(map(str, plugin_libs)))
-        statuses, results = _run_backends(backends, onnx_path, onnx_model, options, torch_model,
-                                          torch_inputs, feeds)
+        setup = _Setup(
+            RunnerOptions(precision, file_precision, torch_device, tuple(map(str, plugin_libs))),
+            torch_model,
+            _torch_metadata(metadata, torch_model) if torch_model is not None else None,
+            feeds,
+        )
+        statuses, results = _run_backends(backends, onnx_path, onnx_model, setup)
         comparisons = pair_results(results, _compare_runs(results, atol, rtol)) if len(results) >= 2 else []
         if save_results and len(results):
             saved["results"] = _save_results(results, str(save_results))
         layer_result = PerLayerResult("not requested")
         if per_layer:
-            if all(p.passed for p in comparisons):
+            failing = [p for p in comparisons if not p.passed]
+            if not failing:
                 layer_result = PerLayerResult("not needed: all outputs agree")
             else:
-                layer_result = _per_layer(onnx_model, [s.name for s in statuses if s.status == "ran"],
-                                          options, torch_model, torch_inputs, feeds, atol, rtol, workdir)
+                ran = [s.name for s in statuses if s.status == "ran"]
+                layer_result = _per_layer(onnx_model, ran, failing, setup, atol, rtol, workdir)
     return CompareReport(
         onnx_model=str(onnx_path),
         torch_model=torch_model_name or (type(torch_model).__name__ if torch_model is not None else None),
