@@ -232,6 +232,9 @@ def compare(
         raise ValueError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
     if len(set(backends)) != len(backends):
         raise ValueError(f"backends are listed more than once: {', '.join(backends)}")
+    for option, value in (("iterations", iterations), ("batch_size", batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option.replace('_', '-')} must be >= 1, got {value}")
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     try:

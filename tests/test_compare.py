@@ -209,11 +209,19 @@ def test_backend_that_crashes_is_reported_and_fails(exported, tiny_model):
     (["--backends", "torch,ort-gpu"], "unknown backend(s) ort-gpu"),
     (["--inputs", "no/such/place"], "is not 'random', a folder of images or an existing JSON file"),
     (["--input-shape", "1,3,8"], "has rank 3"),
+    (["--iterations", "0"], "iterations must be >= 1, got 0"),
 ])
 def test_bad_arguments_give_one_line_errors(exported, capsys, args, message):
     assert _cli(exported, *args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_malformed_shape_is_an_argparse_error(exported, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _cli(exported, "--input-shape", "1,3,x")
+    assert exit_info.value.code == 2
+    assert "'1,3,x' is not a shape like 1,3,224,224" in capsys.readouterr().err
 
 
 def test_missing_onnx_file(tmp_path, capsys):
