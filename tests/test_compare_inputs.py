@@ -124,6 +124,26 @@ def test_saved_inputs_and_results_round_trip(conv_path, tmp_path):
         compare(conv_path, model, backends=["torch", "ort-cpu"], save_results=str(results_dir))
 
 
+def test_saved_files_work_with_polygraphy_run(conv_path, tmp_path):
+    """``polygraphy run`` reuses our inputs and checks ONNX Runtime against our saved results."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    model = torch_conv(onnx.load(str(conv_path)))
+    inputs_json, results_json = tmp_path / "inputs.json", tmp_path / "results.json"
+    compare(conv_path, model, backends=["torch", "ort-cpu"], iterations=2,
+            save_inputs=str(inputs_json), save_results=str(results_json))
+    polygraphy = Path(sys.executable).with_name("polygraphy")
+    run = subprocess.run(
+        [str(polygraphy), "run", str(conv_path), "--onnxrt", "--load-inputs", str(inputs_json),
+         "--load-outputs", str(results_json), "--atol", "1e-5", "--rtol", "1e-5"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Passed: 2/2 iterations" in run.stdout
+
+
 def test_input_json_must_name_the_model_inputs(tmp_path):
     from polygraphy.json import save_json
 
