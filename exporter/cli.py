@@ -15,7 +15,11 @@ from . import __version__
 # Modules that own a subcommand, in the order the help lists them.
 SUBCOMMAND_MODULES = (
     "exporter.backends",  # info
+    "exporter.export",  # export
     "exporter.compare",  # compare
+    "exporter.serving.server",  # serve
+    "exporter.serving.triton_repo",  # triton
+    "exporter.bench",  # bench
 )
 
 

@@ -23,6 +23,7 @@ import functools
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
 COUNT_MODES = ("exact", "rfconv")
@@ -51,8 +52,9 @@ class AxisGeometry:
     def valid_counts(self, size, count_mode: str, device=None) -> torch.Tensor:
         """Taps inside the input for every output position: int64 tensor ``[output_size]``.
 
-        ``size`` may be a symbolic size while a graph is being traced. Entries can be zero or
-        negative when the geometry is invalid; :func:`_axis_valid` rejects those.
+        Entries can be zero or negative when the geometry is invalid; :func:`_axis_valid`
+        rejects those. (While tracing, :func:`traced_scale` computes the same counts with
+        graph-friendly ops instead.)
         """
         k, s, p, d = self.kernel, self.stride, self.padding, self.dilation
         start = torch.arange(self.output_size(size), dtype=torch.int64, device=device) * s - p
@@ -112,6 +114,53 @@ def _numerators(axes, average_mode: bool, count_mode: str) -> tuple[float, float
     return float(axes[0].taps(count_mode)), float(axes[1].taps(count_mode))
 
 
+def _counts_rule_is_exact(axis: AxisGeometry, count_mode: str) -> bool:
+    """True when ``count_mode`` counts exactly like ``"exact"`` along this axis.
+
+    Without dilation the official window ``k + 2 * (d - 1)`` is the kernel itself. (With
+    dilation it differs even for ``k == 3`` on inputs small enough to clip both window ends.)
+    """
+    return count_mode == "exact" or axis.dilation == 1
+
+
+def _traced_axis_counts(x: torch.Tensor, axis: AxisGeometry, dim: int, count_mode: str) -> torch.Tensor:
+    """Valid taps per output position along spatial ``dim`` (-2 or -1) of ``x``, as graph ops.
+
+    A float32 conv over a ones map of ``x``'s (maybe symbolic) length gives the counts:
+    a ones kernel with the layer's stride, padding and dilation counts the taps that land
+    inside the input. Shape ``[1, 1, Ho, 1]`` for ``dim=-2``, ``[1, 1, 1, Wo]`` for ``dim=-1``.
+    Only float Conv, Pad, Slice, Sub, Div, Floor and Add on a ones map end up in the graph,
+    all of which ONNX Runtime and TensorRT run at any size.
+    """
+    k, s, p, d = axis.kernel, axis.stride, axis.padding, axis.dilation
+    size = x.shape[dim]
+    along_h = dim == -2
+    line = (1, 1, size, 1) if along_h else (1, 1, 1, size)
+    ones = torch.ones(line, dtype=torch.float32, device=x.device)
+
+    def conv(inp, taps, pad, dilation):
+        shape = (1, 1, taps, 1) if along_h else (1, 1, 1, taps)
+        kernel = torch.ones(shape, dtype=torch.float32, device=x.device)
+        return F.conv2d(
+            inp, kernel, stride=(s, 1) if along_h else (1, s),
+            padding=(pad, 0) if along_h else (0, pad),
+            dilation=(dilation, 1) if along_h else (1, dilation),
+        )
+
+    if _counts_rule_is_exact(axis, count_mode):
+        return conv(ones, k, p, d)
+    # Official rule: clip the window [start, start + extent) to the input, then count the
+    # dilated taps in it. Padding (p, right) keeps exactly Ho windows when right >= 0.
+    extent = k + 2 * (d - 1)
+    right = p - (k - 3) * (d - 1)
+    padded = F.pad(ones, (0, 0, p, max(right, 0)) if along_h else (p, max(right, 0), 0, 0))
+    clipped = conv(padded, extent, 0, 1)
+    if right < 0:
+        out = axis.output_size(size)
+        clipped = clipped[..., :out, :] if along_h else clipped[..., :out]
+    return torch.floor((clipped - 1) / d) + 1
+
+
 def traced_scale(
     x: torch.Tensor,
     axes: tuple[AxisGeometry, AxisGeometry],
@@ -122,12 +171,14 @@ def traced_scale(
 
     Used while a graph is traced for export: the ops land in the graph, where a static export
     folds them to a constant and a dynamic export keeps them, correct at every input size.
-    No validity checks are possible on symbolic sizes.
+    The counts come from convs over ones maps (see :func:`_traced_axis_counts`), so the graph
+    holds no integer clamps or ranges that TensorRT cannot run. Also callable eagerly, where it
+    equals :func:`rectify_scale`. No validity checks are possible on symbolic sizes.
     """
     num_h, num_w = _numerators(axes, average_mode, count_mode)
-    valid_h = axes[0].valid_counts(x.shape[-2], count_mode, x.device).to(torch.float32)
-    valid_w = axes[1].valid_counts(x.shape[-1], count_mode, x.device).to(torch.float32)
-    return torch.outer(num_h / valid_h, num_w / valid_w).to(x.dtype)
+    valid_h = _traced_axis_counts(x, axes[0], -2, count_mode)
+    valid_w = _traced_axis_counts(x, axes[1], -1, count_mode)
+    return ((num_h / valid_h) * (num_w / valid_w))[0, 0].to(x.dtype)
 
 
 @functools.lru_cache(maxsize=512)

@@ -1,0 +1,36 @@
+"""Inputs and outputs of an ONNX file, read from the graph without creating a session.
+
+Used where the tensors are needed before (or instead of) ONNX Runtime: the Triton config, and
+the TensorRT execution provider's optimization profile, which must be set when the session is made.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .datatypes import kserve_from_onnx
+from .session import TensorSpec
+
+
+def _spec(value_info) -> TensorSpec:
+    tensor = value_info.type.tensor_type
+    if not tensor.HasField("shape"):
+        raise ValueError(f"ONNX tensor '{value_info.name}' has no shape; its rank must be known to serve it")
+    dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
+    return TensorSpec(value_info.name, kserve_from_onnx(tensor.elem_type), dims)
+
+
+def onnx_io(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Graph inputs (initializers excluded) and outputs, ``-1`` for symbolic dims; weights are not read."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model {path} does not exist")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
+        raise ValueError(f"{path} is not a readable ONNX model: {err}") from None
+    weights = {t.name for t in model.graph.initializer}
+    inputs = [_spec(v) for v in model.graph.input if v.name not in weights]
+    return inputs, [_spec(v) for v in model.graph.output]

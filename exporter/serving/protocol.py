@@ -1,0 +1,241 @@
+"""KServe v2 inference protocol: decode infer requests, encode infer responses.
+
+A request body is a JSON header, optionally followed by raw tensor bytes (the *binary tensor
+data* extension that Triton and ``tritonclient`` use): with the HTTP header
+``Inference-Header-Content-Length: L`` the first ``L`` bytes are the JSON, and every input whose
+``parameters.binary_data_size`` is set takes that many bytes of the rest, in input order, as
+little-endian row-major data. Without it the whole body is JSON and each input carries ``data``,
+a flat or nested list in row-major order. Responses use the same layout: outputs asked for in
+binary (``parameters.binary_data`` per output, or ``parameters.binary_data_output`` for the whole
+request) follow the JSON header, whose length goes into the same HTTP header.
+
+Everything wrong with a request raises :class:`RequestError` with an HTTP status and a message
+that names the field to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .datatypes import kserve_datatype, numpy_dtype
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+BINARY_EXTENSION = "binary_tensor_data"
+
+
+class RequestError(Exception):
+    """A client error: ``status`` is the HTTP status (4xx), ``message`` says what to change."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    """One output the client wants back, and whether as raw bytes (``binary``) or a JSON list."""
+
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A decoded infer request.
+
+    ``inputs`` maps input names to arrays in request order. ``outputs`` is None when the client
+    listed none (then every model output is returned, in binary when ``binary_output`` is set).
+    """
+
+    id: str | None
+    inputs: dict[str, np.ndarray]
+    outputs: tuple[RequestedOutput, ...] | None
+    binary_output: bool
+
+
+def parse_header_length(value: str | None, body_size: int) -> int | None:
+    """The JSON header length from ``Inference-Header-Content-Length`` (None when absent)."""
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        raise RequestError(f"{HEADER_LENGTH} must be an integer byte count, got {value!r}") from None
+    if not 0 < length <= body_size:
+        raise RequestError(f"{HEADER_LENGTH} is {length} but the body has {body_size} bytes")
+    return length
+
+
+def _load_json(data: bytes) -> dict:
+    try:
+        header = json.loads(data)
+    except UnicodeDecodeError:
+        raise RequestError(
+            f"request JSON is not UTF-8 text; binary tensor data needs the {HEADER_LENGTH} header"
+        ) from None
+    except json.JSONDecodeError as err:
+        raise RequestError(f"request body is not valid JSON: {err}") from None
+    if not isinstance(header, dict):
+        raise RequestError("request JSON must be an object with an 'inputs' list")
+    return header
+
+
+def _shape(entry: dict, name: str) -> tuple[int, ...]:
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise RequestError(f"input '{name}': 'shape' must be a list of non-negative integers, got {shape!r}")
+    return tuple(shape)
+
+
+def _parameters(entry: dict, where: str) -> dict:
+    params = entry.get("parameters", {})
+    if not isinstance(params, dict):
+        raise RequestError(f"{where}: 'parameters' must be an object")
+    if "shared_memory_region" in params:
+        raise RequestError(f"{where}: shared-memory tensors are not supported by this server")
+    return params
+
+
+def _json_tensor(data, dtype: np.dtype, shape: tuple[int, ...], name: str) -> np.ndarray:
+    try:
+        values = np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise RequestError(
+            f"input '{name}': 'data' is not a regular list of {dtype} values ({err})"
+        ) from None
+    count = math.prod(shape)
+    if values.size != count:
+        raise RequestError(
+            f"input '{name}': 'data' has {values.size} values but shape {list(shape)} needs {count}"
+        )
+    return values.reshape(shape)
+
+
+def _binary_tensor(chunk: bytes, dtype: np.dtype, shape: tuple[int, ...], name: str) -> np.ndarray:
+    expected = math.prod(shape) * dtype.itemsize
+    if len(chunk) != expected:
+        raise RequestError(
+            f"input '{name}': binary_data_size is {len(chunk)} bytes but shape {list(shape)} of "
+            f"{kserve_datatype(dtype)} needs {expected}"
+        )
+    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+
+
+def _decode_inputs(entries, binary: memoryview) -> dict[str, np.ndarray]:
+    if not isinstance(entries, list) or not entries:
+        raise RequestError("request JSON needs a non-empty 'inputs' list")
+    inputs: dict[str, np.ndarray] = {}
+    offset = 0
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            raise RequestError("every entry of 'inputs' must be an object with a string 'name'")
+        if name in inputs:
+            raise RequestError(f"input '{name}' appears more than once")
+        try:
+            dtype = numpy_dtype(entry.get("datatype"))
+        except ValueError as err:
+            raise RequestError(f"input '{name}': {err}") from None
+        shape = _shape(entry, name)
+        size = _parameters(entry, f"input '{name}'").get("binary_data_size")
+        if size is not None and "data" in entry:
+            raise RequestError(f"input '{name}' has both 'data' and binary_data_size; send one")
+        if size is None:
+            if "data" not in entry:
+                raise RequestError(f"input '{name}' has neither 'data' nor a binary_data_size parameter")
+            inputs[name] = _json_tensor(entry["data"], dtype, shape, name)
+            continue
+        if type(size) is not int or size < 0:
+            raise RequestError(f"input '{name}': binary_data_size must be a non-negative integer")
+        if offset + size > len(binary):
+            raise RequestError(
+                f"input '{name}': binary_data_size {size} runs past the end of the binary data "
+                f"({len(binary) - offset} bytes left)"
+            )
+        inputs[name] = _binary_tensor(binary[offset:offset + size], dtype, shape, name)
+        offset += size
+    if offset != len(binary):
+        raise RequestError(
+            f"the body has {len(binary) - offset} bytes of binary data that no input's "
+            "binary_data_size claims"
+        )
+    return inputs
+
+
+def _decode_outputs(entries, default_binary: bool) -> tuple[RequestedOutput, ...] | None:
+    if entries is None:
+        return None
+    if not isinstance(entries, list):
+        raise RequestError("'outputs' must be a list of {\"name\": ...} objects")
+    outputs = []
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
+            raise RequestError("every entry of 'outputs' must be an object with a string 'name'")
+        params = _parameters(entry, f"output '{name}'")
+        if params.get("classification"):
+            raise RequestError(f"output '{name}': the classification extension is not supported")
+        outputs.append(RequestedOutput(name, bool(params.get("binary_data", default_binary))))
+    if len({o.name for o in outputs}) != len(outputs):
+        raise RequestError("'outputs' names an output more than once")
+    return tuple(outputs)
+
+
+def decode_request(body: bytes, header_length: int | None) -> InferRequest:
+    """Decode an infer request body; ``header_length`` from :func:`parse_header_length`."""
+    view = memoryview(body)
+    split = len(body) if header_length is None else header_length
+    header = _load_json(view[:split].tobytes())
+    request_id = header.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise RequestError("'id' must be a string")
+    params = _parameters(header, "request")
+    binary_output = bool(params.get("binary_data_output", False))
+    return InferRequest(
+        id=request_id,
+        inputs=_decode_inputs(header.get("inputs"), view[split:]),
+        outputs=_decode_outputs(header.get("outputs"), binary_output),
+        binary_output=binary_output,
+    )
+
+
+def encode_response(
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: dict[str, np.ndarray],
+    requested: tuple[RequestedOutput, ...],
+) -> tuple[bytes, int | None]:
+    """Response body and JSON header length (None when every output is in the JSON).
+
+    ``requested`` lists the outputs to send, in order; each must be a key of ``outputs``.
+    """
+    header: dict = {"model_name": model_name, "model_version": model_version}
+    if request_id is not None:
+        header["id"] = request_id
+    tensors, chunks = [], []
+    for want in requested:
+        array = outputs[want.name]
+        tensor = {"name": want.name, "datatype": kserve_datatype(array.dtype), "shape": list(array.shape)}
+        if want.binary:
+            raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            tensor["data"] = array.ravel().tolist()
+        tensors.append(tensor)
+    header["outputs"] = tensors
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    if not chunks:
+        return encoded, None
+    return b"".join([encoded, *chunks]), len(encoded)
+
+
+def error_body(message: str) -> bytes:
+    """The KServe v2 error response body: ``{"error": message}``."""
+    return json.dumps({"error": message}).encode()

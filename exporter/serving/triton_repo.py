@@ -1,0 +1,252 @@
+"""Triton model repositories for scale-out, and ``rfconv-deploy triton``.
+
+Layout written::
+
+    DIR/NAME/config.pbtxt
+    DIR/NAME/1/model.onnx   (onnxruntime backend, TensorRT or CUDA execution accelerator)
+    DIR/NAME/1/model.plan   (tensorrt backend; the RFConv plugin library must be preloaded)
+
+The config is a ``ModelConfig`` message of Triton's own schema (``model_config.proto``, shipped
+as ``tritonclient.grpc.model_config_pb2``), serialized with protobuf's text format. A model whose
+inputs and outputs all have a dynamic first dimension gets ``max_batch_size`` and dynamic
+batching, its ``dims`` then leaving out the batch; any other model gets ``max_batch_size: 0`` and
+full dims. A plan's tensors are read from the ONNX it was built from (``--onnx``, by default the
+``.onnx`` beside it); without one, the config leaves them out and Triton completes them from the
+engine when it loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .datatypes import triton_type
+from .model_io import onnx_io
+from .session import TensorSpec, leading_dims_dynamic
+
+ONNX_SUFFIXES = (".onnx",)
+PLAN_SUFFIXES = (".plan", ".engine")
+MODEL_VERSION = "1"
+TRT_WORKSPACE_BYTES = 1 << 30
+
+
+def model_config_pb2():
+    """Triton's model-config protobuf module, or RuntimeError saying what to install."""
+    try:
+        from tritonclient.grpc import model_config_pb2
+    except (ImportError, RuntimeError):
+        raise RuntimeError(
+            "writing a Triton config needs Triton's model-config protobuf from tritonclient's grpc part: "
+            "pip install 'tritonclient[grpc]'"
+        ) from None
+    return model_config_pb2
+
+
+def _external_data_files(path: Path) -> list[str]:
+    """Relative paths of the external-data files an ONNX model's initializers point at."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    files = {
+        entry.value
+        for tensor in model.graph.initializer if uses_external_data(tensor)
+        for entry in tensor.external_data if entry.key == "location"
+    }
+    return sorted(files)
+
+
+def build_config(
+    name: str,
+    inputs: list[TensorSpec] | None,
+    outputs: list[TensorSpec] | None,
+    *,
+    plan: bool,
+    max_batch: int,
+    max_delay_us: int,
+    accelerator: str = "tensorrt",
+):
+    """A Triton ``ModelConfig`` message.
+
+    ``inputs``/``outputs`` None leaves them for Triton to complete (plans only). ``accelerator``
+    (ONNX only): ``tensorrt`` puts ONNX Runtime's TensorRT EP first, ``cuda`` leaves the CUDA EP.
+    """
+    pb = model_config_pb2()
+    config = pb.ModelConfig(name=name)
+    if plan:
+        config.platform, config.backend = "tensorrt_plan", "tensorrt"
+    else:
+        config.platform, config.backend = "onnxruntime_onnx", "onnxruntime"
+    batched = max_batch > 0 and (inputs is None or leading_dims_dynamic(inputs + outputs))
+    config.max_batch_size = max_batch if batched else 0
+    for specs, field in ((inputs or [], config.input), (outputs or [], config.output)):
+        for spec in specs:
+            field.add(
+                name=spec.name,
+                data_type=pb.DataType.Value(triton_type(spec.datatype)),
+                dims=spec.shape[1:] if batched else spec.shape,
+            )
+    if batched:
+        config.dynamic_batching.max_queue_delay_microseconds = max_delay_us
+    config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_GPU, count=1)
+    if not plan and accelerator == "tensorrt":
+        trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        half = any(spec.datatype == "FP16" for spec in inputs or [])
+        trt.parameters["precision_mode"] = "FP16" if half else "FP32"
+        trt.parameters["max_workspace_size_bytes"] = str(TRT_WORKSPACE_BYTES)
+    elif not plan and accelerator != "cuda":
+        raise ValueError(f"accelerator {accelerator!r} is not one of tensorrt, cuda")
+    return config
+
+
+def plugin_instructions(repo: Path, plugin_lib: Path | None) -> list[str]:
+    """How to start Triton so that a plan's TensorRT plugins are registered before it loads."""
+    lib = str(plugin_lib) if plugin_lib is not None else "/path/to/librfconv_plugin.so"
+    lines = [
+        "This TensorRT plan needs its plugin library loaded into Triton before the model loads:",
+        f"  LD_PRELOAD={lib}:${{LD_PRELOAD}} tritonserver --model-repository={repo}",
+        "or, with the TensorRT backend's own option:",
+        f"  tritonserver --model-repository={repo} --backend-config=tensorrt,plugins=\"{lib}\"",
+        "Build the library against the TensorRT version of the Triton release you run.",
+    ]
+    if plugin_lib is None:
+        lines.insert(0, "No --plugin-lib was given; if the engine uses the RFConv plugin:")
+    return lines
+
+
+@dataclass(frozen=True)
+class TritonRepository:
+    """What :func:`write_repository` wrote: paths, the config message, and notes for the user."""
+
+    model_dir: Path
+    config_path: Path
+    model_file: Path
+    config: object
+    notes: list[str]
+
+
+def _plan_io(plan: Path, onnx_path: Path | None):
+    if onnx_path is None:
+        sibling = plan.with_suffix(".onnx")
+        onnx_path = sibling if sibling.is_file() else None
+    if onnx_path is None:
+        return None, None, [
+            f"no ONNX beside {plan.name} and no --onnx: the config leaves inputs and outputs out "
+            "and Triton completes them from the engine"
+        ]
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"--onnx {onnx_path} does not exist")
+    inputs, outputs = onnx_io(onnx_path)
+    return inputs, outputs, [f"inputs and outputs taken from {onnx_path}"]
+
+
+def write_repository(
+    model_path: str | Path,
+    repo: str | Path,
+    *,
+    name: str | None = None,
+    max_batch: int = 8,
+    max_delay_us: int = 2000,
+    accelerator: str = "tensorrt",
+    plugin_lib: str | Path | None = None,
+    onnx_path: str | Path | None = None,
+) -> TritonRepository:
+    """Write ``repo/name/config.pbtxt`` and ``repo/name/1/model.{onnx,plan}`` (replacing them)."""
+    from google.protobuf import text_format
+
+    model_path = Path(model_path)
+    repo = Path(repo).resolve()
+    if not model_path.is_file():
+        raise FileNotFoundError(f"model {model_path} does not exist")
+    suffix = model_path.suffix.lower()
+    if suffix not in ONNX_SUFFIXES + PLAN_SUFFIXES:
+        raise ValueError(
+            f"{model_path} is neither an ONNX model (.onnx) nor a TensorRT plan (.plan, .engine)"
+        )
+    plan = suffix in PLAN_SUFFIXES
+    name = name or model_path.stem
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"model name {name!r} is not a valid directory name")
+    if max_batch < 0:
+        raise ValueError(f"--max-batch must be >= 0 (0 turns batching off), got {max_batch}")
+    if plugin_lib is not None:
+        plugin_lib = Path(plugin_lib).resolve()
+        if not plan:
+            raise ValueError(
+                "--plugin-lib applies to TensorRT plans; an ONNX model runs in the onnxruntime backend"
+            )
+        if not plugin_lib.is_file():
+            raise FileNotFoundError(f"--plugin-lib {plugin_lib} does not exist")
+    if plan:
+        inputs, outputs, notes = _plan_io(model_path, Path(onnx_path) if onnx_path else None)
+        notes += plugin_instructions(repo, plugin_lib)
+    else:
+        inputs, outputs = onnx_io(model_path)
+        notes = [f"start: tritonserver --model-repository={repo}"]
+    config = build_config(
+        name, inputs, outputs, plan=plan, max_batch=max_batch, max_delay_us=max_delay_us,
+        accelerator=accelerator,
+    )
+
+    model_dir = repo / name
+    version_dir = model_dir / MODEL_VERSION
+    version_dir.mkdir(parents=True, exist_ok=True)
+    model_file = version_dir / ("model.plan" if plan else "model.onnx")
+    shutil.copyfile(model_path, model_file)
+    for relative in [] if plan else _external_data_files(model_path):
+        (version_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model_path.parent / relative, version_dir / relative)
+    header = "".join(f"# {line}\n" for line in notes)
+    config_path = model_dir / "config.pbtxt"
+    config_path.write_text(header + text_format.MessageToString(config))
+    return TritonRepository(model_dir, config_path, model_file, config, notes)
+
+
+def read_config(path: str | Path):
+    """Parse a ``config.pbtxt`` back into Triton's ``ModelConfig`` (ParseError when it does not fit)."""
+    from google.protobuf import text_format
+
+    return text_format.Parse(Path(path).read_text(), model_config_pb2().ModelConfig())
+
+
+def _triton(args: argparse.Namespace) -> int:
+    written = write_repository(
+        args.model, args.repo, name=args.name, max_batch=args.max_batch, max_delay_us=args.max_delay_us,
+        accelerator=args.accelerator, plugin_lib=args.plugin_lib, onnx_path=args.onnx,
+    )
+    config = written.config
+    print(f"wrote {written.model_file} and {written.config_path}")
+    print(f"  {config.backend} backend, max_batch_size {config.max_batch_size}, "
+          f"{len(config.input)} inputs, {len(config.output)} outputs")
+    for line in written.notes:
+        print(f"  {line}")
+    return 0
+
+
+def add_subcommand(sub) -> None:
+    """Register ``rfconv-deploy triton``."""
+    triton = sub.add_parser(
+        "triton", help="write a Triton model repository for an ONNX model or a TensorRT plan"
+    )
+    triton.add_argument("model", help="MODEL.onnx (onnxruntime backend) or MODEL.plan (tensorrt backend)")
+    triton.add_argument("--repo", required=True, help="model repository directory to write into")
+    triton.add_argument("--name", help="model name (default: the file's stem)")
+    triton.add_argument(
+        "--max-batch", type=int, default=8,
+        help="max_batch_size for models with a dynamic batch dimension (default: 8; 0 = no batching)",
+    )
+    triton.add_argument(
+        "--max-delay-us", type=int, default=2000,
+        help="dynamic batching queue delay, microseconds (default: 2000)",
+    )
+    triton.add_argument(
+        "--accelerator", default="tensorrt", choices=["tensorrt", "cuda"],
+        help="ONNX models: ONNX Runtime's TensorRT EP first (default), or only its CUDA EP",
+    )
+    triton.add_argument("--plugin-lib", help="plans: the TensorRT plugin library the engine needs")
+    triton.add_argument(
+        "--onnx", help="plans: the ONNX the plan was built from (default: MODEL.onnx beside it)"
+    )
+    triton.set_defaults(func=_triton)
