@@ -7,6 +7,7 @@ from exporter.models import calibrate_batchnorm
 
 INPUT_HW = 16
 DAMAGED_MODULE = "3"  # the stride-2 conv: its scale constant is not shared with any other layer
+DAMAGED_LAYER = 1  # ... which is the second rectified conv in the graph
 
 
 def tiny_rf() -> nn.Module:

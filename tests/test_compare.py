@@ -1,6 +1,5 @@
 """``rfconv-deploy compare`` end to end on a small exported RF model (CPU backends)."""
 
-import copy
 import json
 
 import numpy as np
@@ -13,19 +12,19 @@ from polygraphy.comparator import RunResults
 from exporter import backends as availability
 from exporter.cli import main
 from exporter.compare import compare, model_precision
+from exporter.export import export_onnx
+from exporter.layerwise import find_rectified_layers
 from exporter.models import load_model
 from exporter.runners import BACKENDS
-from tests.compare_models import DAMAGED_MODULE, INPUT_HW
+from tests.compare_models import DAMAGED_LAYER, DAMAGED_MODULE, INPUT_HW
 
 MODEL_SPEC = "tests.compare_models:tiny_rf"
 CPU_BACKENDS = "torch,ort-cpu,onnx-ref"
+OUTPUT = "output"  # the exporter's name for a single model output
 
 
-def _export(model, path, half=False):
-    model = copy.deepcopy(model).half() if half else model
-    example = torch.randn(2, 3, INPUT_HW, INPUT_HW, dtype=torch.float16 if half else torch.float32)
-    torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"],
-                      output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},))
+def _export(model, path, precision="fp32"):
+    export_onnx(model, torch.randn(1, 3, INPUT_HW, INPUT_HW), path, precision=precision)
     return path
 
 
@@ -41,21 +40,15 @@ def exported(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported_fp16(tiny_model, tmp_path_factory):
-    return _export(tiny_model, tmp_path_factory.mktemp("fp16") / "tiny_fp16.onnx", half=True)
-
-
-def _scale_of(model: onnx.ModelProto, module: str) -> str:
-    """The scale initializer of the rectified conv exported from ``module``."""
-    from exporter.layerwise import find_rectified_layers
-
-    return next(layer.scale for layer in find_rectified_layers(model) if layer.module == module)
+    return _export(tiny_model, tmp_path_factory.mktemp("fp16") / "tiny_fp16.onnx", precision="fp16")
 
 
 @pytest.fixture(scope="module")
 def damaged(exported, tmp_path_factory):
     """The export with one scale constant perturbed at a single border position (+20%)."""
     model = onnx.load(str(exported))
-    name = _scale_of(model, DAMAGED_MODULE)
+    name = find_rectified_layers(model)[DAMAGED_LAYER].scale
+    assert sum(name in node.input for node in model.graph.node) == 1  # used by that layer only
     for init in model.graph.initializer:
         if init.name == name:
             value = numpy_helper.to_array(init).copy()
@@ -91,7 +84,7 @@ def test_torch_ort_and_reference_agree_and_report_is_complete(exported, tmp_path
         ("torch", "ort-cpu"), ("torch", "onnx-ref")]
     for comparison in report["comparisons"]:
         (stats,) = comparison["outputs"]
-        assert stats["output"] == "logits" and stats["passed"] and stats["iterations_passed"] == 2
+        assert stats["output"] == OUTPUT and stats["passed"] and stats["iterations_passed"] == 2
         for key in ("max_abs", "mean_abs", "median_abs", "max_rel", "mean_rel", "median_rel"):
             assert 0 <= stats[key] < 1e-4, key
         assert stats["median_abs"] <= stats["max_abs"] and stats["mean_abs"] <= stats["max_abs"]
@@ -105,8 +98,8 @@ def test_torch_ort_and_reference_agree_and_report_is_complete(exported, tmp_path
     # The saved RunResults load back with Polygraphy and hold the outputs the stats came from.
     results = RunResults.load(str(results_path))
     assert list(results.keys()) == ["torch", "ort-cpu", "onnx-ref"]
-    torch_out = [it["logits"] for it in results["torch"]]
-    ort_out = [it["logits"] for it in results["ort-cpu"]]
+    torch_out = [it[OUTPUT] for it in results["torch"]]
+    ort_out = [it[OUTPUT] for it in results["ort-cpu"]]
     assert [o.shape for o in torch_out] == [(3, 10)] * 2
     worst = max(float(np.max(np.abs(a - b))) for a, b in zip(torch_out, ort_out, strict=True))
     assert worst == pytest.approx(report["comparisons"][0]["outputs"][0]["max_abs"])
@@ -128,7 +121,7 @@ def test_damaged_scale_fails_and_per_layer_names_the_layer(damaged, tmp_path, ca
     assert per_layer["status"] == "ran" and len(per_layer["layers"]) == 3
     for divergence in per_layer["first_divergence"]:  # ort-cpu and onnx-ref, each against torch
         assert divergence["layer"]["torch_module"] == DAMAGED_MODULE
-        assert divergence["layer"]["scale"] == scale and divergence["layer"]["index"] == 1
+        assert divergence["layer"]["scale"] == scale and divergence["layer"]["index"] == DAMAGED_LAYER
         assert divergence["stats"]["max_rel"] == pytest.approx(0.2, rel=1e-3)  # the 20% perturbation
     # the layer before the damage agrees to fp32 precision on both backends
     for pair in per_layer["pairs"]:

@@ -199,3 +199,45 @@ def test_plugin_nodes_are_layers_and_their_taps_fuse_bias_and_relu(tiny_model, t
     assert set(skipped) == {"ort-cpu", "onnx-ref"}
     assert all("custom ops (rfconv.RFConvRectify)" in why for why in skipped.values())
     assert not report.passed  # only torch ran: nothing was compared
+
+
+class _TwoBranches(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = RFConv2d(3, 4, 3, padding=1)
+        self.b = RFConv2d(3, 4, 5, padding=2)
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+def test_layers_are_matched_by_recorded_module_names(tmp_path):
+    """torch.onnx.export records module paths; they win over execution order when nodes are reordered."""
+    model = _TwoBranches().eval()
+    path = tmp_path / "branches.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 8, 8),), str(path), dynamo=True)
+    proto = onnx.load(str(path))
+    # move branch b's nodes in front of branch a's: still topologically sorted
+    nodes = list(proto.graph.node)
+    branch_b = [n for n in nodes if any(p.key == "pkg.torch.onnx.name_scopes" and "'b'" in p.value
+                                        for p in n.metadata_props)]
+    assert branch_b
+    del proto.graph.node[:]
+    proto.graph.node.extend(branch_b + [n for n in nodes if n not in branch_b])
+    layers = find_rectified_layers(proto)
+    assert [layer.module for layer in layers] == ["b", "a"]
+    taps = layer_taps(layers, proto, model, [torch.randn(1, 3, 8, 8)])
+    assert [tap.module for tap in taps] == ["b", "a"]
+
+    reordered = tmp_path / "reordered.onnx"
+    onnx.save(proto, str(reordered))
+    damaged = onnx.load(str(reordered))
+    for init in damaged.graph.initializer:
+        if init.name == layers[1].scale:  # branch a's scale
+            value = numpy_helper.to_array(init).copy()
+            value.reshape(-1)[0] *= 1.5
+            init.CopyFrom(numpy_helper.from_array(value, init.name))
+    onnx.save(damaged, str(reordered))
+    report = compare(reordered, model, backends=["torch", "ort-cpu"], per_layer=True)
+    (divergence,) = report.per_layer.first_divergence
+    assert divergence.layer["torch_module"] == "a" and divergence.layer["index"] == 1
