@@ -3,8 +3,12 @@
 ``compare(onnx_path, torch_model, backends=...)`` runs each backend on the same inputs with
 ``Comparator.run`` (one backend at a time, so one that crashes is reported instead of losing the
 rest), checks every backend against the first one that ran with ``Comparator.compare_accuracy``
-and ``SimpleCompareFunc`` (per element: fails where both ``|a-b| > atol`` and
-``|a-b| > rtol*|ref|``), and returns a :class:`~exporter.compare_report.CompareReport`.
+and ``SimpleCompareFunc``, and returns a :class:`~exporter.compare_report.CompareReport`.
+
+Tolerances: an element fails where both ``|a-b| > atol`` and ``|a-b| > rtol*|ref|`` (Polygraphy's
+element-wise check). ``rtol`` defaults by precision (:data:`DEFAULT_TOLERANCE`); ``atol``
+defaults, per output, to ``rtol * max|ref|``: errors are measured against the output's scale, the
+project's definition of relative error, so that logits near zero do not fail on noise.
 With ``per_layer=True`` and a failed comparison it reruns with the tensor after every rectified
 conv exposed (see :mod:`exporter.layerwise`) and names the first layer where backends diverge.
 
@@ -44,7 +48,7 @@ from .layerwise import LayerMatchError, find_rectified_layers, layer_taps, with_
 from .runners import BACKENDS, BackendSkipped, RunnerOptions, feed_to_tensors, make_runner
 
 DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
-"""Default atol and rtol by precision."""
+"""Default rtol by precision (the default atol is rtol times each output's largest |reference|)."""
 DEFAULT_BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "trt")
 """``onnx-ref`` is opt-in: exact but slow (seconds per image for a ResNet-50)."""
 PRECISIONS = ("fp32", "fp16")
@@ -115,14 +119,26 @@ def _backend_detail(name: str, options: RunnerOptions) -> str:
     return f"onnxruntime {availability.package_version('onnxruntime')}"
 
 
-def _compare_runs(results: RunResults, atol: float, rtol: float):
+def _output_atols(reference: list, rtol: float) -> dict[str, float]:
+    """``rtol * max|ref|`` per output, over every iteration of the reference runner."""
+    scale = {}
+    for iteration in reference:
+        for name, value in iteration.items():
+            magnitude = np.abs(np.asarray(value, dtype=np.float64))
+            largest = float(np.max(magnitude[np.isfinite(magnitude)], initial=0.0))
+            scale[name] = max(scale.get(name, 0.0), largest)
+    return {name: rtol * value for name, value in scale.items()}
+
+
+def _compare_runs(results: RunResults, atol: float | None, rtol: float):
     """Polygraphy accuracy check of every runner against the first.
 
     Pairs are (candidate, reference): Polygraphy divides by the *second* output for relative
-    errors, so they come out relative to the reference.
+    errors, so they come out relative to the reference. ``atol=None`` is scale-relative.
     """
     comparisons = [(i, 0) for i in range(1, len(results))]
-    func = SimpleCompareFunc(atol=atol, rtol=rtol, check_error_stat="elemwise")
+    atols = atol if atol is not None else _output_atols(results[0][1], rtol)
+    func = SimpleCompareFunc(atol=atols, rtol=rtol, check_error_stat="elemwise")
     return Comparator.compare_accuracy(results, comparisons=comparisons, compare_func=func)[0]
 
 
@@ -222,7 +238,8 @@ def compare(
     ``inputs`` is ``"random"`` (seeded with ``seed``), a folder of images or a Polygraphy input
     JSON; ``iterations`` caps how many batches are used (random: default 1). ``precision``
     defaults to the file's own and sets the default tolerances (:data:`DEFAULT_TOLERANCE`);
-    ``atol``/``rtol`` override them. Unavailable backends are reported as skipped, never dropped.
+    ``rtol`` overrides it, ``atol`` replaces the scale-relative absolute tolerance (see the module
+    docstring). Unavailable backends are reported as skipped, never dropped.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -243,7 +260,6 @@ def compare(
         raise ValueError(f"cannot read {onnx_path} as an ONNX model: {err}") from None
     file_precision = model_precision(onnx_model)
     precision = precision or file_precision
-    atol = DEFAULT_TOLERANCE[precision] if atol is None else atol
     rtol = DEFAULT_TOLERANCE[precision] if rtol is None else rtol
 
     quiet = nullcontext() if verbose else G_LOGGER.verbosity(G_LOGGER.CRITICAL)
@@ -277,7 +293,8 @@ def compare(
         torch_model=torch_model_name or (type(torch_model).__name__ if torch_model is not None else None),
         precision=precision,
         model_precision=file_precision,
-        tolerances={"atol": atol, "rtol": rtol, "check": "elementwise: |a-b| <= atol or <= rtol*|ref|"},
+        tolerances={"rtol": rtol, "atol": atol if atol is not None else "rtol * max|ref| per output",
+                    "check": "per element: |a-b| <= atol or |a-b| <= rtol*|ref|"},
         inputs={"source": inputs, "seed": seed if inputs == "random" else None, "iterations": len(feeds),
                 "shapes": {name: list(meta.shape) for name, meta in metadata.items()}},
         backends=statuses,
@@ -345,10 +362,11 @@ def add_subcommand(sub) -> None:
     p.add_argument("--batch-size", type=int, help="batch size for a dynamic batch dimension (default 1)")
     p.add_argument("--input-shape", type=_shape, help="full input shape, e.g. 1,3,224,224 (dynamic H/W)")
     p.add_argument("--precision", choices=PRECISIONS,
-                   help="sets default tolerances (fp32 1e-4, fp16 1e-2) and TensorRT build precision "
+                   help="sets the default rtol (fp32 1e-4, fp16 1e-2) and TensorRT build precision "
                         "(default: the model file's)")
-    p.add_argument("--atol", type=float, help="absolute tolerance (default by precision)")
-    p.add_argument("--rtol", type=float, help="relative tolerance (default by precision)")
+    p.add_argument("--rtol", type=float, help="relative tolerance (default by precision: fp32 1e-4, fp16 1e-2)")
+    p.add_argument("--atol", type=float,
+                   help="absolute tolerance (default: rtol times each output's largest |reference| value)")
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--save-results", help="save Polygraphy RunResults: FILE.json, or a new directory "
                                           "for one file per iteration")

@@ -42,7 +42,8 @@ class OutputStats:
     ``max_*`` is the maximum and ``mean_*`` the mean over every element of every iteration;
     ``median_*`` is the median of the per-iteration medians. Relative errors of elements near
     zero are large by nature; ``reference_max_abs`` (the largest ``|reference|``) gives the scale
-    to read ``max_abs`` against. ``cosine_similarity`` is over all
+    to read ``max_abs`` against, and ``scaled_error`` is their ratio. ``atol`` is the absolute
+    tolerance that was applied (with ``rtol``). ``cosine_similarity`` is over all
     elements flattened; ``top1_agreement`` (classifier outputs ``[N, classes]`` only) is the
     fraction of rows whose argmax agrees.
     """
@@ -58,6 +59,9 @@ class OutputStats:
     mean_rel: float | None = None
     median_rel: float | None = None
     reference_max_abs: float | None = None
+    scaled_error: float | None = None
+    atol: float | None = None
+    rtol: float | None = None
     cosine_similarity: float | None = None
     top1_agreement: float | None = None
     note: str = ""
@@ -140,8 +144,9 @@ class CompareReport:
             latency = f"{b.mean_latency_ms:9.3f} ms" if b.mean_latency_ms is not None else " " * 12
             lines.append(f"  {b.name:<9} {b.status:<8} {latency}  {b.detail}")
         tol = self.tolerances
-        lines += ["", f"Comparisons ({self.precision}: atol={tol['atol']:g}, rtol={tol['rtol']:g}, per "
-                      f"element; {self.inputs['iterations']} batch(es) of {self.inputs['source']} inputs)"]
+        atol = f"{tol['atol']:g}" if isinstance(tol["atol"], float) else tol["atol"]
+        lines += ["", f"Comparisons ({self.precision}: rtol={tol['rtol']:g}, atol={atol}; "
+                      f"{self.inputs['iterations']} batch(es) of {self.inputs['source']} inputs)"]
         lines += _stats_table(self.comparisons)
         if self.per_layer.status != "not requested":
             lines += ["", f"Per-layer: {self.per_layer.status}"]
@@ -172,14 +177,15 @@ def _fmt(value: float | None, percent: bool = False) -> str:
 
 
 def _stats_table(pairs: list[PairResult]) -> list[str]:
-    header = ("backend", "vs", "output", "max abs", "mean abs", "med abs", "max rel", "mean rel",
+    header = ("backend", "vs", "output", "max abs", "/ scale", "mean abs", "med abs", "max rel", "mean rel",
               "med rel", "cosine", "top-1", "result")
     rows = [header]
     for pair in pairs:
         for s in pair.outputs:
             cosine = f"{s.cosine_similarity:.7f}" if s.cosine_similarity is not None else "-"
+            errors = [_fmt(getattr(s, f)) for f in ERROR_FIELDS]
             rows.append((
-                pair.backend, pair.reference, s.output, *(_fmt(getattr(s, f)) for f in ERROR_FIELDS),
+                pair.backend, pair.reference, s.output, errors[0], _fmt(s.scaled_error), *errors[1:],
                 cosine, _fmt(s.top1_agreement, percent=True),
                 ("PASS" if s.passed else "FAIL") + (f" ({s.note})" if s.note else ""),
             ))
@@ -218,9 +224,12 @@ def output_stats(
     stats.note = ", ".join(notes)
     for ours, theirs, combine in ERROR_STATS:
         setattr(stats, ours, float(combine([getattr(r, theirs) for r in per_iteration])))
+    stats.atol, stats.rtol = per_iteration[0].thresholds.atol, per_iteration[0].thresholds.rtol
     ref = np.concatenate([np.ravel(a) for a in reference])
     cand = np.concatenate([np.ravel(a) for a in candidate])
-    stats.reference_max_abs = float(np.max(np.abs(ref))) if ref.size else 0.0
+    stats.reference_max_abs = float(np.max(np.abs(ref), initial=0.0))
+    if stats.reference_max_abs > 0:
+        stats.scaled_error = stats.max_abs / stats.reference_max_abs
     stats.cosine_similarity = _cosine(ref, cand)
     if all(a.ndim == 2 and a.shape[1] > 1 for a in reference):
         agree = [np.argmax(r, 1) == np.argmax(c, 1) for r, c in zip(reference, candidate, strict=True)]
