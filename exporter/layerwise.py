@@ -100,17 +100,40 @@ def _activation(node: onnx.NodeProto) -> str:
     return "none"
 
 
+def _shape_only(model: onnx.ModelProto, constants: dict) -> set[str]:
+    """Tensors whose values depend on no input *values*, only on constants and input shapes.
+
+    The rectification factor of a dynamic-H/W export is such a tensor: computed from ``Shape``.
+    """
+    found = set(constants)
+    for node in model.graph.node:  # graph order is topological
+        if node.op_type in ("Shape", "Size") or all(not name or name in found for name in node.input):
+            found.update(node.output)
+    return found
+
+
+def _is_scale(name: str, constants: dict, shape_only: set[str]) -> bool:
+    """A constant ``[.., 1, Ho, Wo]`` factor (static export), or one computed from shapes (dynamic)."""
+    return _is_spatial_scale(constants[name]) if name in constants else name in shape_only
+
+
 def find_rectified_layers(model: onnx.ModelProto) -> list[RectifiedLayer]:
-    """Every ``Conv -> Mul(spatial scale)`` and ``Conv -> RFConvRectify`` in graph order."""
+    """Every ``Conv -> Mul(scale)`` and ``Conv -> RFConvRectify`` in graph order.
+
+    The scale is a constant in a static export and computed from input shapes in a dynamic-H/W
+    export; Convs that themselves only see shapes (for example one counting valid taps over a
+    ones map) are not layers.
+    """
     producers = {out: node for node in model.graph.node for out in node.output}
     constants = _constants(model)
+    shape_only = _shape_only(model, constants)
     layers = []
     for node in model.graph.node:
         if node.op_type == "Mul" and len(node.input) == 2:
-            convs = [producers.get(name) for name in node.input]
             for i in (0, 1):
-                conv, other = convs[i], node.input[1 - i]
-                if conv is not None and conv.op_type == "Conv" and _is_spatial_scale(constants.get(other)):
+                conv, other = producers.get(node.input[i]), node.input[1 - i]
+                if (conv is not None and conv.op_type == "Conv" and node.input[i] not in shape_only
+                        and _is_scale(other, constants, shape_only)):
                     scale, fused_bias, activation = other, None, "none"
                     break
             else:

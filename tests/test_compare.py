@@ -228,3 +228,27 @@ def test_malformed_shape_is_an_argparse_error(exported, capsys):
 def test_missing_onnx_file(tmp_path, capsys):
     assert _cli(tmp_path / "absent.onnx") == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_per_layer_on_a_dynamic_hw_export(tiny_model, tmp_path):
+    """With H/W dynamic the factor is computed from shapes in the graph; layers are found all the same."""
+    path = tmp_path / "dynamic.onnx"
+    export_onnx(tiny_model, torch.randn(1, 3, INPUT_HW, INPUT_HW), path, dynamic_hw=True)
+    model = onnx.load(str(path))
+    layers = find_rectified_layers(model)
+    assert len(layers) == 3 and not any(name in {i.name for i in model.graph.initializer}
+                                        for name in (layer.scale for layer in layers))
+    shape = [2, 3, 20, 26]  # another size than the export's, with odd rounding in the stride-2 conv
+    assert compare(path, tiny_model, backends=["torch", "ort-cpu"], input_shape=shape).passed
+
+    weight = layers[DAMAGED_LAYER].weight
+    for init in model.graph.initializer:
+        if init.name == weight:
+            value = numpy_helper.to_array(init).copy()
+            value[0, 0, 0, 0] += 0.5
+            init.CopyFrom(numpy_helper.from_array(value, weight))
+    onnx.save(model, str(path))
+    report = compare(path, tiny_model, backends=["torch", "ort-cpu"], input_shape=shape, per_layer=True)
+    assert not report.passed
+    (divergence,) = report.per_layer.first_divergence
+    assert divergence.layer["torch_module"] == DAMAGED_MODULE and divergence.layer["index"] == DAMAGED_LAYER
