@@ -1,10 +1,11 @@
 """Per-layer comparison points: the tensor after each rectified conv, in ONNX and in PyTorch.
 
 In a static export (see the graph contract in RULES.md) a rectified conv is
-``Conv(X, W'[, B']) -> Mul(Y, scale)`` with ``scale`` a constant ``[1, 1, Ho, Wo]`` (or
-``[Ho, Wo]`` straight out of ``torch.onnx.export``); in a plugin-mode export it is
-``Conv -> RFConvRectify(Y, X[, bias])``, the plugin possibly fusing the bias add and a ReLU. The
-tensor after the ``Mul``/plugin is the layer's comparison point.
+``Conv(X, W'[, B']) -> Mul(Y, scale)`` with ``scale`` a constant ``[1, 1, Ho, Wo]`` (``[Ho, Wo]``
+straight out of ``torch.onnx.export``); a dynamic-H/W export computes ``scale`` from input
+shapes; a plugin-mode export has ``Conv -> RFConvRectify(Y, X[, bias])``, the plugin possibly
+fusing the bias add and a ReLU. The tensor after the ``Mul``/plugin is the layer's comparison
+point.
 
 On the PyTorch side a forward hook on the matching ``RFConv2d`` gives ``y = s * (W x + b)``.
 When the exporter folded a BatchNorm into the conv, ``W' = g * W`` and ``B' = g * b`` per output
@@ -48,7 +49,7 @@ class RectifiedLayer:
     conv: str  # the Conv node feeding it
     weight: str  # the Conv's weight tensor
     conv_bias: str | None
-    scale: str | None  # the scale constant (static mode)
+    scale: str | None  # the scale: a constant (static export) or a tensor computed from shapes
     fused_bias: str | None  # the plugin's bias input (plugin mode)
     activation: str  # "none" or "relu" (plugin mode may fuse a ReLU)
     module: str | None  # PyTorch module path recorded by the exporter, if any

@@ -93,14 +93,13 @@ class TorchRunner(BaseRunner):
         param = next(model.parameters(), None)
         if param is not None and param.device != self.device:
             model = copy.deepcopy(model)  # leave the caller's model on its own device
+        modules = dict(model.named_modules())
+        absent = [tap.module for tap in self.taps if tap.module not in modules]
+        if absent:
+            raise ValueError(f"{self.name}: the model has no submodule(s) {', '.join(absent)} to tap")
         self.model = model.to(self.device).eval()
         self.tapped = OrderedDict()
-        modules = dict(self.model.named_modules())
-        self.hooks = []
-        for tap in self.taps:
-            if tap.module not in modules:
-                raise ValueError(f"{self.name}: the model has no submodule {tap.module!r} to tap")
-            self.hooks.append(modules[tap.module].register_forward_hook(self._hook(tap)))
+        self.hooks = [modules[tap.module].register_forward_hook(self._hook(tap)) for tap in self.taps]
 
     def _hook(self, tap: LayerTap):
         def record(_module, _inputs, output):
