@@ -26,6 +26,7 @@ import onnx_graphsurgeon as gs
 import torch
 from torch import nn
 
+from .passes import plugin_mode
 from .passes.castlike import resolve_castlike
 from .passes.dedupe import dedupe_scales
 from .passes.fold import check_scales_folded, fold_constants
@@ -167,16 +168,6 @@ def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset,
     return program.model_proto
 
 
-def _plugin_mode(graph: gs.Graph) -> None:
-    try:
-        from .passes import plugin_mode
-    except ImportError:
-        raise ExportError(
-            "mode='plugin' needs exporter.passes.plugin_mode, which this installation does not have "
-            "yet; export with mode='static' (the default)"
-        ) from None
-    plugin_mode.apply(graph)
-
 
 def _rename_dims(graph: gs.Graph, names: dict[str, str]) -> None:
     """Replace the exporter's symbols (``s77``) with readable names in every tensor shape."""
@@ -285,7 +276,7 @@ def export_onnx(
         fold_batchnorm(graph)
     if mode == "plugin":
         step("rewriting rectified convs as TensorRT plugin nodes")
-        _plugin_mode(graph)
+        plugin_mode.apply(graph)
     if precision == "fp16":
         step("converting to fp16")
         convert_to_fp16(graph, keep_io_types=keep_io_types)
