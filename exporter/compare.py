@@ -45,7 +45,7 @@ from .compare_report import (
 )
 from .feeds import load_feeds, resolve_input_metadata, save_feeds
 from .layerwise import LayerMatchError, find_rectified_layers, layer_taps, with_layer_outputs
-from .runners import BACKENDS, BackendSkipped, RunnerOptions, feed_to_tensors, make_runner
+from .runners import BACKENDS, BackendSkipped, RunnerOptions, custom_ops, feed_to_tensors, make_runner
 
 DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 """Default rtol by precision (the default atol is rtol times each output's largest |reference|)."""
@@ -104,7 +104,10 @@ def _run_backends(names, onnx_path, onnx_model, setup: _Setup, taps=(), timed=Tr
             continue
         iterations = ran[name]
         latency = 1000 * float(np.mean([it.runtime for it in iterations]))
-        statuses.append(BackendStatus(name, "ran", _backend_detail(name, setup.options), latency))
+        detail = _backend_detail(name, setup.options)
+        if name in ("ort-cpu", "onnx-ref") and custom_ops(onnx_model):
+            detail += ", RFConvRectify by the plugin's Python reference"
+        statuses.append(BackendStatus(name, "ran", detail, latency))
         results.append((name, iterations))
     return statuses, results
 
@@ -167,14 +170,15 @@ def _per_layer(onnx_model, ran, failing: list[PairResult], setup: _Setup, atol, 
     layers = find_rectified_layers(onnx_model)
     if not layers:
         return PerLayerResult("no rectified conv (Conv -> scale Mul, or RFConvRectify) in the ONNX graph")
-    taps, modules = (), {}
+    references = []
     if "torch" in ran:
         try:
             first = feed_to_tensors(setup.feeds[0], setup.torch_inputs)
-            taps = layer_taps(layers, onnx_model, setup.torch_model, first)
+            references = layer_taps(layers, onnx_model, setup.torch_model, first)
         except LayerMatchError as err:
             return PerLayerResult(f"cannot match ONNX layers to PyTorch modules: {err}")
-        modules = {tap.output_name: tap.module for tap in taps}
+    taps = [ref.tap for ref in references]
+    matched = {ref.tap.output_name: ref for ref in references}
     layer_model = with_layer_outputs(onnx_model, layers)
     layer_path = Path(workdir) / "layers.onnx"
     onnx.save(layer_model, str(layer_path))
@@ -185,7 +189,11 @@ def _per_layer(onnx_model, ran, failing: list[PairResult], setup: _Setup, atol, 
         return PerLayerResult(f"could not rerun with layer outputs: {why}")
     accuracy = _compare_runs(results, atol, rtol)
     pairs = pair_results(results, accuracy, outputs=[layer.tensor for layer in layers])
-    layer_dicts = [dict(asdict(layer), torch_module=modules.get(layer.tensor)) for layer in layers]
+    layer_dicts = [
+        dict(asdict(layer), torch_module=matched[layer.tensor].tap.module if layer.tensor in matched else None,
+             fused_bias_reference=matched[layer.tensor].shift_source if layer.tensor in matched else None)
+        for layer in layers
+    ]
     failing_names = {(p.reference, p.backend) for p in failing}
     divergences = [_first_divergence(pair, layers, layer_dicts) for pair in pairs
                    if (pair.reference, pair.backend) in failing_names]
@@ -228,7 +236,7 @@ def compare(
     save_results: str | None = None,
     save_inputs: str | None = None,
     torch_device: str = "cpu",
-    plugin_libs: Sequence[str] = (),
+    plugin_library: str | None = None,
     torch_model_name: str | None = None,
     verbose: bool = False,
 ) -> CompareReport:
@@ -239,7 +247,9 @@ def compare(
     JSON; ``iterations`` caps how many batches are used (random: default 1). ``precision``
     defaults to the file's own and sets the default tolerances (:data:`DEFAULT_TOLERANCE`);
     ``rtol`` overrides it, ``atol`` replaces the scale-relative absolute tolerance (see the module
-    docstring). Unavailable backends are reported as skipped, never dropped.
+    docstring). Unavailable backends are reported as skipped, never dropped. Plugin-mode models
+    run on ``trt`` with ``plugin_library`` (default: the built one) and on ``ort-cpu``/``onnx-ref``
+    through the plugin's Python reference.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -271,7 +281,8 @@ def compare(
             save_feeds(feeds, save_inputs)
             saved["inputs"] = str(save_inputs)
         setup = _Setup(
-            RunnerOptions(precision, file_precision, torch_device, tuple(map(str, plugin_libs))),
+            RunnerOptions(precision, file_precision, torch_device,
+                          str(plugin_library) if plugin_library is not None else None),
             torch_model,
             _torch_metadata(metadata, torch_model) if torch_model is not None else None,
             feeds,
@@ -328,7 +339,7 @@ def _run(args: argparse.Namespace) -> int:
         iterations=args.iterations, seed=args.seed, batch_size=args.batch_size,
         input_shape=args.input_shape, atol=args.atol, rtol=args.rtol, precision=args.precision,
         per_layer=args.per_layer, save_results=args.save_results, save_inputs=args.save_inputs,
-        torch_device=args.torch_device, plugin_libs=args.plugin_lib or (),
+        torch_device=args.torch_device, plugin_library=args.plugin_lib,
         torch_model_name=args.model, verbose=args.verbose,
     )
     print(report.format_table())
@@ -375,6 +386,7 @@ def add_subcommand(sub) -> None:
                    help="when outputs disagree, compare after every rectified conv and name the first "
                         "layer that diverges")
     p.add_argument("--torch-device", default="cpu", help="device for the torch backend (default cpu)")
-    p.add_argument("--plugin-lib", action="append", help="TensorRT plugin library to load (repeatable)")
+    p.add_argument("--plugin-lib", metavar="PATH",
+                   help="RFConvRectify TensorRT plugin library for the trt backend (default: the built one)")
     p.add_argument("--verbose", action="store_true", help="show Polygraphy's log")
     p.set_defaults(func=_run)

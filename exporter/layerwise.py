@@ -222,17 +222,45 @@ def _channel_gain(onnx_weights: list[np.ndarray], torch_weights: list[np.ndarray
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
 
 
+@dataclass(frozen=True)
+class LayerReference:
+    """How the PyTorch side of one layer is computed: the tap, and where a fused shift comes from."""
+
+    tap: LayerTap
+    shift_source: str | None  # "PyTorch BatchNorm '<name>'", "the ONNX file" or None (no shift)
+
+
+def _folded_batchnorm(model: torch.nn.Module, gain: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """The BatchNorm whose per-channel gain ``gamma / sqrt(var + eps)`` is ``gain``, and its shift.
+
+    A plugin node fuses the folded BN's shift; taking it from the PyTorch BN (found by the gain,
+    which comes from the weights) keeps the reference independent of the file being checked.
+    """
+    for name, bn in model.named_modules():
+        if isinstance(bn, torch.nn.BatchNorm2d) and bn.num_features == gain.size and bn.affine \
+                and bn.track_running_stats:
+            g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().cpu().numpy()
+            if np.allclose(g, gain, rtol=2e-3, atol=1e-6):
+                shift = bn.bias.detach().double().cpu().numpy() - bn.running_mean.double().cpu().numpy() * g
+                return name, shift
+    return None
+
+
 def layer_taps(
     layers: list[RectifiedLayer],
     onnx_model: onnx.ModelProto,
     torch_model: torch.nn.Module,
     inputs: list[torch.Tensor],
-) -> list[LayerTap]:
-    """A :class:`LayerTap` per layer that turns the module's output into the ONNX tensor's meaning."""
+) -> list[LayerReference]:
+    """Per layer, a :class:`LayerTap` that turns the module's output into the ONNX tensor's meaning.
+
+    A plugin's fused shift comes from the PyTorch BatchNorm that was folded when one matches,
+    otherwise (with ``shift_source`` saying so) from the ONNX file itself.
+    """
     names = match_modules(layers, torch_model, inputs)
     modules = rectifying_modules(torch_model)
     constants = _constants(onnx_model)
-    taps = []
+    references = []
     for layer, name in zip(layers, names, strict=True):
         module = modules[name]
         weight = module.weight.detach().cpu().numpy()
@@ -248,22 +276,28 @@ def layer_taps(
         if module.bias is not None and layer.conv_bias in constants:
             pairs.append((constants[layer.conv_bias], module.bias.detach().cpu().numpy()))
         gain = _channel_gain(*zip(*pairs, strict=True))
-        shift = None
+        shift, source = None, None
         if layer.fused_bias is not None:
-            if layer.fused_bias not in constants:
+            folded = _folded_batchnorm(torch_model, gain)
+            if folded is not None:
+                source, shift = f"PyTorch BatchNorm {folded[0]!r}", folded[1]
+            elif layer.fused_bias in constants:
+                source, shift = "the ONNX file", constants[layer.fused_bias]
+            else:
                 raise LayerMatchError(f"{layer.describe()}: its bias {layer.fused_bias!r} is not a constant")
-            shift = torch.from_numpy(constants[layer.fused_bias].astype(np.float32).reshape(1, -1, 1, 1))
-        taps.append(LayerTap(name, layer.tensor, _transform(gain, shift, layer.activation)))
-    return taps
+        tap = LayerTap(name, layer.tensor, _transform(gain, shift, layer.activation))
+        references.append(LayerReference(tap, source))
+    return references
 
 
-def _transform(gain: np.ndarray, shift: torch.Tensor | None, activation: str):
+def _transform(gain: np.ndarray, shift: np.ndarray | None, activation: str):
     gain_t = torch.from_numpy(gain.astype(np.float32).reshape(1, -1, 1, 1))
+    shift_t = None if shift is None else torch.from_numpy(np.asarray(shift, np.float32).reshape(1, -1, 1, 1))
 
     def to_onnx_meaning(y: torch.Tensor) -> torch.Tensor:
         out = y.float() * gain_t.to(y.device)
-        if shift is not None:
-            out = out + shift.to(y.device)
+        if shift_t is not None:
+            out = out + shift_t.to(y.device)
         return torch.relu(out) if activation == "relu" else out
 
     return to_onnx_meaning

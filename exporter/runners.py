@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 import torch
+from onnx.reference.op_run import OpRun
 from polygraphy.backend.base import BaseRunner
 from polygraphy.backend.onnx import util as onnx_util
 from polygraphy.common import TensorMetadata
 from polygraphy.datatype import DataType
+
+from plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME, RectifySpec
 
 from . import backends as availability
 
@@ -42,8 +45,8 @@ ORT_PROVIDERS = {
 }
 # Domains whose ops ONNX Runtime and onnx.reference implement; anything else is a custom op.
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
-PLUGIN_OP = "RFConvRectify"
-"""The TensorRT plugin node of a plugin-mode export, whatever its domain (TensorRT ignores it)."""
+PLUGIN_OP = PLUGIN_NAME
+"""The TensorRT plugin node of a plugin-mode export (see plugins/spec.py)."""
 
 
 class BackendSkipped(Exception):
@@ -167,10 +170,25 @@ def _flatten_outputs(outputs) -> list[torch.Tensor]:
     raise TypeError(f"the PyTorch model returned a {type(outputs).__name__}, not tensors")
 
 
+class RFConvRectify(OpRun):
+    """The plugin node for ``onnx.reference``, computed by the plugin's own reference (float32,
+    rounded once to the conv output's type, as the CUDA kernel does)."""
+
+    op_domain = PLUGIN_DOMAIN
+
+    def _run(self, conv_out, conv_in, bias=None, **attributes):
+        from plugins.ort_reference import rectify_reference
+
+        spec = RectifySpec.from_node_attributes(attributes)
+        out = rectify_reference(conv_out, tuple(conv_in.shape[-2:]), spec, bias)
+        return (out.astype(conv_out.dtype),)
+
+
 class OnnxReferenceRunner(BaseRunner):
     """Run an ONNX model with ``onnx.reference.ReferenceEvaluator`` (pure numpy, slow, independent).
 
-    ``model`` is a path, an ``onnx.ModelProto`` or a callable returning either.
+    ``model`` is a path, an ``onnx.ModelProto`` or a callable returning either. Plugin-mode
+    ``RFConvRectify`` nodes run through :class:`RFConvRectify`.
     """
 
     def __init__(self, model, name: str | None = None):
@@ -184,7 +202,7 @@ class OnnxReferenceRunner(BaseRunner):
         if not isinstance(model, onnx.ModelProto):
             model = onnx.load(str(model))
         self.graph = model.graph
-        self.evaluator = ReferenceEvaluator(model)
+        self.evaluator = ReferenceEvaluator(model, new_ops=[RFConvRectify])
 
     def get_input_metadata_impl(self):
         return onnx_util.get_input_metadata(self.graph)
@@ -208,20 +226,27 @@ class RunnerOptions:
 
     ``model_precision`` is what the ONNX file holds (``"fp32"``/``"fp16"``); ``precision`` is
     what was asked for: TensorRT builds an fp32 file in fp16 only when the two differ.
+    ``plugin_library`` is the RFConvRectify TensorRT plugin (default: the built one, found by
+    :func:`plugins.find_library`), loaded when the model has plugin nodes or when given.
     """
 
     precision: str = "fp32"
     model_precision: str = "fp32"
     torch_device: str = "cpu"
-    plugin_libs: tuple[str, ...] = ()
+    plugin_library: str | None = None
 
 
 def custom_ops(model: onnx.ModelProto) -> list[str]:
-    """``domain.op_type`` of every plugin node and every node outside the standard domains."""
+    """``domain.op_type`` of every node outside the standard domains (plugin nodes included)."""
     return sorted({
-        f"{node.domain}.{node.op_type}".lstrip(".") for node in model.graph.node
-        if node.domain not in STANDARD_DOMAINS or node.op_type == PLUGIN_OP
+        f"{node.domain}.{node.op_type}" for node in model.graph.node if node.domain not in STANDARD_DOMAINS
     })
+
+
+def _unsupported_ops(model: onnx.ModelProto, backend: str) -> list[str]:
+    """Custom ops ``backend`` cannot run: ort-cpu and onnx-ref have a reference for the plugin node."""
+    plugin = f"{PLUGIN_DOMAIN}.{PLUGIN_NAME}"
+    return [op for op in custom_ops(model) if not (op == plugin and backend in ("ort-cpu", "onnx-ref"))]
 
 
 def make_runner(
@@ -242,17 +267,18 @@ def make_runner(
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if backend == "torch":
         return _torch_runner(onnx_model, options, torch_model, torch_inputs, taps)
-    unsupported = custom_ops(onnx_model)
-    if unsupported and backend in ("ort-cpu", "ort-cuda", "onnx-ref"):
+    unsupported = _unsupported_ops(onnx_model, backend)
+    if unsupported and backend in ("ort-cpu", "ort-cuda", "ort-trt", "onnx-ref"):
         raise BackendSkipped(
             f"the model has custom ops ({', '.join(unsupported)}) that {backend} cannot run; "
             "compare a static-mode export on this backend"
         )
     if backend == "onnx-ref":
         return OnnxReferenceRunner(onnx_path, name=backend)
+    plugin_nodes = any(node.op_type == PLUGIN_OP for node in onnx_model.graph.node)
     if backend in ORT_PROVIDERS:
-        return _ort_runner(backend, onnx_path, options)
-    return _trt_runner(onnx_path, options)
+        return _ort_runner(backend, onnx_path, options, plugin_nodes)
+    return _trt_runner(onnx_path, options, plugin_nodes)
 
 
 def _torch_runner(onnx_model, options, torch_model, torch_inputs, taps) -> TorchRunner:
@@ -268,13 +294,17 @@ def _torch_runner(onnx_model, options, torch_model, torch_inputs, taps) -> Torch
                        taps=taps, name="torch")
 
 
-def _ort_runner(backend: str, onnx_path: str, options: RunnerOptions) -> BaseRunner:
+def _ort_runner(backend: str, onnx_path: str, options: RunnerOptions, plugin_nodes: bool) -> BaseRunner:
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
     provider = ORT_PROVIDERS[backend]
     found = availability.ort_provider(provider, backend)
     if not found.available:
         raise BackendSkipped(found.detail)
+    if plugin_nodes:  # ort-cpu: RFConvRectify through the plugin's onnxruntime-extensions reference op
+        from plugins.ort_reference import inference_session
+
+        return OnnxrtRunner(lambda: inference_session(onnx_path), name=backend)
     wanted = provider
     if backend == "ort-trt" and options.precision == "fp16" and options.model_precision == "fp32":
         wanted = (provider, {"trt_fp16_enable": True})
@@ -294,7 +324,7 @@ def _ort_runner(backend: str, onnx_path: str, options: RunnerOptions) -> BaseRun
     return OnnxrtRunner(session, name=backend)
 
 
-def _trt_runner(onnx_path: str, options: RunnerOptions) -> BaseRunner:
+def _trt_runner(onnx_path: str, options: RunnerOptions, plugin_nodes: bool) -> BaseRunner:
     found = availability.tensorrt()
     if not found.available:
         raise BackendSkipped(found.detail)
@@ -308,8 +338,13 @@ def _trt_runner(onnx_path: str, options: RunnerOptions) -> BaseRunner:
             f"TensorRT {trt.__version__} has no FP16 builder flag and takes precision from the "
             "ONNX types: export with --precision fp16 and compare that file"
         )
-    for lib in options.plugin_libs:
-        trt.get_plugin_registry().load_library(str(lib))
+    if plugin_nodes or options.plugin_library is not None:
+        from plugins import load_library
+
+        try:
+            load_library(options.plugin_library)
+        except FileNotFoundError as err:
+            raise BackendSkipped(str(err)) from None
     # Strongly typed when the file carries the precision (fp32, or an fp16 export); weakly typed
     # with the FP16 flag only for fp32 files built in fp16 (TensorRT 10).
     network = NetworkFromOnnxPath(onnx_path, strongly_typed=not build_fp16)

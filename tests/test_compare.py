@@ -252,3 +252,26 @@ def test_per_layer_on_a_dynamic_hw_export(tiny_model, tmp_path):
     assert not report.passed
     (divergence,) = report.per_layer.first_divergence
     assert divergence.layer["torch_module"] == DAMAGED_MODULE and divergence.layer["index"] == DAMAGED_LAYER
+
+
+def test_plugin_mode_export_on_cpu_and_per_layer(tiny_model, tmp_path):
+    """A plugin-mode export runs on ort-cpu / onnx-ref through the plugin's reference op; damage
+    to a fused BN shift (a plugin input) is located like damage to a scale."""
+    path = tmp_path / "plugin.onnx"
+    export_onnx(tiny_model, torch.randn(1, 3, INPUT_HW, INPUT_HW), path, mode="plugin")
+    assert compare(path, tiny_model, backends=CPU_BACKENDS.split(","), batch_size=2).passed
+    model = onnx.load(str(path))
+    layers = find_rectified_layers(model)
+    assert [layer.activation for layer in layers] == ["relu"] * 3 and all(layer.fused_bias for layer in layers)
+    shift = layers[DAMAGED_LAYER].fused_bias
+    for init in model.graph.initializer:
+        if init.name == shift:
+            value = numpy_helper.to_array(init).copy()
+            value.reshape(-1)[0] += 1.0
+            init.CopyFrom(numpy_helper.from_array(value, shift))
+    onnx.save(model, str(path))
+    report = compare(path, tiny_model, backends=CPU_BACKENDS.split(","), per_layer=True)
+    assert not report.passed
+    for divergence in report.per_layer.first_divergence:
+        assert divergence.layer["torch_module"] == DAMAGED_MODULE and divergence.layer["fused_bias"] == shift
+        assert divergence.layer["fused_bias_reference"] == "PyTorch BatchNorm '4'"  # not the damaged file
