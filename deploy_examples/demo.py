@@ -97,12 +97,16 @@ def main(argv=None) -> int:
 
     print(f"\n{'=' * 78}\nSummary: RF-{model}\n{'=' * 78}")
     print(f"{'check':<17} {'result':<6} largest error per backend (max|err| / max|torch|)")
+    reasons: dict[tuple[str, str], list[str]] = {}
     for label, report in reports.items():
         errors = ", ".join(f"{b} {e:.1e}" if e is not None else f"{b} n/a" for b, e in max_error(report).items())
-        print(f"{label:<17} {'PASS' if report['passed'] else 'FAIL':<6} {errors}")
-    skipped = {b["name"]: b["detail"] for r in reports.values() for b in r["backends"] if b["status"] == "skipped"}
-    for name, why in skipped.items():
-        print(f"{'':<17} {'skip':<6} {name}: {why}")
+        skipped = [b for b in report["backends"] if b["status"] == "skipped"]
+        for b in skipped:
+            reasons.setdefault((b["name"], b["detail"]), []).append(label)
+        skips = f"; skipped {', '.join(b['name'] for b in skipped)}" if skipped else ""
+        print(f"{label:<17} {'PASS' if report['passed'] else 'FAIL':<6} {errors}{skips}")
+    for (name, why), labels in reasons.items():
+        print(f"  {name} skipped ({', '.join(labels)}): {why}")
     print(f"\n{'latency':<17} {'batch':>5} {'RF ms':>9} {'plain ms':>9} {'RF/plain':>9}")
     for row in bench["rows"]:
         print(f"{row['backend']:<17} {row['batch']:>5} {row['rf_median_ms']:>9.1f} {row['plain_median_ms']:>9.1f} "
