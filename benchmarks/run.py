@@ -14,6 +14,7 @@ from pathlib import Path
 BENCHMARKS = (
     "torch_overhead",  # issue 2: PyTorch CPU forward / forward+backward, RF vs plain ResNet-50
     "export_latency",  # issue 3: ONNX Runtime CPU latency and file size of the export, RF vs plain
+    "rectify_kernel",  # issue 5: RFConvRectify CUDA kernel vs D2D copy and torch multiply (GPU only)
     "serving_load",  # issue 6: KServe server with dynamic batching vs in-process ONNX Runtime at batch 8
 )
 

@@ -16,6 +16,8 @@ from . import __version__
 SUBCOMMAND_MODULES = (
     "exporter.backends",  # info
     "exporter.export",  # export
+    "exporter.engine",  # build
+    "exporter.compare",  # compare
     "exporter.serving.server",  # serve
     "exporter.serving.triton_repo",  # triton
     "exporter.bench",  # bench

@@ -26,6 +26,7 @@ import onnx_graphsurgeon as gs
 import torch
 from torch import nn
 
+from .passes import plugin_mode
 from .passes.castlike import resolve_castlike
 from .passes.compact_scales import compact_scales as compact_scale_constants
 from .passes.dedupe import dedupe_scales
@@ -171,17 +172,6 @@ def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset,
     return program.model_proto
 
 
-def _plugin_pass():
-    """The ``plugin_mode`` pass module (imported lazily: it lives with the TensorRT plugin)."""
-    try:
-        from .passes import plugin_mode
-    except ImportError:
-        raise ExportError(
-            "mode='plugin' needs exporter.passes.plugin_mode, which this installation does not have "
-            "yet; export with mode='static' (the default)"
-        ) from None
-    return plugin_mode
-
 
 def _rename_dims(graph: gs.Graph, names: dict[str, str]) -> None:
     """Replace the exporter's symbols (``s77``) with readable names in every tensor shape."""
@@ -259,7 +249,6 @@ def export_onnx(
     start = time.perf_counter()
     path = Path(path)
     _check_settings(example_input, path, opset, precision, mode)
-    plugin_pass = _plugin_pass() if mode == "plugin" else None
     if compact_scales and (dynamic_hw or mode != "static"):
         raise ExportError(
             "compact_scales needs scale constants, which only a static-H/W export in mode='static' has; "
@@ -300,9 +289,9 @@ def export_onnx(
     if fold_bn:
         step("folding BatchNormalization into the convs")
         fold_batchnorm(graph)
-    if plugin_pass is not None:
+    if mode == "plugin":
         step("rewriting rectified convs as TensorRT plugin nodes")
-        plugin_pass.apply(graph)
+        plugin_mode.apply(graph)
     if compact_scales:
         compact_scale_constants(graph)
     if precision == "fp16":

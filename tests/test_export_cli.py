@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import onnx
 import pytest
 import torch
@@ -107,10 +105,3 @@ def test_uncapturable_model_gets_one_paragraph(tmp_path):
     text = str(info.value)
     assert "cannot export DataDependent" in text and "torch.export" in text
     assert "\n" not in text and len(text) < 1000
-
-
-@pytest.mark.skipif(importlib.util.find_spec("exporter.passes.plugin_mode") is not None,
-                    reason="plugin_mode is installed; its own tests cover mode='plugin'")
-def test_plugin_mode_without_the_plugin_pass_says_so(tmp_path):
-    with pytest.raises(ExportError, match="mode='plugin' needs exporter.passes.plugin_mode"):
-        export_onnx(small_rf_net(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", mode="plugin")

@@ -94,7 +94,7 @@ def _opaque_plan(tmp_path, with_onnx: bool):
 
 def test_plan_repository_with_plugin_instructions(tmp_path):
     plan = _opaque_plan(tmp_path, with_onnx=True)
-    plugin = tmp_path / "librfconv_plugin.so"
+    plugin = tmp_path / "librfconv_trt_plugin.so"
     plugin.write_bytes(b"\x7fELF")
     written = write_repository(plan, tmp_path / "repo", plugin_lib=plugin)
     assert written.model_file.name == "model.plan" and written.model_file.read_bytes() == plan.read_bytes()

@@ -103,7 +103,7 @@ def build_config(
 
 def plugin_instructions(repo: Path, plugin_lib: Path | None) -> list[str]:
     """How to start Triton so that a plan's TensorRT plugins are registered before it loads."""
-    lib = str(plugin_lib) if plugin_lib is not None else "/path/to/librfconv_plugin.so"
+    lib = str(plugin_lib) if plugin_lib is not None else "/path/to/librfconv_trt_plugin.so"
     lines = [
         "This TensorRT plan needs its plugin library loaded into Triton before the model loads:",
         f"  LD_PRELOAD={lib}:${{LD_PRELOAD}} tritonserver --model-repository={repo}",
