@@ -84,6 +84,8 @@ def _runner(backend: str, model, onnx_path: Path) -> Callable[[np.ndarray], obje
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    # Spinning worker threads wait for descheduled peers on shared cores and distort ratios.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(onnx_path), opts, providers=ORT_PROVIDERS[backend])
     input_name = session.get_inputs()[0].name
     return lambda x: session.run(None, {input_name: x})
