@@ -76,7 +76,7 @@ class ExportReport:
         outputs = " ".join(str(s) for s in self.output_shapes)
         lines = [
             f"wrote {self.path} ({self.file_bytes / 1e6:.2f} MB, opset {self.opset}, {self.precision}, "
-            f"{self.mode} export) in {self.seconds:.1f} s",
+            f"{self.mode} mode) in {self.seconds:.1f} s",
             f"  input {self.input_shape} -> output {outputs}",
             f"  rectified convs: {self.rectified_convs}"
             + (f" ({self.distinct_scales} distinct scale constants)" if self.distinct_scales else "")
