@@ -20,14 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from . import backends
+from .runners import BACKENDS, ORT_PROVIDERS, require_provider
 from .timing import interleaved
 
-ALL_BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "trt")
-ORT_PROVIDERS = {
-    "ort-cpu": ["CPUExecutionProvider"],
-    "ort-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "ort-trt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
+ALL_BACKENDS = tuple(b for b in BACKENDS if b != "onnx-ref")  # the reference evaluator is not for timing
 
 
 @dataclass
@@ -53,8 +49,7 @@ def skip_reason(backend: str) -> str | None:
     if backend == "trt":
         trt = backends.tensorrt()
         return None if trt.available else trt.detail
-    provider = ORT_PROVIDERS[backend][0]
-    found = backends.ort_provider(provider, backend)
+    found = backends.ort_provider(ORT_PROVIDERS[backend], backend)
     return None if found.available else found.detail
 
 
@@ -79,14 +74,15 @@ def _runner(backend: str, model, onnx_path: Path) -> Callable[[np.ndarray], obje
 
         runner = TrtRunner(EngineFromNetwork(NetworkFromOnnxPath(str(onnx_path), strongly_typed=True)))
         runner.activate()
-        name = runner.get_input_metadata().keys()
-        return lambda x: runner.infer({next(iter(name)): x})
+        input_name = next(iter(runner.get_input_metadata()))
+        return lambda x: runner.infer({input_name: x})
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     # Spinning worker threads wait for descheduled peers on shared cores and distort ratios.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(onnx_path), opts, providers=ORT_PROVIDERS[backend])
+    session = ort.InferenceSession(str(onnx_path), opts, providers=[ORT_PROVIDERS[backend]])
+    require_provider(session, backend)
     input_name = session.get_inputs()[0].name
     return lambda x: session.run(None, {input_name: x})
 

@@ -294,6 +294,21 @@ def _torch_runner(onnx_model, options, torch_model, torch_inputs, taps) -> Torch
                        taps=taps, name="torch")
 
 
+def require_provider(session, backend: str):
+    """``session`` if its first provider is ``backend``'s, else a RuntimeError saying so.
+
+    ONNX Runtime falls back to the CPU when a GPU provider fails to load; a CPU run must never
+    pass for a GPU comparison or benchmark.
+    """
+    provider = ORT_PROVIDERS[backend]
+    if session.get_providers()[0] != provider:
+        raise RuntimeError(
+            f"{backend}: ONNX Runtime did not load {provider} (session providers: "
+            f"{session.get_providers()}); check the CUDA/TensorRT libraries it needs"
+        )
+    return session
+
+
 def _ort_runner(backend: str, onnx_path: str, options: RunnerOptions, plugin_nodes: bool) -> BaseRunner:
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
@@ -310,18 +325,7 @@ def _ort_runner(backend: str, onnx_path: str, options: RunnerOptions, plugin_nod
         wanted = (provider, {"trt_fp16_enable": True})
     load_session = SessionFromOnnx(onnx_path, providers=[wanted])
 
-    def session():
-        sess = load_session()
-        # ONNX Runtime falls back to the CPU when a GPU provider fails to load; refuse to let a
-        # CPU run pass for a GPU comparison.
-        if sess.get_providers()[0] != provider:
-            raise RuntimeError(
-                f"{backend}: ONNX Runtime did not load {provider} (session providers: "
-                f"{sess.get_providers()}); check the CUDA/TensorRT libraries it needs"
-            )
-        return sess
-
-    return OnnxrtRunner(session, name=backend)
+    return OnnxrtRunner(lambda: require_provider(load_session(), backend), name=backend)
 
 
 def _trt_runner(onnx_path: str, options: RunnerOptions, plugin_nodes: bool) -> BaseRunner:
