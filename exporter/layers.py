@@ -83,7 +83,7 @@ class RFConv2d(nn.Conv2d):
         if not self.rectify:
             return y
         if _tracing():
-            return y * self.scale_for(x)
+            return y * traced_scale(x, self._axes, self.average, self.count_mode)
         # y is a fresh tensor that the conv's backward does not keep, so scaling it in place is
         # safe for autograd and saves a full-size allocation and copy.
         return y.mul_(self.scale_for(x))

@@ -49,7 +49,7 @@ class AxisGeometry:
         extent = self.kernel + 2 * (self.dilation - 1)
         return (extent - 1) // self.dilation + 1
 
-    def valid_counts(self, size, count_mode: str, device=None) -> torch.Tensor:
+    def valid_counts(self, size: int, count_mode: str) -> torch.Tensor:
         """Taps inside the input for every output position: int64 tensor ``[output_size]``.
 
         Entries can be zero or negative when the geometry is invalid; :func:`_axis_valid`
@@ -57,7 +57,7 @@ class AxisGeometry:
         graph-friendly ops instead.)
         """
         k, s, p, d = self.kernel, self.stride, self.padding, self.dilation
-        start = torch.arange(self.output_size(size), dtype=torch.int64, device=device) * s - p
+        start = torch.arange(self.output_size(size), dtype=torch.int64) * s - p
         if count_mode == "exact":
             # taps i in [0, k) with 0 <= start + i*d <= size - 1
             first = torch.clamp(torch.div(-start + d - 1, d, rounding_mode="floor"), min=0)
