@@ -1,8 +1,8 @@
 """ONNX Runtime CPU latency of the exported RF-ResNet-50 vs the plain ResNet-50 (same BN-folded weights).
 
-Both models come from :func:`exporter.export.export_onnx` (static 224x224, dynamic batch, BN
+Both models come from :func:`exporter.onnx.export.export_onnx` (static 224x224, dynamic batch, BN
 folded); they share every weight, so the ratio is the cost of rectification alone. Each batch size
-runs all candidates in interleaved blocks in one process (:mod:`exporter.timing`) and reports the
+runs all candidates in interleaved blocks in one process (:mod:`exporter.bench.timing`) and reports the
 median ratio to the plain model with the spread over blocks, and the ratio of the 10th-percentile
 run times (the runs least disturbed by other processes). Blocks of one run each (the default)
 alternate the candidates run by run, which cancels most of the drift of a shared machine.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.timing import interleaved
+from exporter.bench.timing import interleaved
 
 MODEL = "resnet50"
 SIZE = 224
@@ -41,8 +41,8 @@ def export_models(folder: Path, compact: bool) -> dict[str, Path]:
     RF-ResNet-50 with ``compact_scales=True``); returns name -> path."""
     import torch
 
-    from exporter.export import export_onnx
-    from exporter.models import build_model
+    from exporter.model.registry import build_model
+    from exporter.onnx.export import export_onnx
 
     models = {"rf": build_model(MODEL), "plain": build_model(MODEL, rectify=False)}
     exports = {"rf": ("rf", {}), "plain": ("plain", {})}

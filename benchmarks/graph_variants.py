@@ -1,7 +1,7 @@
 """Alternative placements of the rectification multiply, for the export latency study.
 
 Each function rewrites a copy of the default static export (``Conv -> Mul(s) -> Add(c) -> Relu``
-per rectified conv, as :func:`exporter.export.export_onnx` writes it) and returns the new graph.
+per rectified conv, as :func:`exporter.onnx.export.export_onnx` writes it) and returns the new graph.
 ``CORRECT`` variants compute the same function (the benchmark checks that against the default
 file); ``PROBES`` deliberately do not, and only measure what a layout costs:
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from exporter.passes.rectified import find_rectified_convs
+from exporter.onnx.passes.rectified import find_rectified_convs
 
 
 def _chain(graph: gs.Graph):

@@ -21,8 +21,8 @@ import json
 
 import torch
 
-from exporter.scale import rectify_scale
-from exporter.timing import interleaved
+from exporter.bench.timing import interleaved
+from exporter.model.scale import rectify_scale
 
 
 def _repeat(op, iterations: int):

@@ -33,17 +33,12 @@ REQUEST_TIMEOUT_S = 120.0
 
 
 def export_model(name: str, size: int, path: Path) -> None:
-    """Export registry model ``name`` to ONNX with a dynamic batch dimension."""
+    """Export registry model ``name`` with the project's exporter (dynamic batch, BN folded)."""
     import torch
 
-    from exporter.models import build_model
+    from exporter import build_model, export_onnx
 
-    model = build_model(name)
-    example = torch.randn(2, 3, size, size)
-    torch.onnx.export(
-        model.eval(), (example,), path, dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},),
-        input_names=["input"], output_names=["logits"], verbose=False,
-    )
+    export_onnx(build_model(name), torch.randn(1, 3, size, size), path, output_names=["logits"])
 
 
 def process_cpu_s(pid: int | None = None) -> float | None:

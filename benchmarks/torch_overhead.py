@@ -12,8 +12,8 @@ import platform
 
 import torch
 
-from exporter.models import build_model
-from exporter.timing import interleaved
+from exporter.bench.timing import interleaved
+from exporter.model.registry import build_model
 
 
 def run(batch: int = 8, size: int = 224, blocks: int = 7, runs: int = 3) -> dict:

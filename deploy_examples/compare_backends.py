@@ -24,14 +24,14 @@ from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 from polygraphy.common import TensorMetadata
 from polygraphy.comparator import Comparator, DataLoader, SimpleCompareFunc
 
-from exporter.compare import compare
-from exporter.export import export_onnx
-from exporter.models import load_model
-from exporter.runners import TorchRunner
+from exporter.backends.runners import TorchRunner
+from exporter.comparison.compare import compare
+from exporter.model.registry import load_model
+from exporter.onnx.export import export_onnx
 
 
 def high_level(model: torch.nn.Module, onnx_path: Path, out: Path) -> bool:
-    """``exporter.compare.compare``: every backend, statistics, per-layer diagnosis, reports."""
+    """``exporter.comparison.compare.compare``: every backend, statistics, per-layer diagnosis, reports."""
     report = compare(
         onnx_path, model,
         backends=["torch", "ort-cpu", "ort-cuda", "ort-trt", "trt", "onnx-ref"],

@@ -23,14 +23,10 @@ DEFAULT_MODEL = Path("artifacts/rf_resnet50.onnx")
 def export_rf_resnet50(path: Path) -> None:
     import torch
 
-    from exporter.models import build_model
+    from exporter import build_model, export_onnx
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        build_model("resnet50").eval(), (torch.randn(2, 3, 224, 224),), path, dynamo=True,
-        dynamic_shapes=({0: torch.export.Dim("batch")},), input_names=["input"], output_names=["logits"],
-        verbose=False,
-    )
+    export_onnx(build_model("resnet50"), torch.randn(1, 3, 224, 224), path, output_names=["logits"])
 
 
 def main() -> None:

@@ -1,8 +1,40 @@
-"""rfconv-deploy: take rectified-convolution CNNs from PyTorch to ONNX, TensorRT and serving."""
+"""rfconv-deploy: take rectified-convolution CNNs from PyTorch to ONNX, TensorRT and serving.
 
-from .convert import from_official, rectify_model
-from .layers import RFConv2d
-from .scale import rectify_scale
+The public API is declared once, in :data:`_IMPORT_STRUCTURE` (module -> names), and loaded
+lazily (PEP 562): ``import exporter`` imports nothing heavy, and ``from exporter import
+export_onnx`` imports only the modules that name needs. Serving and the command line's
+``--help`` therefore never load torch.
+"""
 
-__all__ = ["RFConv2d", "from_official", "rectify_model", "rectify_scale"]
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+_IMPORT_STRUCTURE: dict[str, tuple[str, ...]] = {
+    "exporter.model.layer": ("RFConv2d",),
+    "exporter.model.scale": ("rectify_scale",),
+    "exporter.model.convert": ("from_official", "rectify_model"),
+    "exporter.model.compat": ("install_rfconv_shim",),
+    "exporter.model.registry": ("build_model", "load_model", "REGISTRY"),
+    "exporter.onnx.export": ("ExportError", "ExportReport", "export_onnx"),
+    "exporter.trt.engine": ("build_engine",),
+    "exporter.comparison.compare": ("compare",),
+    "exporter.serving.triton_repo": ("write_repository",),
+}
+_MODULE_OF = {name: module for module, names in _IMPORT_STRUCTURE.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'exporter' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from exporter.scale import COUNT_MODES, rectify_scale
+from exporter.model.scale import COUNT_MODES, rectify_scale
 
 PLUGIN_NAME = "RFConvRectify"
 PLUGIN_VERSION = "1"
@@ -66,6 +66,6 @@ class RectifySpec:
                    count_mode=text(attrs.get("count_mode", "exact")), activation=text(attrs.get("activation", "none")))
 
     def scale(self, in_hw, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The factor ``[Ho, Wo]`` for a conv input of ``in_hw`` pixels (see exporter.scale.rectify_scale)."""
+        """The factor ``[Ho, Wo]`` for a conv input of ``in_hw`` pixels (see exporter.model.scale.rectify_scale)."""
         return rectify_scale(in_hw, self.kernel, self.stride, self.padding, self.dilation, self.average_mode,
                              self.count_mode, dtype=dtype)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .datatypes import kserve_from_onnx
-from .session import TensorSpec
+from exporter.serving.datatypes import kserve_from_onnx
+from exporter.serving.session import TensorSpec
 
 
 def _spec(value_info) -> TensorSpec:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .datatypes import kserve_datatype, numpy_dtype
+from exporter.serving.datatypes import kserve_datatype, numpy_dtype
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_EXTENSION = "binary_tensor_data"

@@ -1,4 +1,4 @@
-"""KServe v2 HTTP server (aiohttp) for one ONNX model, and ``rfconv-deploy serve``.
+"""KServe v2 HTTP server (aiohttp) for one ONNX model (``rfconv-deploy serve``).
 
 Endpoints (those ``tritonclient.http`` calls; ``/versions/{v}`` forms are accepted too)::
 
@@ -16,7 +16,6 @@ then the batcher stops.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -28,11 +27,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .. import __version__
-from .model_io import onnx_io
-from .protocol import BINARY_EXTENSION, HEADER_LENGTH, RequestError, error_body
-from .service import InferenceService, ServeConfig
-from .session import OrtModel, select_providers, tensorrt_ep_options
+from exporter import __version__
+from exporter.serving.model_io import onnx_io
+from exporter.serving.protocol import BINARY_EXTENSION, HEADER_LENGTH, RequestError, error_body
+from exporter.serving.service import InferenceService, ServeConfig
+from exporter.serving.session import OrtModel, select_providers, tensorrt_ep_options
 
 log = logging.getLogger(__name__)
 
@@ -240,44 +239,3 @@ def serve_forever(service: InferenceService, host: str, port: int) -> None:
         print("stopped: in-flight requests finished", flush=True)
 
     asyncio.run(main())
-
-
-def _serve(args: argparse.Namespace) -> int:
-    config = ServeConfig(
-        name=args.name or Path(args.model).stem,
-        max_batch=args.max_batch,
-        max_delay_ms=args.max_delay_ms,
-        reject_non_finite=args.reject_non_finite,
-        max_body_mb=args.max_body_mb,
-    )
-    service = load_service(args.model, config, args.provider)
-    print(f"serving model '{config.name}' from {args.model}: {service.describe()}", flush=True)
-    serve_forever(service, args.host, args.port)
-    return 0
-
-
-def add_subcommand(sub) -> None:
-    """Register ``rfconv-deploy serve``."""
-    serve = sub.add_parser(
-        "serve", help="serve an ONNX model over KServe v2 HTTP (Triton-compatible), with dynamic batching"
-    )
-    serve.add_argument("model", help="path of the .onnx model")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
-    serve.add_argument("--name", help="model name in the URLs (default: the file's stem)")
-    serve.add_argument("--max-batch", type=int, default=8, help="most rows run at once (default: 8)")
-    serve.add_argument(
-        "--max-delay-ms", type=float, default=2.0,
-        help="longest a request waits for others to batch with (default: 2 ms)",
-    )
-    serve.add_argument(
-        "--reject-non-finite", action="store_true", help="answer 400 to inputs with NaN or Inf"
-    )
-    serve.add_argument(
-        "--max-body-mb", type=float, default=64.0, help="largest request body, MiB (default: 64)"
-    )
-    serve.add_argument(
-        "--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"],
-        help="ONNX Runtime execution provider (default: auto = TensorRT EP, CUDA EP, CPU, best available)",
-    )
-    serve.set_defaults(func=_serve)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from .batcher import DynamicBatcher
-from .protocol import RequestError, decode_request, encode_response, parse_header_length
-from .session import OrtModel
-from .validate import check_inputs, resolve_outputs
+from exporter.serving.batcher import DynamicBatcher
+from exporter.serving.protocol import RequestError, decode_request, encode_response, parse_header_length
+from exporter.serving.session import OrtModel
+from exporter.serving.validate import check_inputs, resolve_outputs
 
 MODEL_VERSION = "1"
 PLATFORM = "onnxruntime_onnx"
@@ -34,11 +34,11 @@ class ServeConfig:
         if not self.name or "/" in self.name:
             raise ValueError(f"model name {self.name!r} must be non-empty and contain no '/'")
         if self.max_batch < 1:
-            raise ValueError(f"--max-batch must be at least 1, got {self.max_batch}")
+            raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
         if self.max_delay_ms < 0:
-            raise ValueError(f"--max-delay-ms must be >= 0, got {self.max_delay_ms}")
+            raise ValueError(f"max_delay_ms must be >= 0, got {self.max_delay_ms}")
         if self.max_body_mb <= 0:
-            raise ValueError(f"--max-body-mb must be > 0, got {self.max_body_mb}")
+            raise ValueError(f"max_body_mb must be > 0, got {self.max_body_mb}")
 
     @property
     def max_body_bytes(self) -> int:

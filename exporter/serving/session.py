@@ -14,14 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .datatypes import kserve_from_ort
+from exporter.backends.availability import CPU_EP, CUDA_EP, GPU_PROVIDERS, ORT_PROVIDERS, TENSORRT_EP
+from exporter.serving.datatypes import kserve_from_ort
 
-TENSORRT_EP = "TensorrtExecutionProvider"
-CUDA_EP = "CUDAExecutionProvider"
-CPU_EP = "CPUExecutionProvider"
-PROVIDER_PREFERENCE = (TENSORRT_EP, CUDA_EP, CPU_EP)
+PROVIDER_PREFERENCE = tuple(ORT_PROVIDERS.values())
 PROVIDER_ALIASES = {"tensorrt": TENSORRT_EP, "cuda": CUDA_EP, "cpu": CPU_EP}
-GPU_PROVIDERS = frozenset({TENSORRT_EP, CUDA_EP})
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ def select_providers(
         if wanted not in available:
             raise RuntimeError(
                 f"ONNX Runtime here has no {wanted} (available: {', '.join(available)}); "
-                "install onnxruntime-gpu for the CUDA and TensorRT providers, or use --provider auto"
+                "install onnxruntime-gpu for the CUDA and TensorRT providers, or provider='auto'"
             )
         chosen = [wanted] if wanted == CPU_EP else [wanted, CPU_EP]
     if tensorrt_options:

@@ -17,14 +17,13 @@ engine when it loads it.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .datatypes import triton_type
-from .model_io import onnx_io
-from .session import TensorSpec, leading_dims_dynamic
+from exporter.serving.datatypes import triton_type
+from exporter.serving.model_io import onnx_io
+from exporter.serving.session import TensorSpec, leading_dims_dynamic
 
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine")
@@ -112,7 +111,7 @@ def plugin_instructions(repo: Path, plugin_lib: Path | None) -> list[str]:
         "Build the library against the TensorRT version of the Triton release you run.",
     ]
     if plugin_lib is None:
-        lines.insert(0, "No --plugin-lib was given; if the engine uses the RFConv plugin:")
+        lines.insert(0, "No plugin_lib was given; if the engine uses the RFConv plugin:")
     return lines
 
 
@@ -133,11 +132,11 @@ def _plan_io(plan: Path, onnx_path: Path | None):
         onnx_path = sibling if sibling.is_file() else None
     if onnx_path is None:
         return None, None, [
-            f"no ONNX beside {plan.name} and no --onnx: the config leaves inputs and outputs out "
+            f"no ONNX beside {plan.name} and no onnx_path: the config leaves inputs and outputs out "
             "and Triton completes them from the engine"
         ]
     if not onnx_path.is_file():
-        raise FileNotFoundError(f"--onnx {onnx_path} does not exist")
+        raise FileNotFoundError(f"onnx_path {onnx_path} does not exist")
     inputs, outputs = onnx_io(onnx_path)
     return inputs, outputs, [f"inputs and outputs taken from {onnx_path}"]
 
@@ -170,15 +169,15 @@ def write_repository(
     if "/" in name or name in ("", ".", ".."):
         raise ValueError(f"model name {name!r} is not a valid directory name")
     if max_batch < 0:
-        raise ValueError(f"--max-batch must be >= 0 (0 turns batching off), got {max_batch}")
+        raise ValueError(f"max_batch must be >= 0 (0 turns batching off), got {max_batch}")
     if plugin_lib is not None:
         plugin_lib = Path(plugin_lib).resolve()
         if not plan:
             raise ValueError(
-                "--plugin-lib applies to TensorRT plans; an ONNX model runs in the onnxruntime backend"
+                "plugin_lib applies to TensorRT plans; an ONNX model runs in the onnxruntime backend"
             )
         if not plugin_lib.is_file():
-            raise FileNotFoundError(f"--plugin-lib {plugin_lib} does not exist")
+            raise FileNotFoundError(f"plugin_lib {plugin_lib} does not exist")
     if plan:
         inputs, outputs, notes = _plan_io(model_path, Path(onnx_path) if onnx_path else None)
         notes += plugin_instructions(repo, plugin_lib)
@@ -209,44 +208,3 @@ def read_config(path: str | Path):
     from google.protobuf import text_format
 
     return text_format.Parse(Path(path).read_text(), model_config_pb2().ModelConfig())
-
-
-def _triton(args: argparse.Namespace) -> int:
-    written = write_repository(
-        args.model, args.repo, name=args.name, max_batch=args.max_batch, max_delay_us=args.max_delay_us,
-        accelerator=args.accelerator, plugin_lib=args.plugin_lib, onnx_path=args.onnx,
-    )
-    config = written.config
-    print(f"wrote {written.model_file} and {written.config_path}")
-    print(f"  {config.backend} backend, max_batch_size {config.max_batch_size}, "
-          f"{len(config.input)} inputs, {len(config.output)} outputs")
-    for line in written.notes:
-        print(f"  {line}")
-    return 0
-
-
-def add_subcommand(sub) -> None:
-    """Register ``rfconv-deploy triton``."""
-    triton = sub.add_parser(
-        "triton", help="write a Triton model repository for an ONNX model or a TensorRT plan"
-    )
-    triton.add_argument("model", help="MODEL.onnx (onnxruntime backend) or MODEL.plan (tensorrt backend)")
-    triton.add_argument("--repo", required=True, help="model repository directory to write into")
-    triton.add_argument("--name", help="model name (default: the file's stem)")
-    triton.add_argument(
-        "--max-batch", type=int, default=8,
-        help="max_batch_size for models with a dynamic batch dimension (default: 8; 0 = no batching)",
-    )
-    triton.add_argument(
-        "--max-delay-us", type=int, default=2000,
-        help="dynamic batching queue delay, microseconds (default: 2000)",
-    )
-    triton.add_argument(
-        "--accelerator", default="tensorrt", choices=["tensorrt", "cuda"],
-        help="ONNX models: ONNX Runtime's TensorRT EP first (default), or only its CUDA EP",
-    )
-    triton.add_argument("--plugin-lib", help="plans: the TensorRT plugin library the engine needs")
-    triton.add_argument(
-        "--onnx", help="plans: the ONNX the plan was built from (default: MODEL.onnx beside it)"
-    )
-    triton.set_defaults(func=_triton)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .datatypes import FLOAT_TYPES, kserve_datatype
-from .protocol import RequestedOutput, RequestError
-from .session import TensorSpec
+from exporter.serving.datatypes import FLOAT_TYPES, kserve_datatype
+from exporter.serving.protocol import RequestedOutput, RequestError
+from exporter.serving.session import TensorSpec
 
 
 def _shape_text(shape) -> str:

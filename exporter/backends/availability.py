@@ -1,0 +1,103 @@
+"""Which execution backends this machine has, each with the reason when it is missing, and the
+names that every step uses for them (one table of backends and ONNX Runtime providers).
+
+Everything here imports lazily: asking about TensorRT never fails on a machine without it, and
+importing this module loads neither torch nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import platform
+from dataclasses import dataclass
+
+BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "trt", "onnx-ref")
+"""Every backend name (``compare --backends``, ``bench --backends``)."""
+
+TENSORRT_EP = "TensorrtExecutionProvider"
+CUDA_EP = "CUDAExecutionProvider"
+CPU_EP = "CPUExecutionProvider"
+ORT_PROVIDERS = {"ort-trt": TENSORRT_EP, "ort-cuda": CUDA_EP, "ort-cpu": CPU_EP}
+"""ONNX Runtime backend name -> execution provider, best first (the serving fallback order)."""
+GPU_PROVIDERS = frozenset({TENSORRT_EP, CUDA_EP})
+
+
+@dataclass(frozen=True)
+class Availability:
+    """One backend: whether it can run here, and a one-line detail (version, device or reason)."""
+
+    name: str
+    available: bool
+    detail: str
+
+
+def package_version(module: str) -> str | None:
+    """The version of an importable module, or None when it does not import."""
+    try:
+        mod = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - a broken install counts as missing, whatever it raises
+        return None
+    version = getattr(mod, "__version__", None)
+    if version is None:
+        try:
+            version = importlib.metadata.version(module.replace("_", "-"))
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+    return version
+
+
+def tensorrt() -> Availability:
+    try:
+        import tensorrt as trt
+    except Exception as err:  # noqa: BLE001 - the stub wheels raise assorted errors
+        return Availability("tensorrt", False, f"tensorrt does not import ({type(err).__name__}: {err})")
+    return Availability("tensorrt", True, f"TensorRT {trt.__version__}")
+
+
+def cuda() -> Availability:
+    import torch
+
+    if not torch.cuda.is_available():
+        return Availability("cuda", False, "no CUDA device visible to torch")
+    return Availability("cuda", True, torch.cuda.get_device_name(0))
+
+
+def onnxruntime_providers() -> list[str]:
+    """Execution providers of the installed onnxruntime (empty when it does not import)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return []
+    return list(onnxruntime.get_available_providers())
+
+
+def ort_provider(provider: str, name: str) -> Availability:
+    """Whether ONNX Runtime lists ``provider``; note that listing it does not prove it loads."""
+    providers = onnxruntime_providers()
+    if provider in providers:
+        return Availability(name, True, provider)
+    listed = ", ".join(providers) or "none"
+    return Availability(name, False, f"onnxruntime has no {provider} (providers: {listed})")
+
+
+def probe() -> list[Availability]:
+    """Every backend the toolkit can use, in order of preference for serving."""
+    return [
+        tensorrt(),
+        cuda(),
+        *(ort_provider(provider, name) for name, provider in ORT_PROVIDERS.items()),
+    ]
+
+
+VERSIONED_PACKAGES = (
+    "torch", "torchvision", "onnx", "onnxruntime", "onnx_graphsurgeon", "polygraphy", "onnxscript",
+    "tensorrt", "resnest",
+)
+
+
+def versions() -> dict[str, str | None]:
+    """Python and package versions (None for packages that do not import)."""
+    found = {"python": platform.python_version()}
+    found.update({name: package_version(name) for name in VERSIONED_PACKAGES})
+    return found

@@ -1,0 +1,274 @@
+"""Per-layer comparison points: the tensor after each rectified conv, in ONNX and in PyTorch.
+
+In a static export (the graph contract of :mod:`exporter.onnx.passes.rectified`) a rectified conv is
+``Conv(X, W'[, B']) -> Mul(Y, scale)`` with ``scale`` a constant ``[1, 1, Ho, Wo]`` (``[Ho, Wo]``
+straight out of ``torch.onnx.export``); a dynamic-H/W export computes ``scale`` from input
+shapes; a plugin-mode export has ``Conv -> RFConvRectify(Y, X[, bias])``, the plugin possibly
+fusing the bias add and a ReLU. The tensor after the ``Mul``/plugin is the layer's comparison
+point.
+
+On the PyTorch side a forward hook on the matching ``RFConv2d`` gives ``y = s * (W x + b)``.
+When the exporter folded a BatchNorm into the conv, ``W' = g * W`` and ``B' = g * b`` per output
+channel, so the ONNX tensor is ``g * y`` (plus the plugin's bias and activation, when fused).
+``g`` is recovered from the two sets of weights by least squares per channel (exactly 1 when
+nothing was folded), which makes the two sides comparable without knowing how BN was folded.
+
+Modules are matched to ONNX layers by the module path ``torch.onnx.export`` records in node
+metadata when every layer has one, otherwise in execution order; shapes are checked either way.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import torch
+from onnx import numpy_helper
+from polygraphy.backend.onnx import ModifyOutputs
+
+from exporter.backends.runners import PLUGIN_OP, LayerTap
+from exporter.model.layer import RFConv2d
+from exporter.onnx.passes.rectified import find_rectified_convs
+
+NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+
+
+class LayerMatchError(ValueError):
+    """The ONNX layers and the PyTorch modules cannot be paired up."""
+
+
+@dataclass(frozen=True)
+class RectifiedLayer:
+    """One rectified conv in an ONNX graph (``index`` counts them in graph order from 0)."""
+
+    index: int
+    tensor: str  # output of the scale Mul / plugin node: the comparison point
+    node: str  # the Mul or plugin node
+    conv: str  # the Conv node feeding it
+    weight: str  # the Conv's weight tensor
+    conv_bias: str | None
+    scale: str | None  # the scale: a constant (static export) or a tensor computed from shapes
+    fused_bias: str | None  # the plugin's bias input (plugin mode)
+    activation: str  # "none" or "relu" (plugin mode may fuse a ReLU)
+    module: str | None  # PyTorch module path recorded by the exporter, if any
+
+    def describe(self) -> str:
+        where = f" (PyTorch module {self.module!r})" if self.module else ""
+        scale = f", scale {self.scale!r}" if self.scale else ""
+        return f"rectified conv #{self.index}: Conv {self.conv!r} -> {self.node!r}{scale}{where}"
+
+
+def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Initializers and ``Constant`` node values by tensor name."""
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
+def _module_path(*nodes: onnx.NodeProto) -> str | None:
+    """The PyTorch module path ``torch.onnx.export`` recorded for the first node that has one."""
+    for node in nodes:
+        for prop in node.metadata_props:
+            if prop.key == NAME_SCOPES_KEY:
+                scopes = ast.literal_eval(prop.value)
+                if len(scopes) >= 2 and scopes[-2]:
+                    return scopes[-2]
+    return None
+
+
+def _activation(node: onnx.NodeProto) -> str:
+    for attr in node.attribute:
+        if attr.name == "activation":
+            value = onnx.helper.get_attribute_value(attr)
+            value = value.decode() if isinstance(value, bytes) else value
+            if value in (0, "", "none", "NONE", "identity"):
+                return "none"
+            if value in (1, "relu", "RELU"):
+                return "relu"
+            raise LayerMatchError(f"plugin node {node.name!r} has an unknown activation {value!r}")
+    return "none"
+
+
+def find_rectified_layers(model: onnx.ModelProto) -> list[RectifiedLayer]:
+    """Every ``Conv -> Mul(scale)`` (as :func:`exporter.onnx.passes.rectified.find_rectified_convs`
+    defines it) and every ``Conv -> RFConvRectify``, in graph order.
+
+    The scale is a constant in a static export and computed from input shapes in a dynamic-H/W
+    export; Convs that themselves only see shapes (counting valid taps over a ones map) are not layers.
+    """
+    graph = gs.import_onnx(model)
+    by_output = {node.output[0]: node for node in model.graph.node if node.output}
+    found = {id(m.mul): (m.conv, m.mul, m.scale.name) for m in find_rectified_convs(graph)}
+    layers = []
+    for node in graph.nodes:
+        if id(node) in found:
+            conv, _, scale = found[id(node)]
+            fused_bias, activation = None, "none"
+        elif node.op == PLUGIN_OP and node.inputs[0].inputs and node.inputs[0].inputs[0].op == "Conv":
+            conv, scale = node.inputs[0].inputs[0], None
+            fused_bias = node.inputs[2].name if len(node.inputs) > 2 and node.inputs[2].name else None
+            activation = _activation(by_output[node.outputs[0].name])
+        else:
+            continue
+        conv_proto, node_proto = by_output[conv.outputs[0].name], by_output[node.outputs[0].name]
+        layers.append(RectifiedLayer(
+            index=len(layers), tensor=node.outputs[0].name, node=node.name, conv=conv.name,
+            weight=conv.inputs[1].name,
+            conv_bias=conv.inputs[2].name if len(conv.inputs) > 2 and conv.inputs[2].name else None,
+            scale=scale, fused_bias=fused_bias, activation=activation,
+            module=_module_path(node_proto, conv_proto),
+        ))
+    return layers
+
+
+def with_layer_outputs(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> onnx.ModelProto:
+    """A copy of ``model`` that also outputs every layer's tensor (after the original outputs)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    outputs = [out.name for out in model.graph.output] + [layer.tensor for layer in layers]
+    return ModifyOutputs(inferred, outputs=outputs, copy=True)()
+
+
+def rectifying_modules(model: torch.nn.Module) -> OrderedDict[str, RFConv2d]:
+    """``RFConv2d`` modules that rectify (others export as a plain Conv), by qualified name."""
+    return OrderedDict(
+        (name, m) for name, m in model.named_modules() if isinstance(m, RFConv2d) and m.rectify
+    )
+
+
+def _execution_order(model: torch.nn.Module, names: list[str], inputs: list[torch.Tensor]):
+    """(module name, output shape) in the order the modules first run on ``inputs``."""
+    order = OrderedDict()
+    modules = dict(model.named_modules())
+
+    def hook(name):
+        def record(_m, _i, out):
+            order.setdefault(name, tuple(out.shape))
+        return record
+
+    handles = [modules[name].register_forward_hook(hook(name)) for name in names]
+    try:
+        with torch.inference_mode():
+            model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(order.items())
+
+
+def match_modules(
+    layers: list[RectifiedLayer], model: torch.nn.Module, inputs: list[torch.Tensor]
+) -> list[str]:
+    """The ``RFConv2d`` module name for each ONNX layer, by recorded name or else execution order."""
+    candidates = rectifying_modules(model)
+    if len(candidates) != len(layers):
+        raise LayerMatchError(
+            f"the ONNX model has {len(layers)} rectified conv(s) but the PyTorch model has "
+            f"{len(candidates)} rectifying RFConv2d module(s); check that the PyTorch model (its checkpoint, "
+            "rectification and average mode) is the one the file was exported from"
+        )
+    recorded = [layer.module for layer in layers]
+    if all(name in candidates for name in recorded) and len(set(recorded)) == len(recorded):
+        return recorded
+    order = _execution_order(model.eval(), list(candidates), inputs)
+    if len(order) != len(layers):
+        raise LayerMatchError(
+            f"only {len(order)} of {len(candidates)} rectifying modules ran in a forward pass"
+        )
+    return [name for name, _ in order]
+
+
+def _channel_gain(onnx_weights: list[np.ndarray], torch_weights: list[np.ndarray]) -> np.ndarray:
+    """Per-output-channel ``g`` minimising ``|W' - g W|`` over all given weight tensors, float64."""
+    num = sum(
+        (a.astype(np.float64) * b.astype(np.float64)).reshape(a.shape[0], -1).sum(1)
+        for a, b in zip(onnx_weights, torch_weights, strict=True)
+    )
+    den = sum((b.astype(np.float64) ** 2).reshape(b.shape[0], -1).sum(1) for b in torch_weights)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+
+
+@dataclass(frozen=True)
+class LayerReference:
+    """How the PyTorch side of one layer is computed: the tap, and where a fused shift comes from."""
+
+    tap: LayerTap
+    shift_source: str | None  # "PyTorch BatchNorm '<name>'", "the ONNX file" or None (no shift)
+
+
+def _folded_batchnorm(model: torch.nn.Module, gain: np.ndarray) -> tuple[str, np.ndarray] | None:
+    """The BatchNorm whose per-channel gain ``gamma / sqrt(var + eps)`` is ``gain``, and its shift.
+
+    A plugin node fuses the folded BN's shift; taking it from the PyTorch BN (found by the gain,
+    which comes from the weights) keeps the reference independent of the file being checked.
+    """
+    for name, bn in model.named_modules():
+        if isinstance(bn, torch.nn.BatchNorm2d) and bn.num_features == gain.size and bn.affine \
+                and bn.track_running_stats:
+            g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().cpu().numpy()
+            if np.allclose(g, gain, rtol=2e-3, atol=1e-6):
+                shift = bn.bias.detach().double().cpu().numpy() - bn.running_mean.double().cpu().numpy() * g
+                return name, shift
+    return None
+
+
+def layer_taps(
+    layers: list[RectifiedLayer],
+    onnx_model: onnx.ModelProto,
+    torch_model: torch.nn.Module,
+    inputs: list[torch.Tensor],
+) -> list[LayerReference]:
+    """Per layer, a :class:`LayerTap` that turns the module's output into the ONNX tensor's meaning.
+
+    A plugin's fused shift comes from the PyTorch BatchNorm that was folded when one matches,
+    otherwise (with ``shift_source`` saying so) from the ONNX file itself.
+    """
+    names = match_modules(layers, torch_model, inputs)
+    modules = rectifying_modules(torch_model)
+    constants = _constants(onnx_model)
+    references = []
+    for layer, name in zip(layers, names, strict=True):
+        module = modules[name]
+        weight = module.weight.detach().cpu().numpy()
+        onnx_weight = constants.get(layer.weight)
+        if onnx_weight is None:
+            raise LayerMatchError(f"{layer.describe()}: its weight {layer.weight!r} is not a constant")
+        if onnx_weight.shape != weight.shape:
+            raise LayerMatchError(
+                f"{layer.describe()} has weights {onnx_weight.shape} but module {name!r} has "
+                f"{tuple(weight.shape)}: the layers do not correspond"
+            )
+        pairs = [(onnx_weight, weight)]
+        if module.bias is not None and layer.conv_bias in constants:
+            pairs.append((constants[layer.conv_bias], module.bias.detach().cpu().numpy()))
+        gain = _channel_gain(*zip(*pairs, strict=True))
+        shift, source = None, None
+        if layer.fused_bias is not None:
+            folded = _folded_batchnorm(torch_model, gain)
+            if folded is not None:
+                source, shift = f"PyTorch BatchNorm {folded[0]!r}", folded[1]
+            elif layer.fused_bias in constants:
+                source, shift = "the ONNX file", constants[layer.fused_bias]
+            else:
+                raise LayerMatchError(f"{layer.describe()}: its bias {layer.fused_bias!r} is not a constant")
+        tap = LayerTap(name, layer.tensor, _transform(gain, shift, layer.activation))
+        references.append(LayerReference(tap, source))
+    return references
+
+
+def _transform(gain: np.ndarray, shift: np.ndarray | None, activation: str):
+    gain_t = torch.from_numpy(gain.astype(np.float32).reshape(1, -1, 1, 1))
+    shift_t = None if shift is None else torch.from_numpy(np.asarray(shift, np.float32).reshape(1, -1, 1, 1))
+
+    def to_onnx_meaning(y: torch.Tensor) -> torch.Tensor:
+        out = y.float() * gain_t.to(y.device)
+        if shift_t is not None:
+            out = out + shift_t.to(y.device)
+        return torch.relu(out) if activation == "relu" else out
+
+    return to_onnx_meaning

@@ -1,0 +1,83 @@
+"""Model conversion: swap ``nn.Conv2d`` (or the official ``rfconv.RFConv2d``) for our layer."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from exporter.model.layer import RFConv2d
+
+OFFICIAL_CLASS_NAME = "RFConv2d"
+OFFICIAL_MODULE = "rfconv"
+
+
+def _is_official(module: nn.Module) -> bool:
+    """True for an instance of the official ``rfconv.RFConv2d`` (detected without importing it)."""
+    cls = type(module)
+    return (
+        cls.__name__ == OFFICIAL_CLASS_NAME
+        and cls.__module__.split(".")[0] == OFFICIAL_MODULE
+        and isinstance(module, nn.Conv2d)
+        and hasattr(module, "average")
+        and hasattr(module, "rectify")
+    )
+
+
+def _pixel_padding(conv: nn.Conv2d) -> tuple[int, int]:
+    """``conv.padding`` in pixels, resolving ``"valid"`` and symmetric ``"same"``."""
+    if conv.padding == "valid":
+        return (0, 0)
+    if conv.padding == "same":
+        totals = [d * (k - 1) for k, d in zip(conv.kernel_size, conv.dilation, strict=True)]
+        if any(t % 2 for t in totals):
+            raise ValueError(
+                f"cannot rectify {conv}: padding='same' is asymmetric for this kernel; "
+                "give explicit integer padding"
+            )
+        return (totals[0] // 2, totals[1] // 2)
+    return conv.padding
+
+
+def _rebuild(conv: nn.Conv2d, average_mode: bool, count_mode: str) -> RFConv2d:
+    """An ``RFConv2d`` with ``conv``'s geometry, sharing its parameters (no copy)."""
+    new = RFConv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+        padding=_pixel_padding(conv), dilation=conv.dilation, groups=conv.groups,
+        bias=conv.bias is not None, padding_mode=conv.padding_mode,
+        average_mode=average_mode, count_mode=count_mode,
+        device=conv.weight.device, dtype=conv.weight.dtype,
+    )
+    new.weight = conv.weight
+    new.bias = conv.bias
+    new.train(conv.training)
+    return new
+
+
+def _replace(model: nn.Module, pick, build) -> nn.Module:
+    """Replace every submodule for which ``pick(module)`` holds with ``build(module)``."""
+    if pick(model):
+        return build(model)
+    for name, child in list(model.named_children()):
+        setattr(model, name, _replace(child, pick, build))
+    return model
+
+
+def rectify_model(model: nn.Module, average_mode: bool = False, count_mode: str = "exact") -> nn.Module:
+    """Replace every plain ``nn.Conv2d`` in ``model`` with an ``RFConv2d`` holding the same weights.
+
+    Convs with padding > 0 change behaviour (their border outputs are rectified); 1x1 convs
+    stay plain ``nn.Conv2d``, as in the paper's models. Works in place and returns ``model``.
+    """
+
+    def pick(m: nn.Module) -> bool:
+        return type(m) is nn.Conv2d and m.kernel_size != (1, 1)
+
+    return _replace(model, pick, lambda m: _rebuild(m, average_mode, count_mode))
+
+
+def from_official(model: nn.Module) -> nn.Module:
+    """Replace official ``rfconv.RFConv2d`` modules with ours (``count_mode="rfconv"``).
+
+    The official class is recognised by its name, module and attributes, so the ``rfconv``
+    package need not be importable. Works in place and returns ``model``.
+    """
+    return _replace(model, _is_official, lambda m: _rebuild(m, m.average, "rfconv"))

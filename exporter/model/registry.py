@@ -1,0 +1,160 @@
+"""Model registry: the paper's Table 1 architectures, rectified, with seeded random weights.
+
+A registry name denotes the rectified model (``resnet50`` is RF-ResNet-50, sum mode);
+``rectify=False`` gives the plain baseline with *identical* weights. Pretrained weights cannot
+be downloaded here, so models are seeded and their BatchNorm layers get calibrated, non-trivial
+statistics (see :func:`calibrate_batchnorm`) so that numerical comparisons mean something.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from exporter.model.checkpoint import load_checkpoint
+from exporter.model.compat import install_rfconv_shim
+from exporter.model.convert import from_official, rectify_model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one registry model (``build(rectify, average_mode) -> nn.Module``)."""
+
+    name: str
+    description: str
+    build: Callable[[bool, bool], nn.Module]
+
+
+def _torchvision(arch: str) -> Callable[[bool, bool], nn.Module]:
+    def build(rectify: bool, average_mode: bool) -> nn.Module:
+        import torchvision
+
+        model = getattr(torchvision.models, arch)(weights=None)
+        return rectify_model(model, average_mode=average_mode) if rectify else model
+
+    return build
+
+
+def _regnet_x_4gf(rectify: bool, average_mode: bool) -> nn.Module:
+    """RegNetX-4.0GF as in pycls (torchvision ships 3.2GF and 8GF, not this one)."""
+    from torchvision.models.regnet import BlockParams, RegNet
+
+    params = BlockParams.from_init_params(depth=23, w_0=96, w_a=38.65, w_m=2.43, group_width=40)
+    model = RegNet(params)
+    return rectify_model(model, average_mode=average_mode) if rectify else model
+
+
+def _resnest50(rectify: bool, average_mode: bool) -> nn.Module:
+    install_rfconv_shim()
+    try:
+        from resnest.torch import resnest50
+    except ImportError:
+        raise RuntimeError(
+            "model 'resnest50' needs the resnest package: pip install --no-deps resnest==0.0.5"
+        ) from None
+    return resnest50(pretrained=False, rectified_conv=rectify, rectify_avg=average_mode)
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("resnet50", "RF-ResNet-50 (torchvision)", _torchvision("resnet50")),
+        ModelSpec("resnet101", "RF-ResNet-101 (torchvision)", _torchvision("resnet101")),
+        ModelSpec("resnext50_32x4d", "RF-ResNeXt-50 32x4d (torchvision)", _torchvision("resnext50_32x4d")),
+        ModelSpec("regnet_x_4gf", "RF-RegNetX-4.0GF (torchvision RegNet, pycls widths)", _regnet_x_4gf),
+        ModelSpec("resnest50", "RF-ResNeSt-50 (resnest package, rectified_conv=True)", _resnest50),
+    )
+}
+DEFAULT_MODEL = "resnet50"
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, seed: int = 0, input_hw: int = 224, batches: int = 1) -> nn.Module:
+    """Give every BatchNorm non-trivial, self-consistent statistics and affine parameters.
+
+    Seeded random gamma in [0.5, 1.5] and beta ~ N(0, 0.1); then running mean/var are
+    re-estimated from ``batches`` forward passes of seeded random images ``[4, 3, hw, hw]`` in
+    train mode (cumulative average), so activations stay in a realistic range through deep
+    networks. Returns the model in eval mode.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        if bn.affine:
+            bn.weight.copy_(torch.rand(bn.weight.shape, generator=gen) + 0.5)
+            bn.bias.copy_(torch.randn(bn.bias.shape, generator=gen) * 0.1)
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average over the calibration batches
+    model.train()
+    for _ in range(batches):
+        model(torch.randn(4, 3, input_hw, input_hw, generator=gen))
+    for bn in bns:
+        bn.momentum = 0.1
+    return model.eval()
+
+
+def build_model(
+    name: str = DEFAULT_MODEL,
+    rectify: bool = True,
+    average_mode: bool = False,
+    seed: int = 0,
+    checkpoint=None,
+) -> nn.Module:
+    """Build a registry model in eval mode.
+
+    Weights are seeded and BatchNorm is calibrated on the *rectified* architecture (as training
+    it would have); ``rectify=False`` gives the plain architecture with those identical weights,
+    the baseline for speed comparisons. With ``checkpoint`` the file's weights replace the
+    seeded ones (loaded with ``weights_only=True``).
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model {name!r}; registry models: {', '.join(REGISTRY)}")
+    spec = REGISTRY[name]
+    torch.manual_seed(seed)
+    model = calibrate_batchnorm(spec.build(True, average_mode), seed=seed)
+    if not rectify:
+        plain = spec.build(False, False)
+        plain.load_state_dict(model.state_dict())
+        model = plain
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model.eval()
+
+
+def load_model(
+    spec: str,
+    rectify: bool = True,
+    average_mode: bool = False,
+    seed: int = 0,
+    checkpoint=None,
+) -> nn.Module:
+    """A model from a registry name or a ``package.module:factory`` spec, in eval mode.
+
+    A factory is called without arguments; the ``rfconv`` shim is installed first so that
+    models written against the official package import, and any official ``RFConv2d`` left in
+    the result is converted with :func:`exporter.from_official`.
+    """
+    if ":" not in spec:
+        return build_model(spec, rectify, average_mode, seed, checkpoint)
+    if not rectify or average_mode:
+        raise ValueError(
+            "rectify=False and average_mode=True apply to registry models; a package.module:factory "
+            "model is built as its factory builds it"
+        )
+    module_name, _, factory_name = spec.partition(":")
+    install_rfconv_shim()
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot load model factory {spec!r}: {err}") from None
+    torch.manual_seed(seed)
+    model = from_official(factory())
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model factory {spec!r} returned {type(model).__name__}, not an nn.Module")
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint)
+    return model.eval()

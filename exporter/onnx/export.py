@@ -1,0 +1,341 @@
+"""ONNX export: rectified convs as ``Conv -> Mul(scale)``, folded and checked.
+
+:func:`export_onnx` captures the model with ``torch.onnx.export(dynamo=True)``, runs the
+onnx-graphsurgeon passes of :mod:`exporter.onnx.passes` (fold the traced factor to constants, give
+them the contract shape ``[1, 1, Ho, Wo]``, store each distinct factor once, fold BatchNorm,
+optionally convert to fp16; the order is :func:`exporter.onnx.passes.pipeline.run_passes`), writes
+the file, and checks it with ``onnx.checker`` (full check) and ONNX shape inference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+import onnx_graphsurgeon as gs
+import torch
+from torch import nn
+
+from exporter import __version__
+from exporter.onnx.options import MIN_OPSET, MODES, PRECISIONS
+from exporter.onnx.passes.pipeline import run_passes
+from exporter.onnx.passes.rectified import find_rectified_convs
+
+INPUT_NAME = "input"
+# Constants this small (shape vectors) may still be folded when scales are kept compact.
+SHAPE_SIZE_LIMIT = 8
+# A protobuf file cannot exceed 2 GiB; larger models keep their weights in a side file.
+EXTERNAL_DATA_BYTES = 1_800_000_000
+
+
+class ExportError(ValueError):
+    """The model or the settings cannot be exported; the message says what to change."""
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_onnx` wrote. Sizes in bytes, times in seconds."""
+
+    path: Path
+    nodes_by_type: dict[str, int]
+    rectified_convs: int
+    distinct_scales: int
+    batchnorms_left: int
+    file_bytes: int
+    seconds: float
+    opset: int
+    precision: str
+    mode: str
+    input_shape: list
+    output_shapes: list
+    notices: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A few lines for people: file, shapes, rectified convs, node counts, size and time."""
+        nodes = ", ".join(f"{op} {n}" for op, n in sorted(self.nodes_by_type.items(), key=lambda kv: -kv[1]))
+        outputs = " ".join(str(s) for s in self.output_shapes)
+        lines = [
+            f"wrote {self.path} ({self.file_bytes / 1e6:.2f} MB, opset {self.opset}, {self.precision}, "
+            f"{self.mode} mode) in {self.seconds:.1f} s",
+            f"  input {self.input_shape} -> output {outputs}",
+            f"  rectified convs: {self.rectified_convs}"
+            + (f" ({self.distinct_scales} distinct scale constants)" if self.distinct_scales else "")
+            + f", BatchNormalization left: {self.batchnorms_left}",
+            f"  nodes ({sum(self.nodes_by_type.values())}): {nodes}",
+        ]
+        lines += [f"  notice: {n}" for n in self.notices]
+        return "\n".join(lines)
+
+
+def _check_settings(example_input, path: Path, opset, precision: str, mode: str) -> None:
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision={precision!r} is not supported; use one of {PRECISIONS}")
+    if mode not in MODES:
+        raise ExportError(f"mode={mode!r} is not supported; use one of {MODES}")
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not MIN_OPSET <= int(opset) <= newest:
+        raise ExportError(
+            f"opset {opset} is not supported: the exporter writes opsets {MIN_OPSET} to {newest} "
+            f"(TensorRT 10 and ONNX Runtime 1.20+ read opset {MIN_OPSET} or newer); "
+            "leave the opset unset for the default"
+        )
+    if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4:
+        shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else type(example_input)
+        raise ExportError(f"the example input must be one NCHW image tensor [N, C, H, W]; got {shape}")
+    if not example_input.is_floating_point():
+        raise ExportError(f"the example input must be a float tensor; got {example_input.dtype}")
+    if path.is_dir():
+        raise ExportError(f"cannot write {path}: it is a directory; give a file name such as {path / 'model.onnx'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ExportError(f"cannot write {path}: directory {parent} does not exist; create it or choose another path")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ExportError(f"cannot write {path}: permission denied; choose a writable location")
+
+
+def _dynamic_shapes(dynamic_batch: bool, dynamic_hw: bool):
+    dims = {}
+    if dynamic_batch:
+        dims[0] = torch.export.Dim.DYNAMIC
+    if dynamic_hw:
+        dims[2] = dims[3] = torch.export.Dim.DYNAMIC
+    return (dims,) if dims else None
+
+
+def _first_line(err: BaseException) -> str:
+    """The most telling line of an exception chain (the summary the exporter appends, or the cause)."""
+    text = str(err)
+    summary = re.search(r"## Exception summary\s*\n\s*(.+)", text)
+    if summary:
+        return re.sub(r"\x1b\[[0-9;]*m", "", summary.group(1)).strip()
+    cause = err.__cause__ or err.__context__
+    if cause is not None and str(cause).strip():
+        return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0]}"
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _output_names(output) -> list[str] | None:
+    """``output`` for one tensor, ``output_<i>`` for a tuple/list of tensors, else the exporter's names."""
+    if isinstance(output, torch.Tensor):
+        return ["output"]
+    if isinstance(output, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in output):
+        return [f"output_{i}" for i in range(len(output))]
+    return None
+
+
+def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset, dynamic_batch: bool,
+             dynamic_hw: bool, verbose: bool) -> onnx.ModelProto:
+    """Run ``torch.onnx.export(dynamo=True)`` unoptimised; the passes do the graph work."""
+    sink = io.StringIO()
+    redirect = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(sink)
+    try:
+        with redirect, warnings.catch_warnings():
+            if not verbose:
+                warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, (example_input,), dynamo=True, optimize=False, verbose=verbose,
+                opset_version=opset, input_names=[INPUT_NAME], output_names=output_names,
+                dynamic_shapes=_dynamic_shapes(dynamic_batch, dynamic_hw),
+            )
+    except Exception as err:  # noqa: BLE001 - the exporter raises many types; all end here
+        stage = "capture it with torch.export" if "torch.export" in str(err) else "translate it to ONNX"
+        raise ExportError(
+            f"cannot export {type(model).__name__}: the exporter failed to {stage} "
+            f"({_first_line(err)}). Make forward() traceable by torch.export: tensor-only inputs "
+            "and outputs, no Python branches on tensor values, no calls into non-PyTorch code; "
+            + ("if the failure is about a dynamic dimension, export with fewer dynamic dimensions "
+               "(dynamic_batch=False, dynamic_hw=False) or a larger example input. "
+               if dynamic_hw or dynamic_batch else "")
+            + "torch.export.export(model, (x,)) reproduces it with the full trace."
+        ) from None
+    return program.model_proto
+
+
+
+def _rename_dims(graph: gs.Graph, names: dict[str, str]) -> None:
+    """Replace the exporter's symbols (``s77``) with readable names in every tensor shape."""
+    if not names:
+        return
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+    for tensor in graph.tensors().values():
+        if isinstance(tensor, gs.Variable) and tensor.shape is not None:
+            tensor.shape = [
+                pattern.sub(lambda m: names[m.group(1)], d) if isinstance(d, str) else d for d in tensor.shape
+            ]
+
+
+def _dim_names(graph: gs.Graph) -> dict[str, str]:
+    shape = graph.inputs[0].shape or []
+    readable = ("batch", None, "height", "width")
+    return {d: readable[i] for i, d in enumerate(shape[:4]) if isinstance(d, str) and readable[i]}
+
+
+def _tidy(model: onnx.ModelProto, keep_small_constants: bool = False) -> onnx.ModelProto:
+    """Generic clean-up after our passes: sequence ops to ``Split``, shape-op chains simplified.
+
+    The unoptimised dynamo export keeps, for example, ``SplitToSequence -> SequenceAt`` for
+    ``torch.split`` (which TensorRT cannot parse) and a ``Shape``-based ``Reshape`` for
+    ``flatten``; the onnxscript optimizer rewrites those. It runs last so that the scale folding
+    and BatchNorm folding above are ours and the rectified-conv pattern is already final. With
+    ``keep_small_constants`` it folds nothing larger than a shape, so compacted scales stay compact.
+    """
+    import onnxscript.optimizer
+
+    if keep_small_constants:
+        return onnxscript.optimizer.optimize(model, output_size_limit=SHAPE_SIZE_LIMIT)
+    return onnxscript.optimizer.optimize(model)
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    if model.ByteSize() > EXTERNAL_DATA_BYTES:
+        onnx.save(model, path, save_as_external_data=True, location=path.name + ".data")
+    else:
+        onnx.save(model, path)
+
+
+def export_onnx(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    path,
+    *,
+    dynamic_batch: bool = True,
+    dynamic_hw: bool = False,
+    opset: int | None = None,
+    precision: str = "fp32",
+    mode: str = "static",
+    fold_bn: bool = True,
+    compact_scales: bool = False,
+    keep_io_types: bool = True,
+    output_names: Sequence[str] | None = None,
+    progress: bool = False,
+    verbose: bool = False,
+) -> ExportReport:
+    """Export ``model`` to ONNX at ``path`` and return an :class:`ExportReport`.
+
+    ``example_input`` is one ``[N, C, H, W]`` float tensor; its size is baked into the graph
+    except for the batch (``dynamic_batch``) and, with ``dynamic_hw``, height and width, whose
+    factors are then computed in the graph at run time. ``precision="fp16"`` writes fp16
+    weights and activations (inputs/outputs stay fp32 unless ``keep_io_types=False``).
+    ``mode="plugin"`` hands the graph to :mod:`exporter.onnx.passes.plugin_mode` (TensorRT plugin
+    nodes). ``fold_bn`` folds BatchNorm into the convs (without it the BatchNorms after rectified
+    convs stay; plain ``Conv -> BatchNormalization`` pairs are fused by the final clean-up
+    anyway). ``compact_scales`` stores each scale as row and column factors multiplied in the
+    graph (``Ho + Wo`` numbers instead of ``Ho * Wo``; ONNX Runtime and TensorRT fold the product at
+    load time), for static H/W and ``mode="static"`` only. The model is exported in eval mode and
+    left in the mode it came in. ``output_names`` names the outputs (default ``output``, or
+    ``output_<i>`` for several). ``progress`` prints each step with its time to stderr;
+    ``verbose`` also shows the dynamo exporter's own output and the summary.
+    Raises :class:`ExportError` (a ``ValueError``) for settings or models it cannot export.
+    """
+    start = time.perf_counter()
+    path = Path(path)
+    _check_settings(example_input, path, opset, precision, mode)
+    if compact_scales and (dynamic_hw or mode != "static"):
+        raise ExportError(
+            "compact_scales needs scale constants, which only a static-H/W export in mode='static' has; "
+            "drop compact_scales=True, or export with dynamic_hw=False and mode='static'"
+        )
+
+    def step(message: str) -> None:
+        if progress or verbose:
+            print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    step(f"capturing {type(model).__name__} with torch.export (dynamo exporter)")
+    proto = _trace(model, example_input, opset, dynamic_batch, dynamic_hw, output_names, verbose)
+    graph = gs.import_onnx(proto)
+    rectified = run_passes(graph, dynamic_hw=dynamic_hw, fold_bn=fold_bn, mode=mode, compact_scales=compact_scales,
+                           precision=precision, keep_io_types=keep_io_types, step=step)
+    _rename_dims(graph, _dim_names(graph))
+    step("tidying (onnxscript optimizer), shape inference, writing and checking")
+    out = _write(graph, path, keep_small_constants=compact_scales)
+
+    nodes = Counter(node.op_type for node in out.graph.node)
+    scales = set() if dynamic_hw else {m.scale.name for m in find_rectified_convs(graph)}
+    report = ExportReport(
+        path=path,
+        nodes_by_type=dict(nodes),
+        rectified_convs=len(rectified),  # counted before plugin mode replaces them
+        distinct_scales=len(scales),
+        batchnorms_left=nodes.get("BatchNormalization", 0),
+        file_bytes=path.stat().st_size + _external_bytes(path),
+        seconds=time.perf_counter() - start,
+        opset=next(o.version for o in out.opset_import if o.domain in ("", "ai.onnx")),
+        precision=precision,
+        mode=mode,
+        input_shape=_shape(out.graph.input[0]),
+        output_shapes=[_shape(o) for o in out.graph.output],
+    )
+    if not rectified:
+        report.notices.append(
+            f"{type(model).__name__} has no rectified convolution: exported as a plain network "
+            "(convert it with exporter.rectify_model, or check that its RFConv2d layers have padding)"
+        )
+    if fold_bn and report.batchnorms_left:
+        report.notices.append(
+            f"{report.batchnorms_left} BatchNormalization node(s) do not follow a conv and stay in the graph"
+        )
+    for notice in report.notices:
+        warnings.warn(notice, stacklevel=2)
+    if verbose:
+        print(report.summary(), file=sys.stderr)
+    return report
+
+
+def _trace(model: nn.Module, example_input: torch.Tensor, opset, dynamic_batch: bool, dynamic_hw: bool,
+           output_names: Sequence[str] | None, verbose: bool) -> onnx.ModelProto:
+    """The model in eval mode, run once on ``example_input`` (a clear error if it fails there) and
+    captured; it is left in the mode it came in."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            try:
+                output = model(example_input)
+            except Exception as err:  # noqa: BLE001 - any failure of the user's forward
+                raise ExportError(
+                    f"{type(model).__name__} fails on the example input of shape "
+                    f"{list(example_input.shape)} ({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
+                    "give an input shape the model accepts"
+                ) from None
+            default_names = _output_names(output)
+            if output_names is not None and default_names is not None and len(output_names) != len(default_names):
+                raise ExportError(f"output_names has {len(output_names)} name(s) but {type(model).__name__} "
+                                  f"returns {len(default_names)} tensor(s); give one name per output")
+            names = list(output_names) if output_names is not None else default_names
+            return _capture(model, example_input, names, opset, dynamic_batch, dynamic_hw, verbose)
+    finally:
+        model.train(was_training)
+
+
+def _write(graph: gs.Graph, path: Path, keep_small_constants: bool) -> onnx.ModelProto:
+    """Tidy, shape-infer (strict), save and fully check the graph; returns the model as written."""
+    out = _tidy(gs.export_onnx(graph), keep_small_constants=keep_small_constants)
+    out.producer_name, out.producer_version = "rfconv-deploy", __version__
+    try:
+        out = onnx.shape_inference.infer_shapes(out, check_type=True, strict_mode=True, data_prop=True)
+    except onnx.shape_inference.InferenceError as err:
+        raise RuntimeError(f"ONNX shape inference rejected the exported graph: {err}") from None
+    _save(out, path)
+    onnx.checker.check_model(str(path), full_check=True)
+    return out
+
+
+def _external_bytes(path: Path) -> int:
+    side = path.with_name(path.name + ".data")
+    return side.stat().st_size if side.exists() else 0
+
+
+def _shape(value_info: onnx.ValueInfoProto) -> list:
+    dims = value_info.type.tensor_type.shape.dim
+    return [d.dim_param or d.dim_value for d in dims]

@@ -1,0 +1,145 @@
+"""``mode="plugin"``: rectified convs become ``Conv -> RFConvRectify`` TensorRT plugin nodes.
+
+Each ``Conv -> Mul(scale [1, 1, Ho, Wo] constant)``, with a following per-channel ``Add(c)`` and a
+``Relu`` fused in where present, becomes ``Conv -> RFConvRectify(conv_out, conv_in[, c])`` in
+domain ``rfconv`` (see :mod:`plugins.spec`). The graph does not say how the factor was counted, so
+``average_mode`` and ``count_mode`` are inferred by matching the scale constant against
+:func:`exporter.model.scale.rectify_scale` for the conv's geometry and input size; a constant that
+matches none is refused. The plugin computes the factor from the conv input's runtime shape, so
+the rewritten graph no longer holds any scale constant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_graphsurgeon as gs
+import torch
+
+from exporter.onnx.passes.rectified import find_rectified_convs
+from plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME, RectifySpec
+
+# Candidate (average_mode, count_mode) in order of preference: where two give the same factor at
+# the exported input size, the first wins (exact counting, sum mode: the layer's defaults).
+CANDIDATE_MODES = ((False, "exact"), (False, "rfconv"), (True, "exact"), (True, "rfconv"))
+# Factors of different modes differ by at least 1/kernel_size relative; rounding by far less.
+MATCH_RTOL = 1e-3
+
+
+def _conv_geometry(conv: gs.Node) -> dict:
+    """Kernel, stride, symmetric padding and dilation (height, width pairs) of a 2-D ``Conv``."""
+    weight = conv.inputs[1]
+    kernel = tuple(conv.attrs.get("kernel_shape") or (weight.shape[2:] if weight.shape else ()))
+    if len(kernel) != 2:
+        raise ValueError(f"plugin mode: Conv {conv.name!r} is not a 2-D convolution (kernel {list(kernel)})")
+    if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+        raise ValueError(f"plugin mode: Conv {conv.name!r} uses auto_pad={conv.attrs['auto_pad']!r}; "
+                         "export with explicit pads")
+    top, left, bottom, right = conv.attrs.get("pads", (0, 0, 0, 0))
+    if (top, left) != (bottom, right):
+        raise ValueError(f"plugin mode: Conv {conv.name!r} has asymmetric pads {[top, left, bottom, right]}; "
+                         "RFConvRectify supports symmetric padding only")
+    return {"kernel": tuple(int(k) for k in kernel),
+            "stride": tuple(int(s) for s in conv.attrs.get("strides", (1, 1))),
+            "padding": (int(top), int(left)),
+            "dilation": tuple(int(d) for d in conv.attrs.get("dilations", (1, 1)))}
+
+
+def _input_hw(conv: gs.Node) -> tuple[int, int]:
+    shape = conv.inputs[0].shape
+    if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
+        raise ValueError(f"plugin mode: the input of Conv {conv.name!r} has shape {shape}; the rectification "
+                         "mode is inferred from the scale constant at a static height and width, so export "
+                         "with static H/W (the plugin itself then works at any size)")
+    return int(shape[2]), int(shape[3])
+
+
+def infer_spec(conv: gs.Node, scale: np.ndarray) -> RectifySpec:
+    """The :class:`RectifySpec` (activation ``"none"``) whose factor equals ``scale`` for this conv.
+
+    ``scale`` holds ``Ho * Wo`` values broadcasting as ``[1, 1, Ho, Wo]``. Raises ValueError when no
+    (average_mode, count_mode) reproduces it.
+    """
+    geometry, in_hw = _conv_geometry(conv), _input_hw(conv)
+    values = np.asarray(scale, dtype=np.float64)
+    tried = []
+    for average_mode, count_mode in CANDIDATE_MODES:
+        spec = RectifySpec(**geometry, average_mode=average_mode, count_mode=count_mode)
+        try:
+            table = spec.scale(in_hw, dtype=torch.float64).numpy()
+        except ValueError:
+            continue
+        tried.append(f"average_mode={average_mode}/count_mode={count_mode}")
+        if values.size == table.size and np.allclose(values.reshape(table.shape), table, rtol=MATCH_RTOL, atol=0):
+            return spec
+    raise ValueError(
+        f"plugin mode: the scale after Conv {conv.name!r} (kernel {geometry['kernel']}, stride {geometry['stride']}, "
+        f"padding {geometry['padding']}, dilation {geometry['dilation']}, input {in_hw[0]}x{in_hw[1]}) matches "
+        f"no rectification factor (tried {', '.join(tried) or 'nothing: the geometry cannot be rectified'}); "
+        "is it a rectified conv exported by rfconv-deploy?"
+    )
+
+
+def _sole_consumer(graph: gs.Graph, tensor: gs.Tensor) -> gs.Node | None:
+    """The only node reading ``tensor``, or None (several readers, or a graph output)."""
+    if len(tensor.outputs) != 1 or any(t is tensor for t in graph.outputs):
+        return None
+    return tensor.outputs[0]
+
+
+def _other_input(node: gs.Node, tensor: gs.Tensor) -> gs.Tensor | None:
+    if len(node.inputs) != 2:
+        return None
+    return node.inputs[1] if node.inputs[0] is tensor else node.inputs[0]
+
+
+def _is_channel_bias(tensor: gs.Tensor, channels: int) -> bool:
+    """A constant shaped ``[1, C, 1, 1]`` or ``[C, 1, 1]``: one value per conv output channel."""
+    if not isinstance(tensor, gs.Constant) or tensor.values.ndim not in (3, 4):
+        return False
+    shape = (1,) * (4 - tensor.values.ndim) + tuple(tensor.values.shape)
+    return shape == (1, channels, 1, 1)
+
+
+def _rewrite(graph: gs.Graph, conv: gs.Node, mul: gs.Node, scale: gs.Constant) -> gs.Node:
+    spec = infer_spec(conv, scale.values)
+    channels = conv.inputs[1].shape[0]
+    fused, out, bias, activation = [mul], mul.outputs[0], None, "none"
+    add = _sole_consumer(graph, out)
+    if add is not None and add.op == "Add" and _is_channel_bias(_other_input(add, out), channels):
+        bias = _other_input(add, out)
+        fused.append(add)
+        out = add.outputs[0]
+    relu = _sole_consumer(graph, out)
+    if relu is not None and relu.op == "Relu":
+        activation = "relu"
+        fused.append(relu)
+        out = relu.outputs[0]
+    spec = dataclasses.replace(spec, activation=activation)
+    conv_out = conv.outputs[0]
+    if out.dtype is None or out.shape is None:
+        out.dtype, out.shape = conv_out.dtype, conv_out.shape
+    for node in fused:
+        node.outputs.clear()
+    plugin = gs.Node(op=PLUGIN_NAME, name=f"{conv.name or conv_out.name}/rectify", domain=PLUGIN_DOMAIN,
+                     attrs=spec.node_attributes(), inputs=[conv_out, conv.inputs[0]] + ([bias] if bias else []),
+                     outputs=[out])
+    graph.nodes.append(plugin)
+    return plugin
+
+
+def apply(graph: gs.Graph) -> gs.Graph:
+    """Rewrite every rectified conv of ``graph`` (in place) into a plugin node; returns ``graph``.
+
+    Raises ValueError when a rectified conv's factor is computed in the graph (a dynamic H/W
+    export) rather than stored as a constant.
+    """
+    for match in find_rectified_convs(graph):
+        if not isinstance(match.scale, gs.Constant):
+            raise ValueError(
+                f"plugin mode: the factor after Conv {match.conv.name!r} is computed in the graph (a dynamic "
+                "H/W export); export with static H/W for plugin mode (the plugin itself then works at any size)"
+            )
+        _rewrite(graph, match.conv, match.mul, match.scale)
+    return graph.cleanup().toposort()

@@ -1,0 +1,86 @@
+"""The one definition of a rectified convolution in an ONNX graph: ``Conv -> Mul(scale)``.
+
+A rectified conv is a ``Conv`` on data (not one that only counts taps over a ones map, as a
+dynamic-size export does to compute the factor) whose only consumer is a ``Mul`` by a *spatial*
+factor: a tensor that does not depend on the data (a constant, or ops on the input's shape only,
+as in a dynamic-size export) and broadcasts over batch and channels (``[Ho, Wo]``,
+``[1, Ho, Wo]`` or ``[1, 1, Ho, Wo]``) while varying over space (``Ho x Wo`` is not ``1 x 1``).
+Per-channel constants ``[1, C, 1, 1]`` and scalars are not rectification. A computed factor
+whose shape the graph does not record counts when it is data-independent.
+
+The graph passes, the per-layer comparison (:mod:`exporter.comparison.layerwise`) and the
+benchmarks' graph variants all match on :func:`find_rectified_convs`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx_graphsurgeon as gs
+
+# Ops whose output depends on their input's shape only, never on its values.
+SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
+
+
+@dataclass
+class RectifiedConv:
+    """One ``Conv -> Mul(scale)`` match: the nodes and the scale tensor (input of ``mul``)."""
+
+    conv: gs.Node
+    mul: gs.Node
+    scale: gs.Tensor
+
+    @property
+    def scale_index(self) -> int:
+        """Which input of ``mul`` holds the scale (0 or 1)."""
+        return 0 if self.mul.inputs[0] is self.scale else 1
+
+
+def is_data_independent(tensor: gs.Tensor, _seen: dict | None = None) -> bool:
+    """True when ``tensor`` is a constant or computed only from constants and input shapes."""
+    seen = {} if _seen is None else _seen
+    key = id(tensor)
+    if key in seen:
+        return seen[key]
+    seen[key] = False  # a cycle cannot occur in a valid graph; be conservative if it does
+    if isinstance(tensor, gs.Constant):
+        result = True
+    elif not tensor.inputs:  # graph input (or a dangling tensor)
+        result = False
+    else:
+        producer = tensor.inputs[0]
+        result = producer.op in SHAPE_ONLY_OPS or all(
+            is_data_independent(t, seen) for t in producer.inputs if t.name or isinstance(t, gs.Constant)
+        )
+    seen[key] = result
+    return result
+
+
+def _is_spatial_factor(tensor: gs.Tensor) -> bool:
+    """``[Ho, Wo]``, ``[1, Ho, Wo]`` or ``[1, 1, Ho, Wo]`` (symbolic ``Ho``/``Wo`` allowed), not
+    ``1 x 1``; a computed tensor of unrecorded shape passes (its data independence is checked apart)."""
+    if tensor.shape is None:
+        return not isinstance(tensor, gs.Constant)
+    shape = list(tensor.shape)
+    if len(shape) not in (2, 3, 4):
+        return False
+    return all(d == 1 for d in shape[:-2]) and shape[-2:] != [1, 1]
+
+
+def find_rectified_convs(graph: gs.Graph) -> list[RectifiedConv]:
+    """Every ``Conv -> Mul(spatial factor)`` in ``graph``, in node order."""
+    found = []
+    seen: dict = {}
+    for conv in graph.nodes:
+        if conv.op != "Conv" or len(conv.outputs[0].outputs) != 1:
+            continue
+        mul = conv.outputs[0].outputs[0]
+        if mul.op != "Mul" or len(mul.inputs) != 2:
+            continue
+        other = mul.inputs[1] if mul.inputs[0] is conv.outputs[0] else mul.inputs[0]
+        if other is conv.outputs[0] or not is_data_independent(other, seen):
+            continue
+        if not _is_spatial_factor(other) or is_data_independent(conv.outputs[0], seen):
+            continue
+        found.append(RectifiedConv(conv, mul, other))
+    return found

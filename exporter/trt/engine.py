@@ -1,0 +1,272 @@
+"""TensorRT engines from ONNX: ``rfconv-deploy build model.onnx -o model.plan``.
+
+The network is strongly typed: precision comes from the ONNX tensor types (an fp16 export gives
+an fp16 engine; TensorRT 11 has no FP16 builder flag). Dynamic input dimensions get one
+optimization profile from ``--min-shape/--opt-shape/--max-shape``. When the model holds
+``RFConvRectify`` plugin nodes (``export --mode plugin``) or ``--plugin-lib`` is given, the plugin
+library is registered and, by default, serialized into the plan. A JSON
+sidecar ``<plan>.json`` records the TensorRT version, GPU, shapes and precision. TensorRT is
+imported lazily: without it the command says so and exits non-zero.
+
+TensorRT embeds plugin libraries (``plugins_to_serialize``) in *version-compatible* plans only, so
+a plan with plugin nodes is built version compatible by default; deserialize it with
+``runtime.engine_host_code_allowed = True``. ``--no-embed-plugin`` builds a plain plan instead (no
+version-compatibility restrictions); the runtime must then load the library first
+(``plugins.load_library()``, trtexec ``--dynamicPlugins``, Triton ``--backend-config=tensorrt,plugins=``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import onnx
+
+from exporter.onnx.precision import file_precision
+from exporter.shapes import parse_shape
+from plugins.library import import_tensorrt, load_library
+from plugins.spec import PLUGIN_NAME
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OnnxSummary:
+    """What the builder needs to know about an ONNX file before TensorRT sees it."""
+
+    inputs: dict[str, tuple]  # name -> dims (int, or str/None for a dynamic dimension)
+    plugin_nodes: int
+    precision: str  # "fp32", "fp16" or "mixed" (exporter.onnx.precision.file_precision)
+
+
+@dataclass
+class InputProfile:
+    """Shapes of one network input: ``min <= opt <= max`` element-wise (all equal when static)."""
+
+    name: str
+    min: Shape
+    opt: Shape
+    max: Shape
+
+    @property
+    def dynamic(self) -> bool:
+        return not (self.min == self.opt == self.max)
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build_engine` wrote (sizes in bytes, time in seconds); the sidecar holds the same."""
+
+    plan: str
+    onnx: str
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu: str
+    precision: str
+    strongly_typed: bool
+    inputs: list[dict]
+    outputs: list[dict]
+    plugin_library: str | None
+    plugin_nodes: int
+    plugin_embedded: bool
+    version_compatible: bool
+    aliased_plugin_io: bool
+    workspace_mb: int | None
+    timing_cache: str | None
+    plan_bytes: int
+    build_seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def summarize_onnx(path: Path) -> OnnxSummary:
+    """Graph inputs, plugin node count and precision of an ONNX file (weights are not loaded)."""
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        inputs[value.name] = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
+    precision = file_precision(model)
+    plugins = sum(1 for node in model.graph.node if node.op_type == PLUGIN_NAME)
+    return OnnxSummary(inputs, plugins, precision)
+
+
+def parse_shapes(text: str | None) -> dict[str | None, Shape]:
+    """``"input:1x3x224x224,other:1x8"`` or ``"1x3x224x224"`` (the only input) -> {name: shape}."""
+    if not text:
+        return {}
+    shapes = {}
+    for item in text.split(","):
+        name, _, dims = item.rpartition(":")
+        try:
+            shapes[name or None] = parse_shape(dims.replace(",", "x"))
+        except ValueError:
+            raise ValueError(f"shape {item!r} is not like 1x3x224x224 (or name:1x3x224x224) with positive dims") \
+                from None
+    return shapes
+
+
+def _shape_for(name: str, shapes: dict, single: bool) -> Shape | None:
+    if name in shapes:
+        return shapes[name]
+    return shapes.get(None) if single else None
+
+
+def resolve_profiles(inputs: dict[str, tuple], min_shapes: dict, opt_shapes: dict,
+                     max_shapes: dict) -> list[InputProfile]:
+    """One :class:`InputProfile` per input, checked against its static dims.
+
+    A dynamic input needs at least one of min/opt/max; the missing ones default to ``opt`` (or the
+    one given). Raises ValueError naming the input and what to pass.
+    """
+    known = set(inputs) | {None}
+    for given in (min_shapes, opt_shapes, max_shapes):
+        unknown = set(given) - known
+        if unknown:
+            raise ValueError(f"shape given for unknown input(s) {sorted(map(str, unknown))}; the model's inputs are "
+                             f"{sorted(inputs)}")
+        if None in given and len(inputs) != 1:
+            raise ValueError(f"the model has inputs {sorted(inputs)}: name each shape, as input:1x3x224x224")
+    single = len(inputs) == 1
+    profiles = []
+    for name, dims in inputs.items():
+        lo, mid, hi = (_shape_for(name, s, single) for s in (min_shapes, opt_shapes, max_shapes))
+        dynamic = any(not isinstance(d, int) or d < 1 for d in dims)
+        if lo is None and mid is None and hi is None:
+            if dynamic:
+                example = "x".join(str(d) if isinstance(d, int) and d > 0 else "1" for d in dims)
+                raise ValueError(f"input {name!r} has dynamic dims {list(dims)}: give opt_shapes (and min_shapes/"
+                                 f"max_shapes for a range), e.g. opt_shapes={example!r}")
+            profiles.append(InputProfile(name, dims, dims, dims))
+            continue
+        given = [(label, shape) for label, shape in (("min", lo), ("opt", mid), ("max", hi)) if shape is not None]
+        mid = mid or lo or hi
+        lo, hi = lo or mid, hi or mid
+        for label, shape in given:
+            if len(shape) != len(dims) or any(isinstance(d, int) and d > 0 and d != s for d, s in zip(dims, shape,
+                                                                                                     strict=True)):
+                raise ValueError(f"{label}_shapes {'x'.join(map(str, shape))} does not fit input {name!r} with dims "
+                                 f"{list(dims)} (rank and static dims must match)")
+        if not all(a <= b <= c for a, b, c in zip(lo, mid, hi, strict=True)):
+            raise ValueError(f"input {name!r}: shapes must satisfy min <= opt <= max in every dim, got "
+                             f"{lo} / {mid} / {hi}")
+        profiles.append(InputProfile(name, lo, mid, hi))
+    return profiles
+
+
+def _gpu_name() -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        return "unknown (torch sees no CUDA device)"
+    major, minor = torch.cuda.get_device_capability(0)
+    return f"{torch.cuda.get_device_name(0)} (sm_{major}{minor})"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _network_flags(trt) -> int:
+    """Strongly typed network: a creation flag up to TensorRT 10, always on (flag deprecated) from 11."""
+    if int(trt.__version__.split(".")[0]) >= 11:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_shapes: str | None = None,
+                 max_shapes: str | None = None, plugin_library=None, timing_cache=None,
+                 workspace_mb: int | None = None, aliased_plugin_io: bool = False, embed_plugin: bool = True,
+                 verbose: bool = False) -> BuildReport:
+    """Build a serialized TensorRT engine from ``onnx_path`` and write it to ``plan_path`` plus a sidecar.
+
+    Shapes are strings as for :func:`parse_shapes`. ``plugin_library`` defaults to the built
+    RFConvRectify library when the model has plugin nodes. ``timing_cache`` is read if it exists and
+    written back after the build. ``workspace_mb`` caps TensorRT's workspace pool.
+    ``aliased_plugin_io`` enables the preview feature that lets RFConvRectify work in place.
+    ``embed_plugin`` builds a version-compatible plan with the plugin library inside (when one is used).
+    Raises RuntimeError (TensorRT missing, parse or build failure), ValueError (bad shapes),
+    FileNotFoundError (missing ONNX file or plugin library).
+    """
+    onnx_path, plan_path = Path(onnx_path), Path(plan_path)
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX model {onnx_path} does not exist")
+    trt = import_tensorrt()
+    summary = summarize_onnx(onnx_path)
+    profiles = resolve_profiles(summary.inputs, parse_shapes(min_shapes), parse_shapes(opt_shapes),
+                                parse_shapes(max_shapes))
+    if workspace_mb is not None and workspace_mb < 1:
+        raise ValueError(f"workspace_mb={workspace_mb} must be >= 1")
+    library = None
+    if summary.plugin_nodes or plugin_library is not None:
+        library = load_library(plugin_library)
+
+    start = time.perf_counter()
+    logger = trt.Logger(trt.Logger.INFO if verbose else trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT's ONNX parser rejected {onnx_path}:\n  {errors}")
+    config = builder.create_builder_config()
+    if workspace_mb is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    if any(p.dynamic for p in profiles):
+        profile = builder.create_optimization_profile()
+        for p in profiles:
+            profile.set_shape(p.name, p.min, p.opt, p.max)
+        config.add_optimization_profile(profile)
+    embedded = library is not None and embed_plugin
+    if embedded:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        config.plugins_to_serialize = [str(library)]
+    if aliased_plugin_io:
+        config.set_preview_feature(trt.PreviewFeature.ALIASED_PLUGIN_IO_10_03, True)
+    cache_path = Path(timing_cache) if timing_cache else None
+    if cache_path is not None:
+        cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT could not build an engine from {onnx_path} (see the TensorRT log above)")
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    plan_path.write_bytes(bytes(serialized))
+    if cache_path is not None:
+        cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+
+    outputs = [network.get_output(i) for i in range(network.num_outputs)]
+    report = BuildReport(
+        plan=str(plan_path), onnx=str(onnx_path), onnx_sha256=_sha256(onnx_path), tensorrt_version=trt.__version__,
+        gpu=_gpu_name(), precision=summary.precision, strongly_typed=True,
+        inputs=[{"name": p.name, "min": list(p.min), "opt": list(p.opt), "max": list(p.max)} for p in profiles],
+        outputs=[{"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)} for t in outputs],
+        plugin_library=None if library is None else str(library), plugin_nodes=summary.plugin_nodes,
+        plugin_embedded=embedded, version_compatible=embedded,
+        aliased_plugin_io=aliased_plugin_io, workspace_mb=workspace_mb,
+        timing_cache=None if cache_path is None else str(cache_path), plan_bytes=plan_path.stat().st_size,
+        build_seconds=time.perf_counter() - start,
+    )
+    if embedded:
+        report.notes.append("version-compatible plan with the plugin library inside: deserialize with "
+                            "runtime.engine_host_code_allowed = True")
+    elif library is not None:
+        report.notes.append(f"load {library} (plugins.load_library) before deserializing this plan")
+    sidecar_path(plan_path).write_text(json.dumps(asdict(report), indent=2) + "\n")
+    return report
+
+
+def sidecar_path(plan_path) -> Path:
+    """Where the JSON description of a plan lives: ``model.plan`` -> ``model.plan.json``."""
+    plan_path = Path(plan_path)
+    return plan_path.with_name(plan_path.name + ".json")

@@ -1,0 +1,108 @@
+"""rfconv-deploy export on the command line, the notices and the one-paragraph errors."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from exporter.cli import main
+from exporter.cli.args import shape
+from exporter.onnx.export import ExportError, export_onnx
+from tests.helpers.export_models import ort_session, plain_net, rel_err, small_rf_net, torch_out
+
+FACTORY = "tests.helpers.export_models:tiny_factory"
+
+
+def test_cli_exports_a_factory_model(tmp_path, capsys):
+    out = tmp_path / "tiny.onnx"
+    code = main(["export", FACTORY, "-o", str(out), "--input-shape", "1,3,33,29", "--no-dynamic-batch"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "rectified convs: 7" in printed and "nodes (" in printed
+    model = small_rf_net(1)
+    x = torch.randn(1, 3, 33, 29)
+    assert rel_err(ort_session(out).run(None, {"input": x.numpy()})[0], torch_out(model, x)) <= 1e-5
+    assert [d.dim_value for d in onnx.load(out).graph.input[0].type.tensor_type.shape.dim] == [1, 3, 33, 29]
+
+
+def test_cli_dynamic_hw_fp16(tmp_path, capsys):
+    out = tmp_path / "tiny16.onnx"
+    code = main(["export", FACTORY, "-o", str(out), "--input-shape", "1,3,32,32", "--dynamic-hw",
+                 "--precision", "fp16", "--opset", "18"])
+    assert code == 0
+    assert "opset 18, fp16" in capsys.readouterr().out
+    x = torch.randn(2, 3, 41, 27)
+    out_values = ort_session(out).run(None, {"input": x.numpy()})[0]
+    assert rel_err(out_values, torch_out(small_rf_net(1), x)) <= 1e-2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--precision", "bf16"], "invalid choice"),
+    (["--input-shape", "1,3,224"], "four positive integers"),
+    (["--mode", "fancy"], "invalid choice"),
+])
+def test_cli_rejects_bad_options(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        main(["export", FACTORY, "-o", str(tmp_path / "m.onnx"), *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_cli_errors_are_one_line_with_exit_2(tmp_path, capsys):
+    code = main(["export", FACTORY, "-o", str(tmp_path / "missing" / "m.onnx"), "--input-shape", "1,3,32,32"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rfconv-deploy export: error: cannot write") and "does not exist" in err
+    assert len(err.splitlines()) == 1
+    code = main(["export", FACTORY, "-o", str(tmp_path / "m.onnx"), "--no-rectify"])
+    assert code == 2 and "registry models" in capsys.readouterr().err
+    code = main(["export", FACTORY, "-o", str(tmp_path / "m.onnx"), "--compact-scales", "--dynamic-hw"])
+    assert code == 2 and "--compact-scales needs scale constants" in capsys.readouterr().err
+
+
+def test_parse_input_shape():
+    assert shape(rank=4)("2,3,64,48") == (2, 3, 64, 48)
+    assert shape(rank=4)("1x3x8x8") == (1, 3, 8, 8)
+
+
+def test_model_without_rectified_conv_exports_with_a_notice(tmp_path):
+    with pytest.warns(UserWarning, match="no rectified convolution"):
+        report = export_onnx(plain_net(), torch.randn(1, 3, 8, 8), tmp_path / "plain.onnx")
+    assert report.rectified_convs == 0 and report.notices
+    assert "notice: Sequential has no rectified convolution" in report.summary()
+
+
+class DataDependent(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # Python branch on a tensor value: torch.export cannot capture it
+            return x * 2
+        return x
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(precision="int8"), "precision='int8' is not supported"),
+    (dict(mode="tensorrt"), "mode='tensorrt' is not supported"),
+    (dict(opset=13), "opset 13 is not supported"),
+])
+def test_unsupported_settings(tmp_path, kwargs, message):
+    with pytest.raises(ExportError, match=message):
+        export_onnx(small_rf_net(), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", **kwargs)
+
+
+def test_bad_inputs_and_paths(tmp_path):
+    model = small_rf_net()
+    with pytest.raises(ExportError, match=r"one NCHW image tensor"):
+        export_onnx(model, torch.randn(3, 16, 16), tmp_path / "m.onnx")
+    with pytest.raises(ExportError, match="is a directory"):
+        export_onnx(model, torch.randn(1, 3, 16, 16), tmp_path)
+    with pytest.raises(ExportError, match="fails on the example input of shape \\[1, 4, 16, 16\\]"):
+        export_onnx(model, torch.randn(1, 4, 16, 16), tmp_path / "m.onnx")
+
+
+def test_uncapturable_model_gets_one_paragraph(tmp_path):
+    with pytest.raises(ExportError) as info:
+        export_onnx(DataDependent(), torch.randn(1, 3, 8, 8), tmp_path / "m.onnx")
+    text = str(info.value)
+    assert "cannot export DataDependent" in text and "torch.export" in text
+    assert "\n" not in text and len(text) < 1000

@@ -1,0 +1,257 @@
+"""Per-layer comparison on a hand-built BN-folded graph (the static export contract).
+
+The graph is written with ``onnx.helper`` straight from the static export contract
+(``exporter.onnx.passes.rectified``), independently of the exporter: each ``RFConv2d -> BatchNorm2d -> ReLU`` becomes
+``Conv(W' = g W, B' = g b) -> Mul(scale[1,1,Ho,Wo]) -> Add(c[1,C,1,1]) -> Relu`` with
+``g = gamma / sqrt(var + eps)`` and ``c = beta - mean * g``. It carries no PyTorch metadata, so
+layers are matched to modules by execution order.
+"""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from exporter import RFConv2d, rectify_scale
+from exporter.comparison.compare import compare
+from exporter.comparison.layerwise import _channel_gain, find_rectified_layers, layer_taps, with_layer_outputs
+from exporter.model.registry import load_model
+from tests.helpers.compare_models import DAMAGED_MODULE, INPUT_HW
+
+MODEL_SPEC = "tests.helpers.compare_models:tiny_rf"
+
+
+def _bn_gain_shift(bn: nn.BatchNorm2d):
+    g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().numpy()
+    c = (bn.bias.detach().double() - bn.running_mean.double() * torch.from_numpy(g)).numpy()
+    return g, c
+
+
+def folded_graph(
+    model: nn.Sequential, hw: int, damage_scale_of: str | None = None, plugin: bool = False
+) -> onnx.ModelProto:
+    """``model`` (RFConv2d/BN/ReLU triples, then pool, flatten, linear) as a folded static graph.
+
+    With ``plugin`` each ``Mul -> Add -> Relu`` is one ``RFConvRectify`` node fusing the BN shift
+    and the ReLU, as in a plugin-mode export (trt_plugin_src/README.md).
+    """
+    nodes, inits, x, size = [], [], "input", (hw, hw)
+    mods = list(model.named_children())
+
+    def const(name, array):
+        inits.append(numpy_helper.from_array(np.asarray(array, dtype=np.float32), name))
+        return name
+
+    for i in range(0, len(mods) - 3, 3):
+        (name, conv), (_, bn) = mods[i], mods[i + 1]
+        g, c = _bn_gain_shift(bn)
+        weight = conv.weight.detach().double().numpy() * g[:, None, None, None]
+        bias = conv.bias.detach().double().numpy() * g
+        scale = rectify_scale(size, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                              dtype=torch.float64).numpy()
+        if name == damage_scale_of:
+            scale[0, 0] *= 1.2
+        size = scale.shape
+        if plugin:
+            nodes += [
+                helper.make_node("Conv", [x, const(f"w{name}", weight), const(f"b{name}", bias)],
+                                 [f"conv{name}"], name=f"Conv_{name}", kernel_shape=list(conv.kernel_size),
+                                 strides=list(conv.stride), pads=list(conv.padding) * 2),
+                helper.make_node("RFConvRectify", [f"conv{name}", x, const(f"shift{name}", c.reshape(1, -1, 1, 1))],
+                                 [f"relu{name}"], name=f"Rectify_{name}", domain="rfconv",
+                                 kernel=list(conv.kernel_size), stride=list(conv.stride),
+                                 padding=list(conv.padding), dilation=list(conv.dilation), average_mode=0,
+                                 count_mode="exact", activation="relu", plugin_namespace="rfconv",
+                                 plugin_version="1"),
+            ]
+            x = f"relu{name}"
+            continue
+        nodes += [
+            helper.make_node("Conv", [x, const(f"w{name}", weight), const(f"b{name}", bias)], [f"conv{name}"],
+                             name=f"Conv_{name}", kernel_shape=list(conv.kernel_size),
+                             strides=list(conv.stride), pads=list(conv.padding) * 2),
+            helper.make_node("Mul", [f"conv{name}", const(f"scale{name}", scale[None, None])],
+                             [f"rect{name}"], name=f"Mul_{name}"),
+            helper.make_node("Add", [f"rect{name}", const(f"shift{name}", c.reshape(1, -1, 1, 1))],
+                             [f"bn{name}"], name=f"Add_{name}"),
+            helper.make_node("Relu", [f"bn{name}"], [f"relu{name}"], name=f"Relu_{name}"),
+        ]
+        x = f"relu{name}"
+    linear = mods[-1][1]
+    nodes += [
+        helper.make_node("GlobalAveragePool", [x], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", const("fc_w", linear.weight.detach()), const("fc_b", linear.bias.detach())],
+                         ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "folded",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, hw, hw])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", linear.out_features])],
+        inits,
+    )
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("rfconv", 1)] if plugin else [])
+    model_proto = helper.make_model(graph, opset_imports=opsets)
+    if not plugin:  # the checker cannot infer shapes through a custom op
+        onnx.checker.check_model(model_proto, full_check=True)
+    return model_proto
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return load_model(MODEL_SPEC)
+
+
+@pytest.fixture(scope="module")
+def folded(tiny_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("folded") / "folded.onnx"
+    onnx.save(folded_graph(tiny_model, INPUT_HW), str(path))
+    return path
+
+
+def test_finds_each_rectified_conv_of_the_contract(folded):
+    layers = find_rectified_layers(onnx.load(str(folded)))
+    assert [(layer.conv, layer.node, layer.scale, layer.weight, layer.tensor) for layer in layers] == [
+        (f"Conv_{n}", f"Mul_{n}", f"scale{n}", f"w{n}", f"rect{n}") for n in ("0", "3", "6")]
+    assert all(layer.module is None and layer.activation == "none" for layer in layers)
+
+
+def test_channel_gain_recovers_the_folded_batchnorm(tiny_model):
+    conv, bn = tiny_model[3], tiny_model[4]
+    g, _ = _bn_gain_shift(bn)
+    w, b = conv.weight.detach().numpy(), conv.bias.detach().numpy()
+    folded_w, folded_b = (w * g[:, None, None, None]).astype(np.float32), (b * g).astype(np.float32)
+    np.testing.assert_allclose(_channel_gain([folded_w, folded_b], [w, b]), g, rtol=1e-6)
+    np.testing.assert_array_equal(_channel_gain([w], [w]), np.ones(w.shape[0]))
+
+
+def test_taps_reproduce_the_onnx_layer_tensors(folded, tiny_model):
+    """Hooked RFConv2d outputs, rescaled by the recovered gain, equal ORT's Mul outputs."""
+    import onnxruntime
+
+    model = onnx.load(str(folded))
+    layers = find_rectified_layers(model)
+    x = torch.randn(2, 3, INPUT_HW, INPUT_HW)
+    taps = [ref.tap for ref in layer_taps(layers, model, tiny_model, [x])]
+    assert [t.module for t in taps] == ["0", "3", "6"]  # by execution order: no metadata here
+    sess = onnxruntime.InferenceSession(with_layer_outputs(model, layers).SerializeToString())
+    ort_out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"input": x.numpy()}), strict=True))
+    captured = {}
+
+    def capture(tap):
+        def hook(_module, _inputs, out):  # returns None: a forward hook's return value replaces the output
+            captured[tap.output_name] = tap.transform(out)
+        return hook
+
+    modules = dict(tiny_model.named_modules())
+    hooks = [modules[tap.module].register_forward_hook(capture(tap)) for tap in taps]
+    with torch.no_grad():
+        tiny_model(x)
+    for h in hooks:
+        h.remove()
+    for layer in layers:
+        np.testing.assert_allclose(captured[layer.tensor].numpy(), ort_out[layer.tensor], rtol=1e-4, atol=1e-5)
+
+
+def test_folded_graph_matches_pytorch(folded, tiny_model):
+    report = compare(folded, tiny_model, backends=["torch", "ort-cpu", "onnx-ref"], batch_size=2)
+    assert report.passed, report.format_table()
+
+
+def test_damage_in_a_folded_graph_is_located(tiny_model, tmp_path):
+    path = tmp_path / "damaged.onnx"
+    onnx.save(folded_graph(tiny_model, INPUT_HW, damage_scale_of=DAMAGED_MODULE), str(path))
+    report = compare(path, tiny_model, backends=["torch", "ort-cpu"], per_layer=True)
+    assert not report.passed
+    (divergence,) = report.per_layer.first_divergence
+    assert divergence.layer["torch_module"] == DAMAGED_MODULE and divergence.layer["scale"] == "scale3"
+    assert divergence.stats.max_rel == pytest.approx(0.2, rel=1e-3)
+    assert report.per_layer.pairs[0].outputs[0].passed  # the layer before it is intact
+
+
+def test_layer_count_mismatch_is_explained(folded, tmp_path):
+    other = nn.Sequential(RFConv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * INPUT_HW * INPUT_HW, 10))
+    report = compare(folded, other.eval(), backends=["torch", "ort-cpu"], per_layer=True)
+    assert not report.passed
+    assert report.per_layer.status.startswith("cannot match ONNX layers to PyTorch modules")
+    assert "3 rectified conv(s) but the PyTorch model has 1" in report.per_layer.status
+
+
+def test_plugin_nodes_are_layers_and_their_taps_fuse_bias_and_relu(tiny_model, tmp_path):
+    """A plugin layer's tap is ReLU(BN(RFConv2d(x))): exactly what PyTorch's own ReLU module outputs."""
+    model = folded_graph(tiny_model, INPUT_HW, plugin=True)
+    layers = find_rectified_layers(model)
+    assert [(layer.node, layer.fused_bias, layer.activation, layer.scale) for layer in layers] == [
+        (f"Rectify_{n}", f"shift{n}", "relu", None) for n in ("0", "3", "6")]
+    x = torch.randn(2, 3, INPUT_HW, INPUT_HW)
+    references = layer_taps(layers, model, tiny_model, [x])
+    assert [ref.shift_source for ref in references] == [f"PyTorch BatchNorm '{n}'" for n in ("1", "4", "7")]
+    taps = [ref.tap for ref in references]
+    with torch.no_grad():
+        conv_out = tiny_model[3](tiny_model[:3](x))
+        relu_out = tiny_model[3:6](tiny_model[:3](x))
+    torch.testing.assert_close(taps[1].transform(conv_out), relu_out, rtol=1e-5, atol=1e-5)
+
+    path = tmp_path / "plugin.onnx"
+    onnx.save(model, str(path))
+    report = compare(path, tiny_model, backends=["torch", "ort-cpu", "onnx-ref"])
+    assert report.passed, report.format_table()
+    assert all("RFConvRectify by the plugin's Python reference" in b.detail for b in report.backends[1:])
+
+
+def test_other_custom_ops_are_skipped_with_the_reason(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Frobnicate", ["x"], ["y"], domain="acme")], "custom",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )
+    path = tmp_path / "custom.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                      helper.make_opsetid("acme", 1)]), str(path))
+    report = compare(path, backends=["ort-cpu", "onnx-ref"])
+    assert [b.status for b in report.backends] == ["skipped", "skipped"]
+    assert all("custom ops (acme.Frobnicate)" in b.detail for b in report.backends)
+
+
+class _TwoBranches(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = RFConv2d(3, 4, 3, padding=1)
+        self.b = RFConv2d(3, 4, 5, padding=2)
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+def test_layers_are_matched_by_recorded_module_names(tmp_path):
+    """torch.onnx.export records module paths; they win over execution order when nodes are reordered."""
+    model = _TwoBranches().eval()
+    path = tmp_path / "branches.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 8, 8),), str(path), dynamo=True)
+    proto = onnx.load(str(path))
+    # move branch b's nodes in front of branch a's: still topologically sorted
+    nodes = list(proto.graph.node)
+    branch_b = [n for n in nodes if any(p.key == "pkg.torch.onnx.name_scopes" and "'b'" in p.value
+                                        for p in n.metadata_props)]
+    assert branch_b
+    del proto.graph.node[:]
+    proto.graph.node.extend(branch_b + [n for n in nodes if n not in branch_b])
+    layers = find_rectified_layers(proto)
+    assert [layer.module for layer in layers] == ["b", "a"]
+    taps = [ref.tap for ref in layer_taps(layers, proto, model, [torch.randn(1, 3, 8, 8)])]
+    assert [tap.module for tap in taps] == ["b", "a"]
+
+    reordered = tmp_path / "reordered.onnx"
+    onnx.save(proto, str(reordered))
+    damaged = onnx.load(str(reordered))
+    for init in damaged.graph.initializer:
+        if init.name == layers[1].scale:  # branch a's scale
+            value = numpy_helper.to_array(init).copy()
+            value.reshape(-1)[0] *= 1.5
+            init.CopyFrom(numpy_helper.from_array(value, init.name))
+    onnx.save(damaged, str(reordered))
+    report = compare(reordered, model, backends=["torch", "ort-cpu"], per_layer=True)
+    (divergence,) = report.per_layer.first_divergence
+    assert divergence.layer["torch_module"] == "a" and divergence.layer["index"] == 1

@@ -1,0 +1,90 @@
+"""export_onnx(mode="plugin") end to end: RFConvRectify graphs on ONNX Runtime CPU (reference op) vs PyTorch.
+
+The reference op (plugins.ort_reference) stands in for the TensorRT plugin on CPU; the graph around
+it is exactly what TensorRT's ONNX parser gets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import helper
+
+from exporter import RFConv2d
+from exporter.cli import main
+from exporter.model.registry import build_model
+from exporter.model.scale import rectify_scale
+from exporter.onnx.export import export_onnx
+from plugins.ort_reference import inference_session
+from plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME, RectifySpec
+from tests.helpers.export_models import rectified_layers, rel_err, small_rf_net, torch_out
+
+
+def _plugin_specs(path) -> list[RectifySpec]:
+    model = onnx.load(str(path))
+    return [RectifySpec.from_node_attributes({a.name: helper.get_attribute_value(a) for a in node.attribute})
+            for node in model.graph.node if node.op_type == PLUGIN_NAME and node.domain == PLUGIN_DOMAIN]
+
+
+def _assert_specs_match_layers(specs, layers):
+    """Every plugin node holds its layer's geometry and a counting rule giving the layer's factor."""
+    assert len(specs) == len(layers)
+    for spec, (layer, hw) in zip(specs, layers, strict=True):
+        assert (spec.kernel, spec.stride, spec.padding, spec.dilation, spec.average_mode) == (
+            layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.average)
+        # the graph cannot tell the rules apart where they agree; where they differ it must be the layer's
+        assert spec.count_mode == layer.count_mode or torch.equal(
+            spec.scale(hw), rectify_scale(hw, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                                          layer.average, layer.count_mode))
+
+
+def test_small_net_plugin_export_matches_pytorch(tmp_path):
+    model, x = small_rf_net(), torch.randn(2, 3, 33, 29)
+    report = export_onnx(model, x[:1], tmp_path / "small_plugin.onnx", mode="plugin")
+    graph = onnx.load(str(report.path)).graph
+    ops = [n.op_type for n in graph.node]
+    assert "Mul" not in ops and ops.count(PLUGIN_NAME) == 7 == report.rectified_convs
+    specs = _plugin_specs(report.path)
+    _assert_specs_match_layers(specs, rectified_layers(model, x))
+    assert "rfconv" in {s.count_mode for s in specs}  # the k=5 dilated layer, where the rules differ
+    assert sum(s.activation == "relu" for s in specs) == 6
+    (out,) = inference_session(report.path).run(None, {"input": x.numpy()})  # dynamic batch: 2
+    assert rel_err(out, torch_out(model, x)) <= 1e-5
+
+
+def test_small_net_plugin_export_fp16(tmp_path):
+    model, x = small_rf_net(), torch.randn(1, 3, 32, 32)
+    report = export_onnx(model, x, tmp_path / "small_plugin16.onnx", mode="plugin", precision="fp16")
+    assert [n.op_type for n in onnx.load(str(report.path)).graph.node].count(PLUGIN_NAME) == 7
+    (out,) = inference_session(report.path).run(None, {"input": x.numpy()})
+    assert out.dtype == np.float32  # fp16 inside, fp32 at the boundary
+    assert rel_err(out, torch_out(model, x)) <= 1e-2
+
+
+def test_plugin_mode_refuses_dynamic_hw(tmp_path):
+    with pytest.raises(ValueError, match="export with static H/W for plugin mode"):
+        export_onnx(RFConv2d(3, 4, 3, padding=1), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", mode="plugin",
+                    dynamic_hw=True)
+
+
+def test_cli_mode_plugin(tmp_path, capsys):
+    out = tmp_path / "cli_plugin.onnx"
+    code = main(["export", "tests.helpers.export_models:tiny_factory", "-o", str(out), "--input-shape", "1,3,24,24",
+                 "--mode", "plugin"])
+    assert code == 0 and "plugin mode" in capsys.readouterr().out
+    x = torch.randn(3, 3, 24, 24)
+    (values,) = inference_session(out).run(None, {"input": x.numpy()})
+    assert rel_err(values, torch_out(small_rf_net(1), x)) <= 1e-5
+
+
+@pytest.mark.slow
+def test_resnet50_plugin_export_matches_pytorch(tmp_path):
+    model, x = build_model("resnet50"), torch.randn(1, 3, 224, 224)
+    report = export_onnx(model, x, tmp_path / "resnet50_plugin.onnx", mode="plugin")
+    specs = _plugin_specs(report.path)
+    _assert_specs_match_layers(specs, rectified_layers(model, x))
+    assert len(specs) == 17 and all(s.activation == "relu" for s in specs)  # every one Conv+BN+ReLU
+    (out,) = inference_session(report.path).run(None, {"input": x.numpy()})
+    assert rel_err(out, torch_out(model, x)) <= 1e-4
