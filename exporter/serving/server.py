@@ -28,6 +28,7 @@ from pathlib import Path
 from aiohttp import web
 
 from exporter import __version__
+from exporter.backends.availability import TENSORRT_EP
 from exporter.serving.model_io import onnx_io
 from exporter.serving.protocol import BINARY_EXTENSION, HEADER_LENGTH, RequestError, error_body
 from exporter.serving.service import InferenceService, ServeConfig
@@ -215,10 +216,14 @@ class BackgroundServer:
 def load_service(model_path: str | Path, config: ServeConfig, provider: str = "auto") -> InferenceService:
     """Load the ONNX model with the best providers and wrap it in a service.
 
-    The TensorRT EP, when used, gets an optimization profile for batches of 1 to ``config.max_batch``.
+    The TensorRT EP, when used, gets an optimization profile for batches of 1 to ``config.max_batch``;
+    only then is the file's graph read before the session (the profile must exist when the session
+    is made), so a CPU or CUDA server parses the model once and never imports ``onnx``.
     """
-    inputs, _ = onnx_io(model_path)
-    providers = select_providers(provider, tensorrt_options=tensorrt_ep_options(inputs, config.max_batch))
+    providers = select_providers(provider)
+    if TENSORRT_EP in providers:
+        inputs, _ = onnx_io(model_path)
+        providers = select_providers(provider, tensorrt_options=tensorrt_ep_options(inputs, config.max_batch))
     return InferenceService(OrtModel(model_path, providers), config)
 
 
