@@ -5,7 +5,7 @@
  * num = tapsH * tapsW (sum mode) or 1 (average mode) and valid*[] counts the kernel taps, with
  * stride and dilation, that land inside the un-padded input along one axis. Everything here is
  * integer arithmetic plus one correctly rounded float division, so host and device agree bit for
- * bit with exporter.scale.rectify_scale(..., dtype=torch.float32).
+ * bit with exporter.model.scale.rectify_scale(..., dtype=torch.float32).
  *
  * Two counting rules (CountMode), as in exporter/scale.py:
  *   kEXACT  - counts taps exactly for any kernel size and dilation (paper, eq. 5).
@@ -32,7 +32,7 @@ enum class CountMode : int32_t
     kRFCONV = 1,
 };
 
-//! Why a geometry cannot be rectified (mirrors the ValueErrors of exporter.scale).
+//! Why a geometry cannot be rectified (mirrors the ValueErrors of exporter.model.scale).
 enum class GeometryStatus : int32_t
 {
     kOK = 0,
@@ -142,7 +142,7 @@ RFCONV_HD float factorAt(RectifyGeometry const& g, int32_t inH, int32_t inW, int
     return factorFromCounts(num, den);
 }
 
-//! Checks one axis the way exporter.scale._axis_valid does (same order of checks). O(output size).
+//! Checks one axis the way exporter.model.scale._axis_valid does (same order of checks). O(output size).
 inline GeometryStatus checkAxis(AxisGeometry g, int32_t size, CountMode mode)
 {
     if (g.kernel < 1 || g.stride < 1 || g.dilation < 1 || g.padding < 0 || size < 1)

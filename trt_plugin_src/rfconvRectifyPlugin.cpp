@@ -3,6 +3,8 @@
  */
 #include "rfconvRectifyPlugin.h"
 
+#include <cuda_runtime_api.h>
+
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -133,6 +135,20 @@ bool parseAttributes(PluginFieldCollection const* fc, RectifyAttributes& attribu
                 error = "attribute 'count_mode' is '" + std::string{mode} + "'; use 'exact' or 'rfconv'";
             }
         }
+        else if (name == kHAS_BIAS_FIELD)
+        {
+            // Written by getFieldsToSerialize(); 0 or 1.
+            ok = field.type == PluginFieldType::kINT32 && field.length == 1 && field.data != nullptr;
+            if (ok)
+            {
+                attributes.hasBias = *static_cast<int32_t const*>(field.data);
+                ok = attributes.hasBias == 0 || attributes.hasBias == 1;
+            }
+            if (!ok)
+            {
+                error = "serialized field 'has_bias' must be one int32, 0 or 1";
+            }
+        }
         else if (name == "activation")
         {
             std::string_view activation;
@@ -205,6 +221,7 @@ RectifyGeometry RectifyAttributes::geometry() const noexcept
 
 RFConvRectifyPlugin::RFConvRectifyPlugin(RectifyAttributes const& attributes)
     : mAttributes(attributes)
+    , mHasBias(attributes.hasBias)
 {
     std::ostringstream text;
     text << "kernel=" << attributes.kernel[0] << "x" << attributes.kernel[1] << " stride=" << attributes.stride[0]
@@ -225,6 +242,49 @@ RFConvRectifyPlugin::RFConvRectifyPlugin(RFConvRectifyPlugin const& other)
     , mMetadata(other.mMetadata)
 {
     // mFieldsToSerialize points into the object that owns it: rebuilt on demand, never copied.
+    setErrorRecorder(other.mErrorRecorder);
+}
+
+RFConvRectifyPlugin::~RFConvRectifyPlugin()
+{
+    setErrorRecorder(nullptr);
+}
+
+void RFConvRectifyPlugin::setErrorRecorder(IErrorRecorder* recorder) noexcept
+{
+    // IErrorRecorder is reference counted: hold one for as long as this plugin may report to it, even if
+    // the execution context is given another recorder meanwhile.
+    if (recorder != nullptr)
+    {
+        recorder->incRefCount();
+    }
+    if (mErrorRecorder != nullptr)
+    {
+        mErrorRecorder->decRefCount();
+    }
+    mErrorRecorder = recorder;
+}
+
+void RFConvRectifyPlugin::reportRuntimeError(ErrorCode code, char const* message) const noexcept
+{
+    reportError(mErrorRecorder, code, message);
+}
+
+bool RFConvRectifyPlugin::checkBiasInput(int32_t nbInputs) noexcept
+{
+    int32_t const hasBias = nbInputs == 3 ? 1 : 0;
+    int32_t const serialized = mAttributes.hasBias;
+    if (serialized >= 0 && serialized != hasBias)
+    {
+        std::ostringstream message;
+        message << "RFConvRectify (" << mMetadata << "): the layer was serialized "
+                << (serialized ? "with" : "without") << " a bias input (has_bias=" << serialized << ") but has "
+                << nbInputs << " inputs";
+        reportRuntimeError(ErrorCode::kINVALID_ARGUMENT, message.str().c_str());
+        return false;
+    }
+    mHasBias = hasBias;
+    return true;
 }
 
 IPluginCapability* RFConvRectifyPlugin::getCapabilityInterface(PluginCapabilityType type) noexcept
@@ -285,8 +345,11 @@ int32_t RFConvRectifyPlugin::configurePlugin(
         logError("RFConvRectify: the conv output and the conv input must be 4-D NCHW tensors");
         return -1;
     }
-    mHasBias = nbInputs == 3;
-    if (mHasBias)
+    if (!checkBiasInput(nbInputs))
+    {
+        return -1;
+    }
+    if (mHasBias == 1)
     {
         int64_t const channels = in[kINPUT_CONV_OUTPUT].desc.dims.d[1];
         Dims const& bias = in[kINPUT_BIAS].desc.dims;
@@ -367,7 +430,8 @@ bool RFConvRectifyPlugin::problemFor(
     Dims const& x = in[kINPUT_CONV_INPUT].dims;
     if (y.nbDims != 4 || x.nbDims != 4 || y.d[0] != x.d[0])
     {
-        logError("RFConvRectify: the conv output and conv input must be 4-D NCHW with the same batch size");
+        reportRuntimeError(ErrorCode::kINVALID_ARGUMENT,
+            "RFConvRectify: the conv output and conv input must be 4-D NCHW with the same batch size");
         return false;
     }
     problem.batch = y.d[0];
@@ -380,7 +444,8 @@ bool RFConvRectifyPlugin::problemFor(
     problem.relu = mAttributes.relu;
     if (nbInputs == 3 && volume(in[kINPUT_BIAS].dims) != problem.channels)
     {
-        logError("RFConvRectify: the bias must hold one value per channel of the conv output");
+        reportRuntimeError(
+            ErrorCode::kINVALID_ARGUMENT, "RFConvRectify: the bias must hold one value per channel of the conv output");
         return false;
     }
     return true;
@@ -393,10 +458,14 @@ int32_t RFConvRectifyPlugin::onShapeChange(
     {
         if (in == nullptr || out == nullptr || (nbInputs != 2 && nbInputs != 3) || nbOutputs != 1)
         {
-            logError("RFConvRectify: expects inputs (conv output, conv input[, bias]) and one output");
+            reportRuntimeError(ErrorCode::kINVALID_ARGUMENT,
+                "RFConvRectify: expects inputs (conv output, conv input[, bias]) and one output");
             return -1;
         }
-        mHasBias = nbInputs == 3;
+        if (!checkBiasInput(nbInputs))
+        {
+            return -1;
+        }
         RectifyProblem problem{};
         if (!problemFor(in, nbInputs, problem))
         {
@@ -408,52 +477,127 @@ int32_t RFConvRectifyPlugin::onShapeChange(
             std::ostringstream message;
             message << "RFConvRectify (" << mMetadata << "): conv input " << problem.inH << "x" << problem.inW
                     << ", conv output " << problem.outH << "x" << problem.outW << ": " << describe(status);
-            logError(message.str().c_str());
+            reportRuntimeError(ErrorCode::kINVALID_ARGUMENT, message.str().c_str());
             return -1;
         }
         return 0;
     }
     catch (std::exception const& e)
     {
-        logError("RFConvRectify: onShapeChange failed:");
-        logError(e.what());
+        reportRuntimeError(
+            ErrorCode::kINTERNAL_ERROR, (std::string{"RFConvRectify: onShapeChange failed: "} + e.what()).c_str());
     }
     return -1;
+}
+
+std::string RFConvRectifyPlugin::launchFailure(cudaError_t status) const
+{
+    std::ostringstream message;
+    message << "RFConvRectify (" << mMetadata << "): the kernel launch failed with " << cudaGetErrorName(status)
+            << " (" << cudaGetErrorString(status) << ")";
+    int device = -1;
+    int major = 0;
+    int minor = 0;
+    cudaDeviceProp properties{};
+    bool const known = cudaGetDevice(&device) == cudaSuccess
+        && cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess
+        && cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess;
+    if (known)
+    {
+        message << " on GPU " << device;
+        if (cudaGetDeviceProperties(&properties, device) == cudaSuccess)
+        {
+            message << " (" << properties.name << ")";
+        }
+        message << " of compute capability " << major << "." << minor;
+    }
+    else
+    {
+        message << " (the GPU and its compute capability could not be queried)";
+    }
+    message << "; this plugin library holds kernels for " << RFCONV_CUDA_TARGETS;
+    if (status == cudaErrorNoKernelImageForDevice || status == cudaErrorInvalidDeviceFunction)
+    {
+        message << ": none runs on this GPU; rebuild trt_plugin_src with -DCMAKE_CUDA_ARCHITECTURES=";
+        if (known)
+        {
+            message << major << minor;
+        }
+        else
+        {
+            message << "<compute capability, e.g. 75>";
+        }
+        message << " (or a list that includes it)";
+    }
+    // A failed query above is recorded as CUDA's last error: clear it, it is not TensorRT's to find. (The
+    // launch error itself was taken by launchRectify; a sticky error stays, as it must.)
+    cudaGetLastError();
+    return message.str();
 }
 
 int32_t RFConvRectifyPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
     void const* const* inputs, void* const* outputs, void* /*workspace*/, cudaStream_t stream) noexcept
 {
-    if (inputDesc == nullptr || inputs == nullptr || outputs == nullptr)
+    try
     {
-        return -1;
+        if (inputDesc == nullptr || inputs == nullptr || outputs == nullptr)
+        {
+            reportRuntimeError(ErrorCode::kINVALID_ARGUMENT, "RFConvRectify: enqueue was given no tensors");
+            return -1;
+        }
+        if (mHasBias < 0)
+        {
+            reportRuntimeError(ErrorCode::kINVALID_STATE,
+                "RFConvRectify: enqueue before onShapeChange: the number of inputs (bias or not) is unknown");
+            return -1;
+        }
+        RectifyProblem problem{};
+        if (!problemFor(inputDesc, mHasBias == 1 ? 3 : 2, problem))
+        {
+            return -1;
+        }
+        DataType const type = inputDesc[kINPUT_CONV_OUTPUT].type;
+        if (type != DataType::kFLOAT && type != DataType::kHALF)
+        {
+            reportRuntimeError(
+                ErrorCode::kINVALID_ARGUMENT, "RFConvRectify: supports float32 and float16 tensors only");
+            return -1;
+        }
+        ElementType const element = type == DataType::kFLOAT ? ElementType::kFLOAT32 : ElementType::kFLOAT16;
+        void const* bias = mHasBias == 1 ? inputs[kINPUT_BIAS] : nullptr;
+        cudaError_t const status
+            = launchRectify(problem, element, inputs[kINPUT_CONV_OUTPUT], outputs[0], bias, stream);
+        if (status != cudaSuccess)
+        {
+            // Say why rather than only returning non-zero: TensorRT's own message names neither the CUDA
+            // error nor the GPU, and "no kernel image" means this library was built for other GPUs.
+            reportRuntimeError(ErrorCode::kFAILED_EXECUTION, launchFailure(status).c_str());
+            return -1;
+        }
+        return 0;
     }
-    RectifyProblem problem{};
-    if (!problemFor(inputDesc, mHasBias ? 3 : 2, problem))
+    catch (std::exception const& e)
     {
-        return -1;
+        reportRuntimeError(
+            ErrorCode::kINTERNAL_ERROR, (std::string{"RFConvRectify: enqueue failed: "} + e.what()).c_str());
     }
-    DataType const type = inputDesc[kINPUT_CONV_OUTPUT].type;
-    if (type != DataType::kFLOAT && type != DataType::kHALF)
-    {
-        logError("RFConvRectify: supports float32 and float16 tensors only");
-        return -1;
-    }
-    ElementType const element = type == DataType::kFLOAT ? ElementType::kFLOAT32 : ElementType::kFLOAT16;
-    void const* bias = mHasBias ? inputs[kINPUT_BIAS] : nullptr;
-    cudaError_t const status = launchRectify(problem, element, inputs[kINPUT_CONV_OUTPUT], outputs[0], bias, stream);
-    if (status != cudaSuccess)
-    {
-        logError("RFConvRectify: kernel launch failed:");
-        logError(cudaGetErrorString(status));
-        return -1;
-    }
-    return 0;
+    return -1;
 }
 
-IPluginV3* RFConvRectifyPlugin::attachToContext(IPluginResourceContext* /*context*/) noexcept
+IPluginV3* RFConvRectifyPlugin::attachToContext(IPluginResourceContext* context) noexcept
 {
-    return clone();
+    try
+    {
+        auto* plugin = new RFConvRectifyPlugin(*this);
+        // Runtime errors (onShapeChange, enqueue) go to the execution context's error recorder, if any.
+        plugin->setErrorRecorder(context != nullptr ? context->getErrorRecorder() : nullptr);
+        return plugin;
+    }
+    catch (std::exception const& e)
+    {
+        logError((std::string{"RFConvRectify: attachToContext failed: "} + e.what()).c_str());
+    }
+    return nullptr;
 }
 
 PluginFieldCollection const* RFConvRectifyPlugin::getFieldsToSerialize() noexcept
@@ -472,6 +616,12 @@ PluginFieldCollection const* RFConvRectifyPlugin::getFieldsToSerialize() noexcep
             "count_mode", countMode, PluginFieldType::kCHAR, static_cast<int32_t>(std::strlen(countMode) + 1));
         mFieldsToSerialize.emplace_back(
             "activation", activation, PluginFieldType::kCHAR, static_cast<int32_t>(std::strlen(activation) + 1));
+        if (mHasBias >= 0)
+        {
+            // Known once configured: the deserialized plugin then checks the layer's inputs against it
+            // instead of inferring the bias from whatever onShapeChange is given (README, Serialization).
+            mFieldsToSerialize.emplace_back(kHAS_BIAS_FIELD, &mHasBias, PluginFieldType::kINT32, 1);
+        }
         mFieldCollection.nbFields = static_cast<int32_t>(mFieldsToSerialize.size());
         mFieldCollection.fields = mFieldsToSerialize.data();
         return &mFieldCollection;

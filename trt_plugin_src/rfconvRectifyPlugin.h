@@ -22,8 +22,16 @@ constexpr char const* kPLUGIN_NAME{"RFConvRectify"};
 constexpr char const* kPLUGIN_VERSION{"1"};
 constexpr char const* kPLUGIN_NAMESPACE{"rfconv"};
 
-//! Writes an error through the logger TensorRT handed to setLoggerFinder(), else to stderr.
+//! Writes an error through the logger TensorRT handed to setLoggerFinder(), else TensorRT's global logger
+//! (getLogger() of the runtime found when the library was loaded), else stderr.
 void logError(char const* message) noexcept;
+
+//! Reports an error to `recorder` when there is one, else through logError(), as TensorRT does.
+void reportError(nvinfer1::IErrorRecorder* recorder, nvinfer1::ErrorCode code, char const* message) noexcept;
+
+//! Serialized field "has_bias": whether the layer has the bias input. Not an ONNX attribute (it is not in
+//! the creator's field names); plans serialized before it existed do not carry it.
+constexpr char const* kHAS_BIAS_FIELD{"has_bias"};
 
 //! The plugin's creation state: what the attributes (plugin fields) hold.
 struct RectifyAttributes
@@ -35,6 +43,9 @@ struct RectifyAttributes
     int32_t averageMode{0};
     CountMode countMode{CountMode::kEXACT};
     bool relu{false};
+    //! 1 or 0 from the serialized field "has_bias"; -1 when not given (ONNX attributes, older plans): the
+    //! plugin then learns it from the number of inputs in configurePlugin / onShapeChange.
+    int32_t hasBias{-1};
 
     RectifyGeometry geometry() const noexcept;
 };
@@ -48,7 +59,7 @@ public:
     explicit RFConvRectifyPlugin(RectifyAttributes const& attributes);
     RFConvRectifyPlugin(RFConvRectifyPlugin const& other);
     RFConvRectifyPlugin& operator=(RFConvRectifyPlugin const&) = delete;
-    ~RFConvRectifyPlugin() override = default;
+    ~RFConvRectifyPlugin() override;
 
     // IPluginV3
     nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override;
@@ -82,11 +93,19 @@ public:
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
 private:
-    //! The rectification problem for these runtime shapes; false (with a logged reason) when invalid.
+    //! The rectification problem for these runtime shapes; false (with a reported reason) when invalid.
     bool problemFor(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, RectifyProblem& problem) const noexcept;
+    //! Takes the bias presence from the input count, after checking it against a serialized "has_bias".
+    bool checkBiasInput(int32_t nbInputs) noexcept;
+    //! Error for a failed kernel launch: CUDA's error, the GPU and its compute capability, the built targets.
+    std::string launchFailure(cudaError_t status) const;
+    //! Holds a reference to `recorder` (the execution context's, from attachToContext) for runtime errors.
+    void setErrorRecorder(nvinfer1::IErrorRecorder* recorder) noexcept;
+    void reportRuntimeError(nvinfer1::ErrorCode code, char const* message) const noexcept;
 
     RectifyAttributes mAttributes;
-    bool mHasBias{false};
+    int32_t mHasBias{-1}; //!< 1/0 once known (serialized, or from the input count); -1 before; serialized
+    nvinfer1::IErrorRecorder* mErrorRecorder{nullptr};
     std::string mMetadata;
     std::vector<nvinfer1::PluginField> mFieldsToSerialize;
     nvinfer1::PluginFieldCollection mFieldCollection{};

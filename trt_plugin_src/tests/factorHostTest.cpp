@@ -110,7 +110,7 @@ void checkAxisSweep(AxisGeometry g, int32_t size, CountMode mode)
             }
         }
         // Where the official window misses the input its arithmetic runs on a negative length (C
-        // truncation included, as exporter.scale models it); there the formula is the definition.
+        // truncation included, as exporter.model.scale models it); there the formula is the definition.
         for (int32_t pos = 0; pos < out && expected == GeometryStatus::kOK && mode == CountMode::kRFCONV; ++pos)
         {
             if (validCount(g, size, pos, CountMode::kRFCONV) < 1)

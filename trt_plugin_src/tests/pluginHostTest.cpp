@@ -1,11 +1,14 @@
 /*
  * Host test of the plugin library through its exported entry points and TensorRT's public plugin
  * interfaces, the way TensorRT and its ONNX parser drive it: creator lookup, attribute parsing
- * (fields as the ONNX parser builds them), serialization round trip, format combinations, output
- * types, shape checks and error messages. It needs TensorRT's headers only, not its libraries, and no
- * GPU: nothing here is enqueued. Exit 0 on success.
+ * (fields as the ONNX parser builds them), serialization round trip (has_bias included), format
+ * combinations, output types, shape checks and error messages. It needs TensorRT's headers only, not its
+ * libraries, and no GPU. Without a GPU it also checks what a failed kernel launch reports; with one,
+ * nothing is enqueued. Exit 0 on success.
  */
 #include "NvInferRuntime.h"
+
+#include <cuda_runtime_api.h>
 
 #include <cstdio>
 #include <cstring>
@@ -226,6 +229,74 @@ int main()
     check(runtime->onShapeChange(in, 3, out, 1) != 0, "bias of the wrong size is rejected");
     check(contains(finder.logger.lastError, "one value per channel"), "bias message");
 
+    // has_bias: not an ONNX attribute, so absent above; serialized once configurePlugin knows the inputs,
+    // and checked against the inputs of the deserialized layer.
+    in[2] = desc({1, 8, 1, 1});
+    DynamicPluginTensorDesc configIn[3]{};
+    configIn[0].desc = desc({-1, 8, -1, -1});
+    configIn[1].desc = desc({-1, 3, -1, -1});
+    configIn[2].desc = desc({1, 8, 1, 1});
+    DynamicPluginTensorDesc configOut[1]{};
+    configOut[0].desc = desc({-1, 8, -1, -1});
+    IPluginV3* configured = create(creator, attributes.fields(), TensorRTPhase::kBUILD);
+    auto* configuredBuild
+        = static_cast<IPluginV3OneBuildV2*>(configured->getCapabilityInterface(PluginCapabilityType::kBUILD));
+    check(configuredBuild->configurePlugin(configIn, 3, configOut, 1) == 0, "configurePlugin with a bias");
+    std::string const withBias = serialized(configured);
+    check(withBias == fields + "has_bias=1,;", "has_bias=1 serialized once configured with a bias");
+    check(configuredBuild->configurePlugin(configIn, 2, configOut, 1) == 0
+            && serialized(configured) == fields + "has_bias=0,;",
+        "has_bias=0 serialized once configured without one");
+    check(configuredBuild->configurePlugin(configIn, 3, configOut, 1) == 0, "configured with a bias again");
+    PluginFieldCollection const* withBiasFc = static_cast<IPluginV3OneRuntime*>(
+        configured->getCapabilityInterface(PluginCapabilityType::kRUNTIME))->getFieldsToSerialize();
+    std::vector<PluginField> withBiasFields(withBiasFc->fields, withBiasFc->fields + withBiasFc->nbFields);
+    IPluginV3* deserialized = create(creator, withBiasFields, TensorRTPhase::kRUNTIME);
+    check(deserialized != nullptr && serialized(deserialized) == withBias, "has_bias survives the round trip");
+    IPluginV3* deserializedClone = deserialized != nullptr ? deserialized->clone() : nullptr;
+    check(deserializedClone != nullptr && serialized(deserializedClone) == withBias, "a clone keeps has_bias");
+    if (deserialized != nullptr)
+    {
+        auto* deserializedRuntime
+            = static_cast<IPluginV3OneRuntime*>(deserialized->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+        finder.logger.lastError.clear();
+        check(deserializedRuntime->onShapeChange(in, 2, out, 1) != 0, "has_bias=1 plan given no bias is rejected");
+        check(contains(finder.logger.lastError, "serialized with a bias input (has_bias=1) but has 2 inputs"),
+            "has_bias mismatch message");
+        check(deserializedRuntime->onShapeChange(in, 3, out, 1) == 0, "has_bias=1 plan with a bias accepted");
+
+        // A failed kernel launch says why: CUDA's error, the GPU (when it can be queried) and the kernels
+        // built. Only without a GPU, where the launch fails for real and nothing runs.
+        int deviceCount = 0;
+        if (cudaGetDeviceCount(&deviceCount) != cudaSuccess || deviceCount == 0)
+        {
+            float dummy[4]{};
+            void const* inputs[3] = {dummy, dummy, dummy};
+            void* outputs[1] = {dummy};
+            finder.logger.lastError.clear();
+            check(deserializedRuntime->enqueue(in, out, inputs, outputs, nullptr, nullptr) != 0,
+                "enqueue without a GPU fails");
+            check(contains(finder.logger.lastError, "the kernel launch failed with cuda"),
+                "launch failure names the CUDA error");
+            check(contains(finder.logger.lastError, "this plugin library holds kernels for sm_"),
+                "launch failure names the kernels built");
+            std::printf("no GPU: a failed launch reports: %s", finder.logger.lastError.c_str());
+        }
+    }
+    // A plan serialized before has_bias existed: the plugin learns it from the inputs, as it always did.
+    IPluginV3* oldPlan = create(creator, copy, TensorRTPhase::kRUNTIME);
+    auto* oldRuntime
+        = static_cast<IPluginV3OneRuntime*>(oldPlan->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
+    check(oldRuntime->onShapeChange(in, 2, out, 1) == 0 && serialized(oldPlan) == fields + "has_bias=0,;",
+        "a plan without has_bias learns it from onShapeChange");
+    std::vector<PluginField> badBias = withBiasFields;
+    int32_t const two = 2;
+    badBias.back().data = &two;
+    finder.logger.lastError.clear();
+    check(create(creator, badBias, TensorRTPhase::kRUNTIME) == nullptr
+            && contains(finder.logger.lastError, "'has_bias' must be one int32, 0 or 1"),
+        "has_bias other than 0 or 1 rejected");
+
     OnnxAttributes tooMuchPadding;
     tooMuchPadding.padding = {3, 3};
     IPluginV3* padded = create(creator, tooMuchPadding.fields(), TensorRTPhase::kBUILD);
@@ -269,6 +340,10 @@ int main()
     check(create(creator, noKernel, TensorRTPhase::kBUILD) == nullptr, "kernel is required");
     check(contains(finder.logger.lastError, "'kernel' is required"), "missing kernel message");
 
+    delete configured;
+    delete deserialized;
+    delete deserializedClone;
+    delete oldPlan;
     delete plugin;
     delete restored;
     delete cloned;
