@@ -1,7 +1,9 @@
 """Light paths: idle RSS of ``rfconv-deploy serve`` and wall time of ``rfconv-deploy --help``,
 this tree against a baseline revision, in one interleaved run.
 
-    python -m benchmarks.light_paths --baseline 842545c
+    python -m benchmarks.light_paths [--baseline 842545c] [--json FILE]
+
+The default baseline, 842545c, is the last commit before the layout of one package per step.
 
 The baseline is extracted with ``git archive`` into a temporary folder; both trees run from
 their own source (``PYTHONPATH``) with this virtual environment's packages. The served model is
@@ -15,6 +17,7 @@ it prints that it listens. Reports medians and current/baseline ratios; writes
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -28,6 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+BASELINE = "842545c"  # the last commit before the one-package-per-step layout
 HELP = "import sys; from exporter.cli import main; sys.argv = ['rfconv-deploy', '--help']; main()"
 SERVE = "import sys; from exporter.cli import main; sys.exit(main(['serve', sys.argv[1], '--port', '0']))"
 START_TIMEOUT_S = 120.0
@@ -35,11 +39,14 @@ START_TIMEOUT_S = 120.0
 
 def extract(revision: str, into: Path) -> Path:
     """The tree of ``revision`` (a commit of this repository) under ``into``."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", revision],
-                             check=True, capture_output=True).stdout
+    result = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", revision], capture_output=True)
+    if result.returncode != 0:
+        raise SystemExit(f"cannot read revision {revision!r} from {ROOT} ({result.stderr.decode().strip()}); "
+                         "this benchmark needs the repository's history (not a shallow clone)")
+    archive = result.stdout
     tree = into / "baseline"
     tree.mkdir()
-    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(tree, filter="data")
     return tree
 
@@ -92,9 +99,10 @@ def export_model(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", required=True, help="git revision to compare against (e.g. 842545c)")
+    parser.add_argument("--baseline", default=BASELINE, help=f"git revision to compare against (default {BASELINE})")
     parser.add_argument("--runs", type=int, default=5, help="interleaved runs (default 5)")
-    parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "light_paths.json")
+    parser.add_argument("--json", dest="out", type=Path, default=ROOT / "artifacts" / "light_paths.json",
+                        help="where to write the report (default artifacts/light_paths.json)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="rfconv-light-") as tmp:
