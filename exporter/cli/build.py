@@ -26,22 +26,26 @@ def register(sub) -> argparse.ArgumentParser:
                         "must then load the library before deserializing")
     p.add_argument("--aliased-io", dest="aliased_plugin_io", action="store_true",
                    help="let RFConvRectify work in place (TensorRT preview feature ALIASED_PLUGIN_IO_10_03)")
+    p.add_argument("--tf32", action="store_true",
+                   help="let fp32 layers use TF32 (faster on Ampere+, ~1e-3 relative error); off by default so that "
+                        "an fp32 engine matches PyTorch fp32 and compare --backends trt")
     p.add_argument("--verbose", action="store_true", help="TensorRT INFO log")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from exporter.trt.engine import build_engine, sidecar_path
+    from exporter.trt.engine import build_engine
+    from exporter.trt.sidecar import sidecar_path
 
     report = build_engine(
         args.onnx_path, args.plan_path, min_shapes=args.min_shapes, opt_shapes=args.opt_shapes,
         max_shapes=args.max_shapes, plugin_library=args.plugin_library, timing_cache=args.timing_cache,
         workspace_mb=args.workspace_mb, aliased_plugin_io=args.aliased_plugin_io, embed_plugin=args.embed_plugin,
-        verbose=args.verbose,
+        tf32=args.tf32, verbose=args.verbose,
     )
     shapes = "; ".join(f"{i['name']} {i['min']}..{i['max']} (opt {i['opt']})" for i in report.inputs)
     print(f"wrote {report.plan} ({report.plan_bytes / 1e6:.1f} MB, TensorRT {report.tensorrt_version}, "
-          f"{report.precision}, {report.gpu}) in {report.build_seconds:.1f} s")
+          f"{report.precision}{', TF32 allowed' if report.tf32 else ''}, {report.gpu}) in {report.build_seconds:.1f} s")
     print(f"  inputs: {shapes}")
     if report.plugin_library:
         print(f"  {report.plugin_nodes} RFConvRectify node(s), plugin library {report.plugin_library}")

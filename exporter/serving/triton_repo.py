@@ -24,6 +24,7 @@ from pathlib import Path
 from exporter.serving.datatypes import triton_type
 from exporter.serving.model_io import onnx_io
 from exporter.serving.session import TensorSpec, leading_dims_dynamic
+from exporter.trt.sidecar import read_sidecar
 
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine")
@@ -100,19 +101,37 @@ def build_config(
     return config
 
 
-def plugin_instructions(repo: Path, plugin_lib: Path | None) -> list[str]:
-    """How to start Triton so that a plan's TensorRT plugins are registered before it loads."""
+def plugin_instructions(repo: Path, plugin_lib: Path | None, version_compatible: bool | None) -> list[str]:
+    """How to start Triton so that a plan's RFConvRectify plugin is there when the plan loads.
+
+    ``version_compatible`` comes from the plan's sidecar (see :mod:`exporter.trt.sidecar`): such a
+    plan carries the plugin library inside and loads only with the TensorRT backend's
+    ``version-compatible=true`` (Triton then calls ``setEngineHostCodeAllowed(true)``); a plain
+    plan needs the library loaded first, by the backend's ``plugins=`` option or ``LD_PRELOAD``
+    (the library registers its creator when it is loaded). ``None`` (no sidecar): both ways.
+    """
     lib = str(plugin_lib) if plugin_lib is not None else "/path/to/librfconv_trt_plugin.so"
-    lines = [
+    embedded = [
+        "This version-compatible plan carries its plugin library; start Triton with:",
+        f"  tritonserver --model-repository={repo} --backend-config=tensorrt,version-compatible=true",
+        "(version-compatible plans run host code from the plan file: serve only plans you built or trust)",
+    ]
+    plain = [
         "This TensorRT plan needs its plugin library loaded into Triton before the model loads:",
-        f"  LD_PRELOAD={lib}:${{LD_PRELOAD}} tritonserver --model-repository={repo}",
-        "or, with the TensorRT backend's own option:",
         f"  tritonserver --model-repository={repo} --backend-config=tensorrt,plugins=\"{lib}\"",
+        "or, for any process:",
+        f"  LD_PRELOAD={lib}:${{LD_PRELOAD}} tritonserver --model-repository={repo}",
         "Build the library against the TensorRT version of the Triton release you run.",
     ]
+    if version_compatible:
+        return embedded
+    if version_compatible is None:
+        return ["No sidecar (model.plan.json from rfconv-deploy build) says how this plan was built.",
+                "If it was built with the plugin embedded (the default of build for plugin models):",
+                *embedded[1:], "If it was built with --no-embed-plugin:", *plain[1:]]
     if plugin_lib is None:
-        lines.insert(0, "No plugin_lib was given; if the engine uses the RFConv plugin:")
-    return lines
+        plain.insert(0, "No plugin_lib was given; if the engine uses the RFConv plugin:")
+    return plain
 
 
 @dataclass(frozen=True)
@@ -180,7 +199,9 @@ def write_repository(
             raise FileNotFoundError(f"plugin_lib {plugin_lib} does not exist")
     if plan:
         inputs, outputs, notes = _plan_io(model_path, Path(onnx_path) if onnx_path else None)
-        notes += plugin_instructions(repo, plugin_lib)
+        sidecar = read_sidecar(model_path)
+        version_compatible = None if sidecar is None else bool(sidecar.get("version_compatible"))
+        notes += plugin_instructions(repo, plugin_lib, version_compatible)
     else:
         inputs, outputs = onnx_io(model_path)
         notes = [f"start: tritonserver --model-repository={repo}"]

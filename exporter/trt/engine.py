@@ -27,6 +27,7 @@ import onnx
 
 from exporter.onnx.precision import file_precision
 from exporter.shapes import parse_shape
+from exporter.trt.sidecar import sidecar_path
 from plugins.library import import_tensorrt, load_library
 from plugins.spec import PLUGIN_NAME
 
@@ -44,16 +45,18 @@ class OnnxSummary:
 
 @dataclass
 class InputProfile:
-    """Shapes of one network input: ``min <= opt <= max`` element-wise (all equal when static)."""
+    """Shapes of one network input: ``min <= opt <= max`` element-wise (all equal when static).
+
+    ``dynamic`` is whether the ONNX input has a dynamic dimension: TensorRT then needs an
+    optimization profile for it, even when ``min == opt == max`` (one fixed shape of a dynamic
+    input, as ``--opt-shape`` alone gives for the default dynamic-batch export).
+    """
 
     name: str
     min: Shape
     opt: Shape
     max: Shape
-
-    @property
-    def dynamic(self) -> bool:
-        return not (self.min == self.opt == self.max)
+    dynamic: bool = False
 
 
 @dataclass
@@ -67,6 +70,7 @@ class BuildReport:
     gpu: str
     precision: str
     strongly_typed: bool
+    tf32: bool
     inputs: list[dict]
     outputs: list[dict]
     plugin_library: str | None
@@ -142,7 +146,7 @@ def resolve_profiles(inputs: dict[str, tuple], min_shapes: dict, opt_shapes: dic
                 example = "x".join(str(d) if isinstance(d, int) and d > 0 else "1" for d in dims)
                 raise ValueError(f"input {name!r} has dynamic dims {list(dims)}: give opt_shapes (and min_shapes/"
                                  f"max_shapes for a range), e.g. opt_shapes={example!r}")
-            profiles.append(InputProfile(name, dims, dims, dims))
+            profiles.append(InputProfile(name, dims, dims, dims, dynamic))
             continue
         given = [(label, shape) for label, shape in (("min", lo), ("opt", mid), ("max", hi)) if shape is not None]
         mid = mid or lo or hi
@@ -155,7 +159,7 @@ def resolve_profiles(inputs: dict[str, tuple], min_shapes: dict, opt_shapes: dic
         if not all(a <= b <= c for a, b, c in zip(lo, mid, hi, strict=True)):
             raise ValueError(f"input {name!r}: shapes must satisfy min <= opt <= max in every dim, got "
                              f"{lo} / {mid} / {hi}")
-        profiles.append(InputProfile(name, lo, mid, hi))
+        profiles.append(InputProfile(name, lo, mid, hi, dynamic))
     return profiles
 
 
@@ -186,7 +190,7 @@ def _network_flags(trt) -> int:
 def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_shapes: str | None = None,
                  max_shapes: str | None = None, plugin_library=None, timing_cache=None,
                  workspace_mb: int | None = None, aliased_plugin_io: bool = False, embed_plugin: bool = True,
-                 verbose: bool = False) -> BuildReport:
+                 tf32: bool = False, verbose: bool = False) -> BuildReport:
     """Build a serialized TensorRT engine from ``onnx_path`` and write it to ``plan_path`` plus a sidecar.
 
     Shapes are strings as for :func:`parse_shapes`. ``plugin_library`` defaults to the built
@@ -194,6 +198,10 @@ def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_sha
     written back after the build. ``workspace_mb`` caps TensorRT's workspace pool.
     ``aliased_plugin_io`` enables the preview feature that lets RFConvRectify work in place.
     ``embed_plugin`` builds a version-compatible plan with the plugin library inside (when one is used).
+    ``tf32`` lets fp32 convolutions and matrix products round their inputs to TF32 (10-bit
+    mantissas): off by default, so an fp32 engine computes what PyTorch's fp32 reference and
+    ``compare --backends trt`` (Polygraphy's runner builds with TF32 off) compute; TensorRT itself
+    enables it by default.
     Raises RuntimeError (TensorRT missing, parse or build failure), ValueError (bad shapes),
     FileNotFoundError (missing ONNX file or plugin library).
     """
@@ -219,6 +227,10 @@ def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_sha
         errors = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT's ONNX parser rejected {onnx_path}:\n  {errors}")
     config = builder.create_builder_config()
+    if tf32:
+        config.set_flag(trt.BuilderFlag.TF32)
+    else:
+        config.clear_flag(trt.BuilderFlag.TF32)
     if workspace_mb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     if any(p.dynamic for p in profiles):
@@ -248,7 +260,7 @@ def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_sha
     outputs = [network.get_output(i) for i in range(network.num_outputs)]
     report = BuildReport(
         plan=str(plan_path), onnx=str(onnx_path), onnx_sha256=_sha256(onnx_path), tensorrt_version=trt.__version__,
-        gpu=_gpu_name(), precision=summary.precision, strongly_typed=True,
+        gpu=_gpu_name(), precision=summary.precision, strongly_typed=True, tf32=tf32,
         inputs=[{"name": p.name, "min": list(p.min), "opt": list(p.opt), "max": list(p.max)} for p in profiles],
         outputs=[{"name": t.name, "shape": list(t.shape), "dtype": str(t.dtype)} for t in outputs],
         plugin_library=None if library is None else str(library), plugin_nodes=summary.plugin_nodes,
@@ -264,9 +276,3 @@ def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_sha
         report.notes.append(f"load {library} (plugins.load_library) before deserializing this plan")
     sidecar_path(plan_path).write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report
-
-
-def sidecar_path(plan_path) -> Path:
-    """Where the JSON description of a plan lives: ``model.plan`` -> ``model.plan.json``."""
-    plan_path = Path(plan_path)
-    return plan_path.with_name(plan_path.name + ".json")

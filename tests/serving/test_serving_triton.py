@@ -6,6 +6,7 @@ tests treat the engine as opaque bytes (the writer only copies it); no TensorRT 
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -17,6 +18,7 @@ from tritonclient.grpc import model_config_pb2
 
 from exporter.cli import main
 from exporter.serving.triton_repo import read_config, write_repository
+from exporter.trt.sidecar import sidecar_path
 from tests.helpers.serving_models import IMAGE_SHAPE, tiny_models
 
 ORT_TO_TRITON = {"tensor(float)": model_config_pb2.TYPE_FP32}
@@ -104,6 +106,29 @@ def test_plan_repository_with_plugin_instructions(tmp_path):
     assert (config.platform, config.backend, config.max_batch_size) == ("tensorrt_plan", "tensorrt", 8)
     assert [t.name for t in config.input] == ["input"] and list(config.input[0].dims) == list(IMAGE_SHAPE)
     assert not config.optimization.execution_accelerators.gpu_execution_accelerator
+
+
+@pytest.mark.parametrize("version_compatible", [True, False])
+def test_plan_instructions_follow_the_build_sidecar(tmp_path, version_compatible):
+    """A version-compatible plan (plugin embedded, build's default) loads in Triton only with
+    ``--backend-config=tensorrt,version-compatible=true``; a plain plan needs the library through
+    ``plugins=`` (it registers itself when dlopen'd) or LD_PRELOAD (issue 13, bug 2)."""
+    plan = _opaque_plan(tmp_path, with_onnx=True)
+    plugin = tmp_path / "librfconv_trt_plugin.so"
+    plugin.write_bytes(b"\x7fELF")
+    sidecar_path(plan).write_text(json.dumps({"version_compatible": version_compatible,
+                                              "plugin_embedded": version_compatible}))
+    text = write_repository(plan, tmp_path / "repo", plugin_lib=plugin).config_path.read_text()
+    vc = "--backend-config=tensorrt,version-compatible=true"
+    assert (vc in text) == version_compatible
+    assert (f'--backend-config=tensorrt,plugins="{plugin}"' in text) == (not version_compatible)
+    assert (f"LD_PRELOAD={plugin}" in text) == (not version_compatible)
+
+
+def test_plan_without_a_sidecar_gets_both_ways(tmp_path):
+    plan = _opaque_plan(tmp_path, with_onnx=True)
+    text = write_repository(plan, tmp_path / "repo").config_path.read_text()
+    assert "version-compatible=true" in text and "plugins=" in text and "No sidecar" in text
 
 
 def test_plan_without_onnx_leaves_tensors_to_triton(tmp_path):

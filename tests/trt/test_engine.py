@@ -9,9 +9,10 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from exporter.cli import main
+from exporter.cli import build_parser, main
 from exporter.trt import engine
 from exporter.trt.engine import InputProfile, parse_shapes, resolve_profiles, summarize_onnx
+from exporter.trt.sidecar import sidecar_path
 from tests.helpers.contract_graphs import contract_model, make_layer
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -56,7 +57,8 @@ def test_parse_shapes():
 def test_resolve_profiles_fills_and_checks_ranges():
     inputs = {"input": ("batch", 3, 224, 224)}
     (p,) = resolve_profiles(inputs, {}, {None: (8, 3, 224, 224)}, {})
-    assert p == InputProfile("input", (8, 3, 224, 224), (8, 3, 224, 224), (8, 3, 224, 224)) and not p.dynamic
+    # one shape for a dynamic input still needs an optimization profile (issue 13, bug 1)
+    assert p == InputProfile("input", (8, 3, 224, 224), (8, 3, 224, 224), (8, 3, 224, 224), dynamic=True)
     (p,) = resolve_profiles(inputs, {"input": (1, 3, 224, 224)}, {"input": (8, 3, 224, 224)},
                             {"input": (32, 3, 224, 224)})
     assert p.dynamic and p.max == (32, 3, 224, 224)
@@ -76,6 +78,25 @@ def test_resolve_profiles_errors_name_the_input(shapes, match):
         resolve_profiles({"input": ("batch", 3, 224, 224)}, *shapes)
 
 
+def test_default_export_with_only_an_opt_shape_gets_an_optimization_profile(tmp_path):
+    """The default export has a dynamic batch; ``--opt-shape`` alone (what the error message asks
+    for) gives min == opt == max, which must still build a profile: TensorRT refuses a network
+    with dynamic inputs and no profile (issue 13, bug 1)."""
+    import torch
+
+    from exporter.onnx.export import export_onnx
+    from tests.helpers.compare_models import INPUT_HW, tiny_rf
+
+    path = tmp_path / "default.onnx"
+    export_onnx(tiny_rf(), torch.randn(1, 3, INPUT_HW, INPUT_HW), path)
+    inputs = summarize_onnx(path).inputs
+    (profile,) = resolve_profiles(inputs, {}, parse_shapes(f"2x3x{INPUT_HW}x{INPUT_HW}"), {})
+    assert profile.min == profile.opt == profile.max == (2, 3, INPUT_HW, INPUT_HW)
+    assert profile.dynamic, "a dynamic-batch input with one shape needs an optimization profile"
+    (static,) = resolve_profiles({"input": (2, 3, INPUT_HW, INPUT_HW)}, {}, {}, {})
+    assert not static.dynamic
+
+
 def test_summarize_onnx(tmp_path):
     layers = [make_layer(3, 4, 3, padding=1)]
     fp32 = summarize_onnx(_write(contract_model(layers, (1, 3, 8, 8)), tmp_path / "a.onnx", "N"))
@@ -91,8 +112,14 @@ def test_summarize_onnx(tmp_path):
     assert summarize_onnx(_write(plugin, tmp_path / "c.onnx")).plugin_nodes == 2
 
 
+def test_build_takes_tf32_as_an_opt_in():
+    parser = build_parser()
+    assert parser.parse_args(["build", "m.onnx", "-o", "m.plan"]).tf32 is False
+    assert parser.parse_args(["build", "m.onnx", "-o", "m.plan", "--tf32"]).tf32 is True
+
+
 def test_sidecar_path():
-    assert engine.sidecar_path("out/model.plan").as_posix() == "out/model.plan.json"
+    assert sidecar_path("out/model.plan").as_posix() == "out/model.plan.json"
 
 
 @pytest.mark.requires_tensorrt
@@ -115,9 +142,10 @@ def test_build_plugin_mode_engine_with_serialized_plugin(tmp_path):
     report = engine.build_engine(path, plan, min_shapes="1x3x16x16", opt_shapes="2x3x16x16",
                                  max_shapes="4x3x16x16", timing_cache=tmp_path / "cache.bin", workspace_mb=256)
     assert plan.stat().st_size > 0 and (tmp_path / "cache.bin").stat().st_size > 0
-    sidecar = json.loads(engine.sidecar_path(plan).read_text())
+    sidecar = json.loads(sidecar_path(plan).read_text())
     assert sidecar["plugin_nodes"] == 2 and sidecar["plugin_library"] and sidecar["precision"] == "fp32"
     assert sidecar["plugin_embedded"] and sidecar["version_compatible"]
+    assert sidecar["tf32"] is False  # fp32 engines compute what PyTorch fp32 and compare --backends trt do
     assert sidecar["inputs"] == [{"name": "input", "min": [1, 3, 16, 16], "opt": [2, 3, 16, 16],
                                   "max": [4, 3, 16, 16]}]
     assert sidecar["tensorrt_version"] == report.tensorrt_version
