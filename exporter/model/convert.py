@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from torch import nn
 
 from exporter.model.layer import RFConv2d
@@ -61,17 +63,42 @@ def _replace(model: nn.Module, pick, build) -> nn.Module:
     return model
 
 
+def _computes_like_conv2d(conv: nn.Conv2d) -> bool:
+    """True when ``conv``'s class (``nn.Conv2d`` or a subclass) keeps ``nn.Conv2d``'s computation."""
+    cls = type(conv)
+    return cls.forward is nn.Conv2d.forward and cls._conv_forward is nn.Conv2d._conv_forward
+
+
 def rectify_model(model: nn.Module, average_mode: bool = False, count_mode: str = "exact") -> nn.Module:
-    """Replace every plain ``nn.Conv2d`` in ``model`` with an ``RFConv2d`` holding the same weights.
+    """Replace every ``nn.Conv2d`` in ``model`` (subclasses included) with an ``RFConv2d`` holding the
+    same weights.
 
     Convs with padding > 0 change behaviour (their border outputs are rectified); 1x1 convs
-    stay plain ``nn.Conv2d``, as in the paper's models. Works in place and returns ``model``.
+    stay plain ``nn.Conv2d``, as in the paper's models. A subclass that computes differently
+    (its own ``forward``, e.g. timm's ``Conv2dSame`` padding in forward or ``ScaledStdConv2d``
+    standardizing its weight) cannot become an ``RFConv2d`` without changing what it computes: it
+    stays as it is, and a ``UserWarning`` names every such module. Works in place, returns ``model``.
     """
+    left = []
 
     def pick(m: nn.Module) -> bool:
-        return type(m) is nn.Conv2d and m.kernel_size != (1, 1)
+        if not isinstance(m, nn.Conv2d) or isinstance(m, RFConv2d) or _is_official(m) or m.kernel_size == (1, 1):
+            return False
+        if not _computes_like_conv2d(m):
+            left.append(f"{type(m).__module__}.{type(m).__qualname__}")
+            return False
+        return True
 
-    return _replace(model, pick, lambda m: _rebuild(m, average_mode, count_mode))
+    model = _replace(model, pick, lambda m: _rebuild(m, average_mode, count_mode))
+    if left:
+        kinds = ", ".join(sorted(set(left)))
+        warnings.warn(
+            f"rectify_model left {len(left)} conv(s) unrectified: their class overrides nn.Conv2d's forward "
+            f"({kinds}), so an RFConv2d would compute something else; rectify them by hand (an RFConv2d "
+            "with the same geometry, and the class's own weight handling) or keep them plain",
+            UserWarning, stacklevel=2,
+        )
+    return model
 
 
 def from_official(model: nn.Module) -> nn.Module:

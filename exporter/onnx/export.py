@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from exporter import __version__
+from exporter.onnx import verify
 from exporter.onnx.options import MIN_OPSET, MODES, PRECISIONS
 from exporter.onnx.passes.pipeline import run_passes
 from exporter.onnx.passes.rectified import find_rectified_convs
@@ -59,6 +60,8 @@ class ExportReport:
     input_shape: list
     output_shapes: list
     notices: list[str] = field(default_factory=list)
+    dynamic_ranges: dict = field(default_factory=dict)  # axis -> (lower, upper) torch.export kept, pixels/rows
+    verified: list[dict] = field(default_factory=list)  # {"shape", "rel_err"} at sizes other than the example's
 
     def summary(self) -> str:
         """A few lines for people: file, shapes, rectified convs, node counts, size and time."""
@@ -73,6 +76,10 @@ class ExportReport:
             + f", BatchNormalization left: {self.batchnorms_left}",
             f"  nodes ({sum(self.nodes_by_type.values())}): {nodes}",
         ]
+        if self.dynamic_ranges:
+            ranges = ", ".join(f"{axis} >= {low}" for axis, (low, _) in self.dynamic_ranges.items())
+            checked = ", ".join(f"{'x'.join(map(str, v['shape']))} (rel err {v['rel_err']:.1e})" for v in self.verified)
+            lines.append(f"  dynamic: {ranges}; checked on ONNX Runtime against PyTorch at {checked}")
         lines += [f"  notice: {n}" for n in self.notices]
         return "\n".join(lines)
 
@@ -113,11 +120,19 @@ def _dynamic_shapes(dynamic_batch: bool, dynamic_hw: bool):
 
 
 def _first_line(err: BaseException) -> str:
-    """The most telling line of an exception chain (the summary the exporter appends, or the cause)."""
+    """The most telling line of an exception chain (the summary the exporter appends, or the cause).
+
+    The exporter's summary can put the exception type alone on a line (``<class 'X'>:``) and the
+    message on the next; then both are kept.
+    """
     text = str(err)
-    summary = re.search(r"## Exception summary\s*\n\s*(.+)", text)
+    summary = re.search(r"## Exception summary\s*\n(.*)", text, re.S)
     if summary:
-        return re.sub(r"\x1b\[[0-9;]*m", "", summary.group(1)).strip()
+        lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", summary.group(1)).splitlines() if ln.strip()]
+        if lines:
+            if lines[0].endswith(":") and len(lines) > 1 and not lines[1].startswith("(Refer"):
+                return f"{lines[0]} {lines[1]}"
+            return lines[0]
     cause = err.__cause__ or err.__context__
     if cause is not None and str(cause).strip():
         return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0]}"
@@ -135,8 +150,9 @@ def _output_names(output) -> list[str] | None:
 
 
 def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset, dynamic_batch: bool,
-             dynamic_hw: bool, verbose: bool) -> onnx.ModelProto:
-    """Run ``torch.onnx.export(dynamo=True)`` unoptimised; the passes do the graph work."""
+             dynamic_hw: bool, verbose: bool):
+    """Run ``torch.onnx.export(dynamo=True)`` unoptimised (the passes do the graph work); returns
+    the ``ONNXProgram``."""
     sink = io.StringIO()
     redirect = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(sink)
     try:
@@ -159,7 +175,7 @@ def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset,
                if dynamic_hw or dynamic_batch else "")
             + "torch.export.export(model, (x,)) reproduces it with the full trace."
         ) from None
-    return program.model_proto
+    return program
 
 
 
@@ -233,7 +249,10 @@ def export_onnx(
     anyway). ``compact_scales`` stores each scale as row and column factors multiplied in the
     graph (``Ho + Wo`` numbers instead of ``Ho * Wo``; ONNX Runtime and TensorRT fold the product at
     load time), for static H/W and ``mode="static"`` only. The model is exported in eval mode and
-    left in the mode it came in. ``output_names`` names the outputs (default ``output``, or
+    left in the mode it came in. A file with dynamic dimensions is proven at other sizes before this
+    returns (:mod:`exporter.onnx.verify`: the ranges torch.export kept, and ONNX Runtime against
+    PyTorch at batch 2 and, for dynamic H/W, an odd and a twice larger size); one that fails there
+    is removed and refused. ``output_names`` names the outputs (default ``output``, or
     ``output_<i>`` for several). ``progress`` prints each step with its time to stderr;
     ``verbose`` also shows the dynamo exporter's own output and the summary.
     Raises :class:`ExportError` (a ``ValueError``) for settings or models it cannot export.
@@ -241,6 +260,13 @@ def export_onnx(
     start = time.perf_counter()
     path = Path(path)
     _check_settings(example_input, path, opset, precision, mode)
+    floats = {p.dtype for p in model.parameters() if p.is_floating_point()} | {example_input.dtype}
+    if floats != {torch.float32}:
+        raise ExportError(
+            f"export_onnx writes fp32 and fp16 files from a float32 model and example input; these are "
+            f"{', '.join(sorted(str(d).removeprefix('torch.') for d in floats))}: export model.float() with a "
+            "float32 input (precision='fp16' then converts to float16)"
+        )
     if compact_scales and (dynamic_hw or mode != "static"):
         raise ExportError(
             "compact_scales needs scale constants, which only a static-H/W export in mode='static' has; "
@@ -251,14 +277,19 @@ def export_onnx(
         if progress or verbose:
             print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
 
-    step(f"capturing {type(model).__name__} with torch.export (dynamo exporter)")
-    proto = _trace(model, example_input, opset, dynamic_batch, dynamic_hw, output_names, verbose)
-    graph = gs.import_onnx(proto)
-    rectified = run_passes(graph, dynamic_hw=dynamic_hw, fold_bn=fold_bn, mode=mode, compact_scales=compact_scales,
-                           precision=precision, keep_io_types=keep_io_types, step=step)
-    _rename_dims(graph, _dim_names(graph))
-    step("tidying (onnxscript optimizer), shape inference, writing and checking")
-    out = _write(graph, path, keep_small_constants=compact_scales)
+    with _eval_mode(model):
+        step(f"capturing {type(model).__name__} with torch.export (dynamo exporter)")
+        proto, ranges = _trace(model, example_input, opset, dynamic_batch, dynamic_hw, output_names, verbose)
+        graph = gs.import_onnx(proto)
+        rectified = run_passes(graph, dynamic_hw=dynamic_hw, fold_bn=fold_bn, mode=mode,
+                               compact_scales=compact_scales, precision=precision, keep_io_types=keep_io_types,
+                               example_shape=list(example_input.shape), step=step)
+        _rename_dims(graph, _dim_names(graph))
+        step("tidying (onnxscript optimizer), shape inference, writing and checking")
+        out = _write(graph, path, keep_small_constants=compact_scales)
+        shapes = verify.verification_shapes(list(example_input.shape), dynamic_batch, dynamic_hw)
+        step(f"checking the file on ONNX Runtime at {', '.join('x'.join(map(str, s)) for s in shapes)}")
+        verified = _check_other_sizes(model, path, shapes, precision, mode) if shapes else []
 
     nodes = Counter(node.op_type for node in out.graph.node)
     scales = set() if dynamic_hw else {m.scale.name for m in find_rectified_convs(graph)}
@@ -275,6 +306,8 @@ def export_onnx(
         mode=mode,
         input_shape=_shape(out.graph.input[0]),
         output_shapes=[_shape(o) for o in out.graph.output],
+        dynamic_ranges=ranges,
+        verified=verified,
     )
     if not rectified:
         report.notices.append(
@@ -293,27 +326,60 @@ def export_onnx(
 
 
 def _trace(model: nn.Module, example_input: torch.Tensor, opset, dynamic_batch: bool, dynamic_hw: bool,
-           output_names: Sequence[str] | None, verbose: bool) -> onnx.ModelProto:
-    """The model in eval mode, run once on ``example_input`` (a clear error if it fails there) and
-    captured; it is left in the mode it came in."""
+           output_names: Sequence[str] | None, verbose: bool) -> tuple[onnx.ModelProto, dict]:
+    """Run the model (in eval mode) once on ``example_input``, with a clear error if it fails there,
+    and capture it; returns the ONNX model and the ranges torch.export kept for the dynamic dims
+    (refused when narrower than asked, see :mod:`exporter.onnx.verify`)."""
+    with torch.no_grad():
+        try:
+            output = model(example_input)
+        except Exception as err:  # noqa: BLE001 - any failure of the user's forward
+            raise ExportError(
+                f"{type(model).__name__} fails on the example input of shape "
+                f"{list(example_input.shape)} ({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
+                "give an input shape the model accepts"
+            ) from None
+        default_names = _output_names(output)
+        if output_names is not None and default_names is not None and len(output_names) != len(default_names):
+            raise ExportError(f"output_names has {len(output_names)} name(s) but {type(model).__name__} "
+                              f"returns {len(default_names)} tensor(s); give one name per output")
+        names = list(output_names) if output_names is not None else default_names
+        program = _capture(model, example_input, names, opset, dynamic_batch, dynamic_hw, verbose)
+    dims = ([0] if dynamic_batch else []) + ([2, 3] if dynamic_hw else [])
+    ranges = verify.dynamic_ranges(program, dims)
+    try:
+        verify.check_ranges(ranges, list(example_input.shape))
+    except verify.ShapeCheckError as err:
+        raise ExportError(str(err)) from None
+    return program.model_proto, ranges
+
+
+def _check_other_sizes(model: nn.Module, path: Path, shapes: list[tuple], precision: str, mode: str) -> list[dict]:
+    """:func:`exporter.onnx.verify.check_other_sizes` on ONNX Runtime CPU (plugin nodes through the
+    plugin's reference op); a file that fails is removed, since nothing may use it."""
+    import onnxruntime
+
+    if mode == "plugin":
+        from plugins.ort_reference import inference_session
+
+        session = inference_session(str(path))
+    else:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        return verify.check_other_sizes(path, model, shapes, precision, session)
+    except verify.ShapeCheckError as err:
+        for written in (path, path.with_name(path.name + ".data")):
+            written.unlink(missing_ok=True)
+        raise ExportError(f"{err} (the file was removed)") from None
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    """``model`` in eval mode inside the block, back in the mode it came in after it."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            try:
-                output = model(example_input)
-            except Exception as err:  # noqa: BLE001 - any failure of the user's forward
-                raise ExportError(
-                    f"{type(model).__name__} fails on the example input of shape "
-                    f"{list(example_input.shape)} ({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
-                    "give an input shape the model accepts"
-                ) from None
-            default_names = _output_names(output)
-            if output_names is not None and default_names is not None and len(output_names) != len(default_names):
-                raise ExportError(f"output_names has {len(output_names)} name(s) but {type(model).__name__} "
-                                  f"returns {len(default_names)} tensor(s); give one name per output")
-            names = list(output_names) if output_names is not None else default_names
-            return _capture(model, example_input, names, opset, dynamic_batch, dynamic_hw, verbose)
+        yield model
     finally:
         model.train(was_training)
 

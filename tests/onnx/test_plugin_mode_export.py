@@ -12,7 +12,6 @@ import pytest
 import torch
 from onnx import helper
 
-from exporter import RFConv2d
 from exporter.cli import main
 from exporter.model.registry import build_model
 from exporter.model.scale import rectify_scale
@@ -63,10 +62,32 @@ def test_small_net_plugin_export_fp16(tmp_path):
     assert rel_err(out, torch_out(model, x)) <= 1e-2
 
 
-def test_plugin_mode_refuses_dynamic_hw(tmp_path):
-    with pytest.raises(ValueError, match="export with static H/W for plugin mode"):
-        export_onnx(RFConv2d(3, 4, 3, padding=1), torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", mode="plugin",
-                    dynamic_hw=True)
+def test_plugin_mode_with_dynamic_hw_is_right_at_every_size(tmp_path):
+    """Plugin mode used to refuse --dynamic-hw (issue 16): each in-graph factor is now replaced by the
+    plugin, which computes it from the conv input's runtime shape; modes read at the example size."""
+    model = small_rf_net(1)
+    report = export_onnx(model, torch.randn(1, 3, 24, 24), tmp_path / "m.onnx", mode="plugin", dynamic_hw=True)
+    graph = onnx.load(str(report.path)).graph
+    assert [n.op_type for n in graph.node].count(PLUGIN_NAME) == report.rectified_convs > 0
+    assert not {"Reciprocal", "Shape"} & {n.op_type for n in graph.node}  # the in-graph factors are gone
+    session = inference_session(report.path)
+    for hw in ((24, 24), (17, 29), (40, 33)):
+        x = torch.randn(2, 3, *hw)
+        (values,) = session.run(None, {"input": x.numpy()})
+        assert rel_err(values, torch_out(model, x)) <= 1e-5, hw
+
+
+@pytest.mark.slow
+def test_dynamic_hw_plugin_mode_rf_resnet50_at_three_sizes(tmp_path):
+    """Issue 16's acceptance: RF-ResNet-50, --mode plugin --dynamic-hw, agrees with PyTorch at 160x160,
+    224x224 and 193x257 on ONNX Runtime CPU through the plugin's reference op."""
+    model = build_model("resnet50")
+    report = export_onnx(model, torch.randn(1, 3, 224, 224), tmp_path / "rf50.onnx", mode="plugin", dynamic_hw=True)
+    session = inference_session(report.path)
+    for hw in ((160, 160), (224, 224), (193, 257)):
+        x = torch.randn(1, 3, *hw)
+        (values,) = session.run(None, {"input": x.numpy()})
+        assert rel_err(values, torch_out(model, x)) <= 1e-4, hw
 
 
 def test_cli_mode_plugin(tmp_path, capsys):

@@ -2,8 +2,9 @@
 
 :func:`.pipeline.run_passes` is the one place that orders them. Static spatial size:
 
-1. :mod:`.castlike` — ``CastLike`` nodes with a known target type become ``Cast``, so the
-   constant folder can evaluate them.
+1. :mod:`.constant_values` — ``Constant(value_floats=...)`` and kin become typed tensors, so they
+   fold to float32 / int64 (not float64); :mod:`.castlike` — ``CastLike`` nodes with a known
+   target type become ``Cast``, so the constant folder can evaluate them.
 2. :mod:`.fold` — onnx-graphsurgeon ``fold_constants`` / ``cleanup`` / ``toposort``: the
    rectification factor, computed in the graph from the traced input size, becomes a constant
    (and :func:`.fold.check_scales_folded` proves that every one did).

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import onnx_graphsurgeon as gs
 
 from exporter.onnx.passes import plugin_mode
 from exporter.onnx.passes.castlike import resolve_castlike
 from exporter.onnx.passes.compact_scales import compact_scales as compact_scale_constants
+from exporter.onnx.passes.constant_values import type_constant_values
 from exporter.onnx.passes.dedupe import dedupe_scales
 from exporter.onnx.passes.fold import check_scales_folded, fold_constants
 from exporter.onnx.passes.fold_bn import fold_batchnorm
@@ -26,14 +27,18 @@ def run_passes(
     compact_scales: bool,
     precision: str,
     keep_io_types: bool,
+    example_shape: Sequence[int] | None = None,
     step: Callable[[str], None] = lambda message: None,
 ) -> list[RectifiedConv]:
     """Run every pass the settings ask for on ``graph`` (in place), in the order above.
 
+    ``example_shape`` (N, C, H, W) is the input the graph was traced with: plugin mode reads a
+    dynamic-H/W export's factors at that size.
     Returns the rectified convs found after folding, before plugin mode replaces them (the
     export's count of rectified layers). ``step`` receives a line for each long step.
     """
     step("folding constants (rectification factors) with onnx-graphsurgeon")
+    type_constant_values(graph)
     resolve_castlike(graph)
     fold_constants(graph)
     if not dynamic_hw:
@@ -46,7 +51,7 @@ def run_passes(
         fold_batchnorm(graph)
     if mode == "plugin":
         step("rewriting rectified convs as TensorRT plugin nodes")
-        plugin_mode.apply(graph)
+        plugin_mode.apply(graph, example_shape)
     if compact_scales:
         compact_scale_constants(graph)
     if precision == "fp16":

@@ -7,6 +7,11 @@ domain ``rfconv`` (see :mod:`plugins.spec`). The graph does not say how the fact
 :func:`exporter.model.scale.rectify_scale` for the conv's geometry and input size; a constant that
 matches none is refused. The plugin computes the factor from the conv input's runtime shape, so
 the rewritten graph no longer holds any scale constant.
+
+A dynamic-H/W export computes each factor in the graph. Given the export's example input shape,
+the factors are then evaluated at that size (:func:`static_twin_factors`, one ONNX Runtime run of a
+copy of the graph) and identify each conv's mode as above. The rewrite drops the in-graph
+computation; the plugin works at any size.
 """
 
 from __future__ import annotations
@@ -55,13 +60,14 @@ def _input_hw(conv: gs.Node) -> tuple[int, int]:
     return int(shape[2]), int(shape[3])
 
 
-def infer_spec(conv: gs.Node, scale: np.ndarray) -> RectifySpec:
+def infer_spec(conv: gs.Node, scale: np.ndarray, in_hw: tuple[int, int] | None = None) -> RectifySpec:
     """The :class:`RectifySpec` (activation ``"none"``) whose factor equals ``scale`` for this conv.
 
-    ``scale`` holds ``Ho * Wo`` values broadcasting as ``[1, 1, Ho, Wo]``. Raises ValueError when no
+    ``scale`` holds ``Ho * Wo`` values broadcasting as ``[1, 1, Ho, Wo]``, for a conv input of
+    ``in_hw`` pixels (default: the conv input's static shape). Raises ValueError when no
     (average_mode, count_mode) reproduces it.
     """
-    geometry, in_hw = _conv_geometry(conv), _input_hw(conv)
+    geometry, in_hw = _conv_geometry(conv), in_hw or _input_hw(conv)
     values = np.asarray(scale, dtype=np.float64)
     tried = []
     for average_mode, count_mode in CANDIDATE_MODES:
@@ -102,8 +108,37 @@ def _is_channel_bias(tensor: gs.Tensor, channels: int) -> bool:
     return shape == (1, channels, 1, 1)
 
 
-def _rewrite(graph: gs.Graph, conv: gs.Node, mul: gs.Node, scale: gs.Constant) -> gs.Node:
-    spec = infer_spec(conv, scale.values)
+def static_twin_factors(graph: gs.Graph, input_shape) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
+    """For each rectified conv of ``graph`` whose factor is computed in the graph (by Conv name): the
+    factor ``[.., Ho, Wo]`` and the conv input's ``(H, W)`` in pixels when the graph input has
+    ``input_shape`` (N, C, H, W).
+
+    A copy of the graph outputs those tensors and runs once on ONNX Runtime (CPU) on zeros: the
+    factor depends on the input's shape only. (onnx-graphsurgeon's shape folding cannot be used
+    here: it ignores ``Shape``'s ``start``/``end``, which the exporter's size reads carry.)
+    """
+    import onnxruntime
+
+    twin = graph.copy()
+    matches = [m for m in find_rectified_convs(twin) if not isinstance(m.scale, gs.Constant)]
+    outputs = []
+    for match in matches:
+        in_shape = gs.Variable(f"{match.conv.name}/input_shape", np.int64)
+        twin.nodes.append(gs.Node("Shape", inputs=[match.conv.inputs[0]], outputs=[in_shape]))
+        match.scale.dtype = match.scale.dtype or np.float32
+        outputs += [match.scale, in_shape]
+    twin.outputs = outputs
+    model = gs.export_onnx(twin.cleanup())
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    source = twin.inputs[0]
+    values = session.run(None, {source.name: np.zeros(input_shape, dtype=source.dtype or np.float32)})
+    return {m.conv.name: (values[2 * i], (int(values[2 * i + 1][2]), int(values[2 * i + 1][3])))
+            for i, m in enumerate(matches)}
+
+
+def _rewrite(graph: gs.Graph, conv: gs.Node, mul: gs.Node, scale: np.ndarray,
+             in_hw: tuple[int, int] | None = None) -> gs.Node:
+    spec = infer_spec(conv, scale, in_hw)
     channels = conv.inputs[1].shape[0]
     fused, out, bias, activation = [mul], mul.outputs[0], None, "none"
     add = _sole_consumer(graph, out)
@@ -129,17 +164,27 @@ def _rewrite(graph: gs.Graph, conv: gs.Node, mul: gs.Node, scale: gs.Constant) -
     return plugin
 
 
-def apply(graph: gs.Graph) -> gs.Graph:
+def apply(graph: gs.Graph, example_shape=None) -> gs.Graph:
     """Rewrite every rectified conv of ``graph`` (in place) into a plugin node; returns ``graph``.
 
-    Raises ValueError when a rectified conv's factor is computed in the graph (a dynamic H/W
-    export) rather than stored as a constant.
+    Factors computed in the graph (a dynamic-H/W export) are read at ``example_shape`` (the
+    export's example input, N, C, H, W) from :func:`static_twin_factors`. Raises ValueError when
+    such a factor is met without ``example_shape``, or when a factor matches no rectification.
     """
-    for match in find_rectified_convs(graph):
-        if not isinstance(match.scale, gs.Constant):
+    matches = find_rectified_convs(graph)
+    twin = None
+    for match in matches:
+        if isinstance(match.scale, gs.Constant):
+            _rewrite(graph, match.conv, match.mul, match.scale.values)
+            continue
+        if example_shape is None:
             raise ValueError(
                 f"plugin mode: the factor after Conv {match.conv.name!r} is computed in the graph (a dynamic "
-                "H/W export); export with static H/W for plugin mode (the plugin itself then works at any size)"
+                "H/W export); give the example input shape (example_shape) to read it, or export with static H/W"
             )
-        _rewrite(graph, match.conv, match.mul, match.scale)
+        twin = static_twin_factors(graph, example_shape) if twin is None else twin
+        if match.conv.name not in twin:
+            raise ValueError(f"plugin mode: the factor after Conv {match.conv.name!r} does not fold to a constant "
+                             f"at the example input {list(example_shape)}")
+        _rewrite(graph, match.conv, match.mul, *twin[match.conv.name])
     return graph.cleanup().toposort()

@@ -1,0 +1,124 @@
+"""Export bugs a sweep over third-party model zoos found (issue 16), each from its failing case.
+
+Each of these used to export "successfully" and be wrong or fail later, or to fail with a message
+that lost its cause; now each is exported right or refused with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from exporter import RFConv2d, export_onnx, rectify_model
+from exporter.onnx.export import ExportError, _first_line
+from exporter.onnx.verify import verification_shapes
+
+
+def _ort_error(path, model, x) -> float:
+    got = onnxruntime.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = model.eval()(x).numpy()
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def test_dynamic_hw_from_a_small_example_is_refused_with_the_kept_range(tmp_path):
+    """ResNet-18 from a 32x32 example: torch.export kept H, W only in [17, 32] (its last feature map
+    is 1x1); the file had relative error 76 at 224 with no warning."""
+    model = rectify_model(torchvision.models.resnet18())
+    path = tmp_path / "r18.onnx"
+    with pytest.raises(ExportError, match=r"height only in \[17, 32\].*larger example input"):
+        export_onnx(model, torch.randn(1, 3, 32, 32), path, dynamic_hw=True)
+    assert not path.exists()
+
+
+def test_three_convs_from_a_3x3_example_are_refused():
+    """A 3-conv model exported at 3x3 gave relative error 3.0 at 5x7."""
+    model = nn.Sequential(RFConv2d(3, 4, 3, padding=1), RFConv2d(4, 4, 3, stride=2, padding=1),
+                          RFConv2d(4, 4, 3, stride=2, padding=1))
+    with pytest.raises(ExportError, match="would be wrong at other sizes"):
+        export_onnx(model, torch.randn(1, 3, 3, 3), "unused.onnx", dynamic_hw=True)
+
+
+def test_fixed_adaptive_pool_with_dynamic_hw_is_refused_and_removed(tmp_path):
+    """AlexNet-style AdaptiveAvgPool2d((6, 6)) became a fixed pool; the file 'succeeded' and was wrong
+    (or failed) at any other size."""
+    model = nn.Sequential(RFConv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d((2, 2)), nn.Flatten(), nn.Linear(16, 5))
+    path = tmp_path / "pool.onnx"
+    with pytest.raises(ExportError, match=r"wrong at input \[2, 3, 9, 9\].*the file was removed"):
+        export_onnx(model, torch.randn(1, 3, 8, 8), path, dynamic_hw=True)
+    assert not path.exists()
+
+
+def test_dynamic_exports_report_the_sizes_they_were_checked_at(tmp_path):
+    model = nn.Sequential(RFConv2d(3, 4, 3, padding=1), nn.ReLU(), RFConv2d(4, 4, 3, stride=2, padding=1))
+    report = export_onnx(model, torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", dynamic_hw=True)
+    assert [v["shape"] for v in report.verified] == [[2, 3, 17, 17], [2, 3, 33, 35]]
+    assert all(v["rel_err"] <= 1e-5 for v in report.verified)
+    assert report.dynamic_ranges["height"][1] == float("inf") and "checked on ONNX Runtime" in report.summary()
+    static = export_onnx(model, torch.randn(1, 3, 16, 16), tmp_path / "s.onnx", dynamic_batch=False)
+    assert static.verified == [] and static.dynamic_ranges == {}
+
+
+def test_verification_shapes_are_odd_and_larger():
+    assert verification_shapes([1, 3, 224, 224], True, True) == [(2, 3, 225, 225), (2, 3, 449, 451)]
+    assert verification_shapes([2, 3, 193, 171], True, True) == [(1, 3, 195, 173), (1, 3, 387, 345)]
+    assert verification_shapes([1, 3, 224, 224], True, False) == [(2, 3, 224, 224)]
+    assert verification_shapes([1, 3, 224, 224], False, False) == []
+
+
+@pytest.mark.parametrize("settings", [{}, {"dynamic_hw": True}, {"precision": "fp16"}],
+                         ids=["static", "dynamic", "fp16"])
+def test_upsample_by_scale_factor_exports(tmp_path, settings):
+    """Every nn.Upsample(scale_factor=...) failed: graphsurgeon folded Constant(value_floats) to a
+    float64 initializer and Resize failed shape inference ('Expected float Actual double')."""
+    model = nn.Sequential(RFConv2d(3, 4, 3, padding=1), nn.Upsample(scale_factor=2), RFConv2d(4, 4, 3, padding=1))
+    path = tmp_path / "up.onnx"
+    export_onnx(model, torch.randn(1, 3, 8, 8), path, **settings)
+    assert _ort_error(path, model, torch.randn(2, 3, 8, 8)) <= (1e-2 if settings.get("precision") else 1e-5)
+
+
+def test_error_keeps_the_cause_when_the_summary_splits_it():
+    """timm dla34 dynamic: 'ExportError: ... (<class 'NotImplementedError'>:)', the cause on the next line."""
+    err = RuntimeError("Failed to export the model.\n\n## Exception summary\n\n<class 'NotImplementedError'>:\n"
+                       "aten::foo has no symbolic rule for dynamic shapes\n\n(Refer to the full stack trace above "
+                       "for more information.)")
+    assert _first_line(err) == "<class 'NotImplementedError'>: aten::foo has no symbolic rule for dynamic shapes"
+    one_line = RuntimeError("## Exception summary\n\n<class 'ValueError'>: bad size\n")
+    assert _first_line(one_line) == "<class 'ValueError'>: bad size"
+
+
+class _Conv2dSame(nn.Conv2d):
+    """timm's Conv2dSame: 'same' padding computed in forward (its padding attribute is 0)."""
+
+    def forward(self, x):
+        return super().forward(nn.functional.pad(x, (1, 1, 1, 1)))
+
+
+class _NamedConv(nn.Conv2d):
+    """A subclass that computes exactly what nn.Conv2d does."""
+
+
+def test_rectify_model_converts_conv2d_subclasses_or_names_those_it_cannot():
+    """rectify_model matched type(m) is nn.Conv2d: 17 convs of nf_resnet50 stayed plain, silently."""
+    model = nn.Sequential(_NamedConv(3, 4, 3, padding=1), _Conv2dSame(4, 4, 3), nn.Conv2d(4, 4, 1))
+    with pytest.warns(UserWarning, match=r"left 1 conv\(s\) unrectified.*_Conv2dSame"):
+        rectify_model(model)
+    assert type(model[0]) is RFConv2d and model[0].rectify
+    assert type(model[1]) is _Conv2dSame and type(model[2]) is nn.Conv2d  # 1x1 stays plain, as before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rectify_model(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)))  # nothing left: no warning
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_float64_models_are_refused_not_mislabelled(precision):
+    """--precision fp16 on a float64 model reported fp16 and wrote float64."""
+    model = nn.Sequential(RFConv2d(3, 4, 3, padding=1)).double()
+    with pytest.raises(ExportError, match=r"float32 model.*float64.*model.float\(\)"):
+        export_onnx(model, torch.randn(1, 3, 8, 8, dtype=torch.float64), "unused.onnx", precision=precision)
