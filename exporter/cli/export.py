@@ -25,8 +25,9 @@ def register(sub) -> argparse.ArgumentParser:
                    help="example input shape (default {})".format(",".join(map(str, DEFAULT_INPUT_SHAPE))))
     p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
                    help="keep the batch dimension symbolic (default on)")
-    p.add_argument("--dynamic-hw", action="store_true",
-                   help="keep height and width symbolic; the scale is computed in the graph")
+    p.add_argument("--dynamic-hw", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep height and width symbolic; the scale is computed in the graph "
+                        "(default: on for dense-prediction registry models, off otherwise)")
     p.add_argument("--opset", type=int, help=f"ONNX opset ({MIN_OPSET} or newer; default: the exporter's)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp16: fp16 weights and activations, fp32 inputs/outputs")
@@ -41,15 +42,19 @@ def register(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from exporter.model.registry import REGISTRY
     from exporter.onnx.export import export_onnx
 
     model = load_model(args)
+    dynamic_hw = args.dynamic_hw
+    if dynamic_hw is None:
+        dynamic_hw = args.model in REGISTRY and REGISTRY[args.model].dense
     example = torch.randn(args.input_shape, generator=torch.Generator().manual_seed(0))
     large = sum(p.numel() for p in model.parameters()) >= LARGE_MODEL_PARAMS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notices are part of the printed summary
         report = export_onnx(
-            model, example, args.path, dynamic_batch=args.dynamic_batch, dynamic_hw=args.dynamic_hw,
+            model, example, args.path, dynamic_batch=args.dynamic_batch, dynamic_hw=dynamic_hw,
             opset=args.opset, precision=args.precision, mode=args.mode, compact_scales=args.compact_scales,
             progress=large or args.verbose, verbose=args.verbose,
         )

@@ -27,6 +27,8 @@ class ModelSpec:
     name: str
     description: str
     build: Callable[[bool, bool], nn.Module]
+    dense: bool = False
+    """Dense prediction (``{"out": [N, classes, H, W]}``): exported with dynamic H/W by default."""
 
 
 def _torchvision(arch: str) -> Callable[[bool, bool], nn.Module]:
@@ -34,6 +36,18 @@ def _torchvision(arch: str) -> Callable[[bool, bool], nn.Module]:
         import torchvision
 
         model = getattr(torchvision.models, arch)(weights=None)
+        return rectify_model(model, average_mode=average_mode) if rectify else model
+
+    return build
+
+
+def _segmentation(arch: str) -> Callable[[bool, bool], nn.Module]:
+    """A torchvision segmentation model (no auxiliary head, no pretrained backbone), rectified."""
+
+    def build(rectify: bool, average_mode: bool) -> nn.Module:
+        from torchvision.models import segmentation
+
+        model = getattr(segmentation, arch)(weights=None, weights_backbone=None, aux_loss=False)
         return rectify_model(model, average_mode=average_mode) if rectify else model
 
     return build
@@ -67,6 +81,10 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("resnext50_32x4d", "RF-ResNeXt-50 32x4d (torchvision)", _torchvision("resnext50_32x4d")),
         ModelSpec("regnet_x_4gf", "RF-RegNetX-4.0GF (torchvision RegNet, pycls widths)", _regnet_x_4gf),
         ModelSpec("resnest50", "RF-ResNeSt-50 (resnest package, rectified_conv=True)", _resnest50),
+        ModelSpec("fcn_resnet50", "RF-FCN-ResNet-50 segmentation, 21 classes (torchvision)",
+                  _segmentation("fcn_resnet50"), dense=True),
+        ModelSpec("deeplabv3_resnet50", "RF-DeepLabV3-ResNet-50 segmentation, 21 classes (torchvision)",
+                  _segmentation("deeplabv3_resnet50"), dense=True),
     )
 }
 DEFAULT_MODEL = "resnet50"

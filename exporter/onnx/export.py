@@ -141,11 +141,14 @@ def _first_line(err: BaseException) -> str:
 
 
 def _output_names(output) -> list[str] | None:
-    """``output`` for one tensor, ``output_<i>`` for a tuple/list of tensors, else the exporter's names."""
+    """``output`` for one tensor, ``output_<i>`` for a tuple/list of tensors, the keys of a dict of
+    tensors (segmentation models return ``{"out": ...}``), else the exporter's names."""
     if isinstance(output, torch.Tensor):
         return ["output"]
     if isinstance(output, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in output):
         return [f"output_{i}" for i in range(len(output))]
+    if isinstance(output, dict) and all(isinstance(o, torch.Tensor) for o in output.values()):
+        return [str(key) for key in output]
     return None
 
 
@@ -166,10 +169,15 @@ def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset,
             )
     except Exception as err:  # noqa: BLE001 - the exporter raises many types; all end here
         stage = "capture it with torch.export" if "torch.export" in str(err) else "translate it to ONNX"
+        data_dependent = "data-dependent" in str(err).lower() or "DataDependent" in str(err)
         raise ExportError(
             f"cannot export {type(model).__name__}: the exporter failed to {stage} "
             f"({_first_line(err)}). Make forward() traceable by torch.export: tensor-only inputs "
             "and outputs, no Python branches on tensor values, no calls into non-PyTorch code; "
+            + ("a model whose output size depends on the data (detection post-processing: SSDlite, Faster "
+               "R-CNN, RetinaNet) cannot be captured whole: export its backbone (model.backbone, see "
+               "deploy_examples/export_detection_backbone.py) and run the rest in PyTorch; "
+               if data_dependent else "")
             + ("if the failure is about a dynamic dimension, export with fewer dynamic dimensions "
                "(dynamic_batch=False, dynamic_hw=False) or a larger example input. "
                if dynamic_hw or dynamic_batch else "")
@@ -281,15 +289,17 @@ def export_onnx(
         step(f"capturing {type(model).__name__} with torch.export (dynamo exporter)")
         proto, ranges = _trace(model, example_input, opset, dynamic_batch, dynamic_hw, output_names, verbose)
         graph = gs.import_onnx(proto)
-        rectified = run_passes(graph, dynamic_hw=dynamic_hw, fold_bn=fold_bn, mode=mode,
-                               compact_scales=compact_scales, precision=precision, keep_io_types=keep_io_types,
-                               example_shape=list(example_input.shape), step=step)
+        with warnings.catch_warnings(record=True) as pass_warnings:  # they become the report's notices
+            warnings.simplefilter("always", UserWarning)
+            rectified = run_passes(graph, dynamic_hw=dynamic_hw, fold_bn=fold_bn, mode=mode,
+                                   compact_scales=compact_scales, precision=precision,
+                                   keep_io_types=keep_io_types, example_shape=list(example_input.shape), step=step)
         _rename_dims(graph, _dim_names(graph))
         step("tidying (onnxscript optimizer), shape inference, writing and checking")
         out = _write(graph, path, keep_small_constants=compact_scales)
-        shapes = verify.verification_shapes(list(example_input.shape), dynamic_batch, dynamic_hw)
+        shapes = verify.verification_shapes(list(example_input.shape), dynamic_batch, dynamic_hw, ranges)
         step(f"checking the file on ONNX Runtime at {', '.join('x'.join(map(str, s)) for s in shapes)}")
-        verified = _check_other_sizes(model, path, shapes, precision, mode) if shapes else []
+        verified = _check_other_sizes(model, path, shapes, precision, mode, ranges) if shapes else []
 
     nodes = Counter(node.op_type for node in out.graph.node)
     scales = set() if dynamic_hw else {m.scale.name for m in find_rectified_convs(graph)}
@@ -309,6 +319,12 @@ def export_onnx(
         dynamic_ranges=ranges,
         verified=verified,
     )
+    report.notices += [str(w.message) for w in pass_warnings if issubclass(w.category, UserWarning)]
+    if verify.bounded(ranges):
+        report.notices.append(
+            f"torch.export kept {verify.describe_bounds(ranges)}, but the file agrees with PyTorch beyond that "
+            f"(at {', '.join('x'.join(map(str, v['shape'])) for v in verified)}): the bound is torch's, not the file's"
+        )
     if not rectified:
         report.notices.append(
             f"{type(model).__name__} has no rectified convolution: exported as a plain network "
@@ -329,7 +345,7 @@ def _trace(model: nn.Module, example_input: torch.Tensor, opset, dynamic_batch: 
            output_names: Sequence[str] | None, verbose: bool) -> tuple[onnx.ModelProto, dict]:
     """Run the model (in eval mode) once on ``example_input``, with a clear error if it fails there,
     and capture it; returns the ONNX model and the ranges torch.export kept for the dynamic dims
-    (refused when narrower than asked, see :mod:`exporter.onnx.verify`)."""
+    (refused when one is fixed to a single size, see :mod:`exporter.onnx.verify`)."""
     with torch.no_grad():
         try:
             output = model(example_input)
@@ -354,7 +370,8 @@ def _trace(model: nn.Module, example_input: torch.Tensor, opset, dynamic_batch: 
     return program.model_proto, ranges
 
 
-def _check_other_sizes(model: nn.Module, path: Path, shapes: list[tuple], precision: str, mode: str) -> list[dict]:
+def _check_other_sizes(model: nn.Module, path: Path, shapes: list[tuple], precision: str, mode: str,
+                       ranges: dict) -> list[dict]:
     """:func:`exporter.onnx.verify.check_other_sizes` on ONNX Runtime CPU (plugin nodes through the
     plugin's reference op); a file that fails is removed, since nothing may use it."""
     import onnxruntime
@@ -366,7 +383,7 @@ def _check_other_sizes(model: nn.Module, path: Path, shapes: list[tuple], precis
     else:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     try:
-        return verify.check_other_sizes(path, model, shapes, precision, session)
+        return verify.check_other_sizes(path, model, shapes, precision, session, ranges)
     except verify.ShapeCheckError as err:
         for written in (path, path.with_name(path.name + ".data")):
             written.unlink(missing_ok=True)

@@ -37,12 +37,15 @@ def test_dynamic_hw_from_a_small_example_is_refused_with_the_kept_range(tmp_path
     assert not path.exists()
 
 
-def test_three_convs_from_a_3x3_example_are_refused():
-    """A 3-conv model exported at 3x3 gave relative error 3.0 at 5x7."""
+def test_three_convs_from_a_3x3_example_are_refused(tmp_path):
+    """A 3-conv model exported at 3x3: its last map is 1x1, so the file declared the output
+    [N, 4, 1, 1] while it is [N, 4, 2, 2] at 5x5 (and torch.export kept H, W only in [3, 4])."""
     model = nn.Sequential(RFConv2d(3, 4, 3, padding=1), RFConv2d(4, 4, 3, stride=2, padding=1),
                           RFConv2d(4, 4, 3, stride=2, padding=1))
-    with pytest.raises(ExportError, match="would be wrong at other sizes"):
-        export_onnx(model, torch.randn(1, 3, 3, 3), "unused.onnx", dynamic_hw=True)
+    with pytest.raises(ExportError, match=r"declares output 'output' as \['batch', 4, 1, 1\].*only in \[3, 4\]"):
+        export_onnx(model, torch.randn(1, 3, 3, 3), tmp_path / "m.onnx", dynamic_hw=True)
+    report = export_onnx(model, torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", dynamic_hw=True)
+    assert all(isinstance(d, str) for d in report.output_shapes[0][2:])  # from 16x16 the output stays symbolic
 
 
 def test_fixed_adaptive_pool_with_dynamic_hw_is_refused_and_removed(tmp_path):
@@ -70,6 +73,10 @@ def test_verification_shapes_are_odd_and_larger():
     assert verification_shapes([2, 3, 193, 171], True, True) == [(1, 3, 195, 173), (1, 3, 387, 345)]
     assert verification_shapes([1, 3, 224, 224], True, False) == [(2, 3, 224, 224)]
     assert verification_shapes([1, 3, 224, 224], False, False) == []
+    inf = float("inf")
+    beyond = {"batch": (0, 2), "height": (17, 32), "width": (17, 40)}  # checked past torch.export's bounds
+    assert verification_shapes([1, 3, 32, 32], True, True, beyond) == [(3, 3, 33, 41), (3, 3, 65, 67)]
+    assert verification_shapes([1, 3, 32, 32], True, False, {"batch": (0, inf)}) == [(2, 3, 32, 32)]
 
 
 @pytest.mark.parametrize("settings", [{}, {"dynamic_hw": True}, {"precision": "fp16"}],
@@ -122,3 +129,101 @@ def test_float64_models_are_refused_not_mislabelled(precision):
     model = nn.Sequential(RFConv2d(3, 4, 3, padding=1)).double()
     with pytest.raises(ExportError, match=r"float32 model.*float64.*model.float\(\)"):
         export_onnx(model, torch.randn(1, 3, 8, 8, dtype=torch.float64), "unused.onnx", precision=precision)
+
+
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
+def test_plugin_mode_with_a_padding_mode(tmp_path, padding_mode):
+    """padding_mode reflect/replicate/circular exports a separate Pad; the plugin pass saw padding 0
+    and raised a bare, misleading ValueError. The plugin now reads the Pad's input and amounts."""
+    from plugins.ort_reference import inference_session
+
+    model = nn.Sequential(RFConv2d(3, 4, 3, padding=1, padding_mode=padding_mode), nn.ReLU(),
+                          RFConv2d(4, 4, 3, stride=2, padding=2, dilation=2, padding_mode=padding_mode))
+    report = export_onnx(model, torch.randn(1, 3, 12, 12), tmp_path / "m.onnx", mode="plugin")
+    assert report.nodes_by_type.get("RFConvRectify") == 2 and "Mul" not in report.nodes_by_type
+    if padding_mode == "circular":  # torch.export bounds the batch to [0, 2]; the file is right at 3
+        assert [v["shape"][0] for v in report.verified] == [3]
+        assert any("the bound is torch's, not the file's" in n for n in report.notices)
+    x = torch.randn(2, 3, 12, 12)
+    (got,) = inference_session(report.path).run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        want = model.eval()(x).numpy()
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+class _Masked(nn.Module):
+    """A plain conv times a learned [1, 1, H, W] mask: no rectification."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.mask = nn.Conv2d(3, 4, 3, padding=1), nn.Parameter(torch.rand(1, 1, 8, 8) + 0.5)
+        self.rf = RFConv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.rf(self.conv(x) * self.mask)
+
+
+def test_plugin_mode_keeps_a_learned_mask_and_says_so(tmp_path):
+    """The mask was taken for a rectified conv and plugin mode refused the model."""
+    model = _Masked()
+    report = export_onnx(model, torch.randn(1, 3, 8, 8), tmp_path / "m.onnx", mode="plugin")
+    assert report.nodes_by_type.get("RFConvRectify") == 1 and report.nodes_by_type.get("Mul") == 1
+    assert any("matches no rectification factor" in n for n in report.notices)
+    assert _ort_error_plugin(report.path, model) <= 1e-5
+
+
+def _ort_error_plugin(path, model) -> float:
+    from plugins.ort_reference import inference_session
+
+    x = torch.randn(2, 3, 8, 8)
+    (got,) = inference_session(path).run(None, {"input": x.numpy()})
+    with torch.no_grad():
+        want = model.eval()(x).numpy()
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+class _Dense(nn.Module):
+    """A dense-prediction head like torchvision's segmentation models: ``{"out": [N, classes, H, W]}``."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(RFConv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), RFConv2d(8, 5, 3, padding=1))
+
+    def forward(self, x):
+        return {"out": nn.functional.interpolate(self.body(x), size=x.shape[-2:], mode="bilinear")}
+
+
+def test_dict_outputs_are_named_by_their_keys_and_checked(tmp_path):
+    report = export_onnx(_Dense(), torch.randn(1, 3, 16, 16), tmp_path / "dense.onnx", dynamic_hw=True)
+    assert report.output_shapes == [["batch", 5, "height", "width"]]
+    session = onnxruntime.InferenceSession(str(report.path))
+    assert [o.name for o in session.get_outputs()] == ["out"]
+    assert len(report.verified) == 2 and all(v["rel_err"] <= 1e-5 for v in report.verified)
+
+
+class _DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = RFConv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y[:, :2] if y.sum() > 0 else y[:, 2:]  # a branch on values, like a detector's post-processing
+
+
+def test_data_dependent_models_are_pointed_to_their_backbone():
+    """Detection models fail inside torch.export; the message now says what to export instead."""
+    with pytest.raises(ExportError, match=r"export its backbone \(model.backbone"):
+        export_onnx(_DataDependent(), torch.randn(1, 3, 8, 8), "unused.onnx")
+
+
+@pytest.mark.slow
+def test_detection_backbone_example_runs(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "deploy_examples" / "export_detection_backbone.py"
+    spec = importlib.util.spec_from_file_location("export_detection_backbone", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["--out", str(tmp_path)]) == 0

@@ -95,10 +95,13 @@ def _graph_with_scale(scale: np.ndarray, in_shape=(1, 2, 6, 6), pads=(1, 1, 1, 1
     return gs.Graph(nodes=[conv, mul], inputs=[x], outputs=[z], opset=18)
 
 
-def test_refuses_a_scale_that_matches_no_factor():
+def test_keeps_a_mul_whose_constant_matches_no_factor():
+    """A spatial constant that is no rectification factor (a learned mask) is no rectified conv: it
+    used to make plugin mode refuse the whole model (issue 16); now it is kept, and named."""
     scale = rectify_scale_np((6, 6)) * 1.01
-    with pytest.raises(ValueError, match=r"scale after Conv 'conv' .* matches no rectification factor"):
-        plugin_mode.apply(_graph_with_scale(scale.reshape(1, 1, 6, 6)))
+    with pytest.warns(UserWarning, match=r"kept 1 Conv -> Mul\(spatial constant\) as they are \(conv\)"):
+        graph = plugin_mode.apply(_graph_with_scale(scale.reshape(1, 1, 6, 6)))
+    assert [n.op for n in graph.nodes] == ["Conv", "Mul"]
 
 
 def test_refuses_dynamic_height_and_width():

@@ -1,22 +1,26 @@
 """``mode="plugin"``: rectified convs become ``Conv -> RFConvRectify`` TensorRT plugin nodes.
 
 Each ``Conv -> Mul(scale [1, 1, Ho, Wo] constant)``, with a following per-channel ``Add(c)`` and a
-``Relu`` fused in where present, becomes ``Conv -> RFConvRectify(conv_out, conv_in[, c])`` in
-domain ``rfconv`` (see :mod:`plugins.spec`). The graph does not say how the factor was counted, so
+``Relu`` fused in where present, becomes ``Conv -> RFConvRectify(conv_out, conv_in[, c])`` in domain
+``rfconv`` (see :mod:`plugins.spec`). The graph does not say how the factor was counted, so
 ``average_mode`` and ``count_mode`` are inferred by matching the scale constant against
 :func:`exporter.model.scale.rectify_scale` for the conv's geometry and input size; a constant that
-matches none is refused. The plugin computes the factor from the conv input's runtime shape, so
-the rewritten graph no longer holds any scale constant.
+matches none is no rectification factor (a learned spatial mask, say): that ``Conv -> Mul`` is kept
+as it is, and a warning names it. A conv behind a separate ``Pad`` (``padding_mode`` reflect,
+replicate or circular) is rectified with the Pad's amounts on the Pad's input. The plugin computes
+the factor from the conv input's runtime shape, so the rewritten graph no longer holds any scale
+constant.
 
-A dynamic-H/W export computes each factor in the graph. Given the export's example input shape,
-the factors are then evaluated at that size (:func:`static_twin_factors`, one ONNX Runtime run of a
-copy of the graph) and identify each conv's mode as above. The rewrite drops the in-graph
-computation; the plugin works at any size.
+A dynamic-H/W export computes each factor in the graph. Given the export's example input shape, the
+factors are then evaluated at that size (:func:`static_twin_factors`, one ONNX Runtime run of a copy
+of the graph) and identify each conv's mode as above. The rewrite drops the in-graph computation;
+the plugin works at any size.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import onnx_graphsurgeon as gs
@@ -30,6 +34,10 @@ from plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME, RectifySpec
 CANDIDATE_MODES = ((False, "exact"), (False, "rfconv"), (True, "exact"), (True, "rfconv"))
 # Factors of different modes differ by at least 1/kernel_size relative; rounding by far less.
 MATCH_RTOL = 1e-3
+
+
+class UnmatchedFactor(ValueError):
+    """A ``Conv -> Mul(spatial constant)`` whose constant is no rectification factor of its conv."""
 
 
 def _conv_geometry(conv: gs.Node) -> dict:
@@ -60,14 +68,33 @@ def _input_hw(conv: gs.Node) -> tuple[int, int]:
     return int(shape[2]), int(shape[3])
 
 
-def infer_spec(conv: gs.Node, scale: np.ndarray, in_hw: tuple[int, int] | None = None) -> RectifySpec:
+def _separate_pad(conv: gs.Node) -> tuple[gs.Node, tuple[int, int]] | None:
+    """``(Pad node, (pad_h, pad_w))`` when ``conv`` (itself unpadded) reads a ``Pad`` of H and W only
+    by constant symmetric amounts, as ``padding_mode`` reflect / replicate / circular exports."""
+    source = conv.inputs[0]
+    pad = source.inputs[0] if source.inputs else None
+    if pad is None or pad.op != "Pad" or any(conv.attrs.get("pads", (0, 0, 0, 0))) or len(source.outputs) != 1:
+        return None
+    amounts = pad.inputs[1] if len(pad.inputs) > 1 else None
+    if not isinstance(amounts, gs.Constant) or amounts.values.shape != (8,):
+        return None
+    n0, c0, top, left, n1, c1, bottom, right = (int(v) for v in amounts.values)
+    if (n0, c0, n1, c1) != (0, 0, 0, 0) or (top, left) != (bottom, right) or min(top, left) < 0:
+        return None
+    return pad, (top, left)
+
+
+def infer_spec(conv: gs.Node, scale: np.ndarray, in_hw: tuple[int, int] | None = None,
+               padding: tuple[int, int] | None = None) -> RectifySpec:
     """The :class:`RectifySpec` (activation ``"none"``) whose factor equals ``scale`` for this conv.
 
     ``scale`` holds ``Ho * Wo`` values broadcasting as ``[1, 1, Ho, Wo]``, for a conv input of
-    ``in_hw`` pixels (default: the conv input's static shape). Raises ValueError when no
-    (average_mode, count_mode) reproduces it.
+    ``in_hw`` pixels (default: the conv input's static shape); ``padding`` replaces the conv's own
+    (a separate ``Pad``'s). Raises ValueError when no (average_mode, count_mode) reproduces it.
     """
     geometry, in_hw = _conv_geometry(conv), in_hw or _input_hw(conv)
+    if padding is not None:
+        geometry["padding"] = padding
     values = np.asarray(scale, dtype=np.float64)
     tried = []
     for average_mode, count_mode in CANDIDATE_MODES:
@@ -79,11 +106,11 @@ def infer_spec(conv: gs.Node, scale: np.ndarray, in_hw: tuple[int, int] | None =
         tried.append(f"average_mode={average_mode}/count_mode={count_mode}")
         if values.size == table.size and np.allclose(values.reshape(table.shape), table, rtol=MATCH_RTOL, atol=0):
             return spec
-    raise ValueError(
+    raise UnmatchedFactor(
         f"plugin mode: the scale after Conv {conv.name!r} (kernel {geometry['kernel']}, stride {geometry['stride']}, "
         f"padding {geometry['padding']}, dilation {geometry['dilation']}, input {in_hw[0]}x{in_hw[1]}) matches "
         f"no rectification factor (tried {', '.join(tried) or 'nothing: the geometry cannot be rectified'}); "
-        "is it a rectified conv exported by rfconv-deploy?"
+        "it is kept as a Conv -> Mul"
     )
 
 
@@ -138,7 +165,21 @@ def static_twin_factors(graph: gs.Graph, input_shape) -> dict[str, tuple[np.ndar
 
 def _rewrite(graph: gs.Graph, conv: gs.Node, mul: gs.Node, scale: np.ndarray,
              in_hw: tuple[int, int] | None = None) -> gs.Node:
-    spec = infer_spec(conv, scale, in_hw)
+    """Replace ``conv -> mul(scale) [-> Add(bias)] [-> Relu]`` by ``conv -> RFConvRectify``.
+
+    ``in_hw`` is the conv input's size (default: its static shape). A conv behind a separate ``Pad``
+    (non-zero ``padding_mode``) is rectified as the layer does, on the unpadded input with the
+    Pad's amounts: the plugin then reads the Pad's input.
+    """
+    conv_in = conv.inputs[0]
+    padded = _separate_pad(conv)
+    padding = None
+    if padded is not None:
+        pad, padding = padded
+        conv_in = pad.inputs[0]
+        in_hw = in_hw or _input_hw(conv)
+        in_hw = (in_hw[0] - 2 * padding[0], in_hw[1] - 2 * padding[1])
+    spec = infer_spec(conv, scale, in_hw, padding)
     channels = conv.inputs[1].shape[0]
     fused, out, bias, activation = [mul], mul.outputs[0], None, "none"
     add = _sole_consumer(graph, out)
@@ -158,7 +199,7 @@ def _rewrite(graph: gs.Graph, conv: gs.Node, mul: gs.Node, scale: np.ndarray,
     for node in fused:
         node.outputs.clear()
     plugin = gs.Node(op=PLUGIN_NAME, name=f"{conv.name or conv_out.name}/rectify", domain=PLUGIN_DOMAIN,
-                     attrs=spec.node_attributes(), inputs=[conv_out, conv.inputs[0]] + ([bias] if bias else []),
+                     attrs=spec.node_attributes(), inputs=[conv_out, conv_in] + ([bias] if bias else []),
                      outputs=[out])
     graph.nodes.append(plugin)
     return plugin
@@ -172,10 +213,13 @@ def apply(graph: gs.Graph, example_shape=None) -> gs.Graph:
     such a factor is met without ``example_shape``, or when a factor matches no rectification.
     """
     matches = find_rectified_convs(graph)
-    twin = None
+    twin, kept = None, []
     for match in matches:
         if isinstance(match.scale, gs.Constant):
-            _rewrite(graph, match.conv, match.mul, match.scale.values)
+            try:
+                _rewrite(graph, match.conv, match.mul, match.scale.values)
+            except UnmatchedFactor:
+                kept.append(match.conv.name)
             continue
         if example_shape is None:
             raise ValueError(
@@ -187,4 +231,11 @@ def apply(graph: gs.Graph, example_shape=None) -> gs.Graph:
             raise ValueError(f"plugin mode: the factor after Conv {match.conv.name!r} does not fold to a constant "
                              f"at the example input {list(example_shape)}")
         _rewrite(graph, match.conv, match.mul, *twin[match.conv.name])
+    if kept:
+        warnings.warn(
+            f"plugin mode kept {len(kept)} Conv -> Mul(spatial constant) as they are ({', '.join(kept[:4])}): "
+            "their constant matches no rectification factor (a learned spatial mask, or a factor of another "
+            "rule), so they are not rectified convs; TensorRT runs them as a Mul",
+            UserWarning, stacklevel=2,
+        )
     return graph.cleanup().toposort()
