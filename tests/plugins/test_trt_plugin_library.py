@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.tensorrt_headers import tensorrt_include_dir
+
 SRC = Path(__file__).resolve().parents[2] / "trt_plugin_src"
 CMAKELISTS = SRC / "CMakeLists.txt"
 # One architecture keeps the build to one kernel compile (CI has 2 cores); any one nvcc 12 and 13 support.
@@ -96,18 +98,10 @@ def test_configure_picks_the_default_architectures_this_nvcc_supports(tmp_path):
         assert "sm_100" in targets and "sm_120" in targets, targets
 
 
-def _tensorrt_include_dir() -> Path | None:
-    if os.environ.get("TensorRT_INCLUDE_DIR"):
-        return Path(os.environ["TensorRT_INCLUDE_DIR"])
-    if os.environ.get("TensorRT_ROOT"):
-        return Path(os.environ["TensorRT_ROOT"]) / "include"
-    return None
-
-
 @pytest.fixture(scope="module")
 def plugin_build(tmp_path_factory) -> Path:
     """The plugin library and its registration test, built for TEST_ARCHITECTURE; returns the build dir."""
-    include = _tensorrt_include_dir()
+    include = tensorrt_include_dir()
     if include is None:
         pytest.skip(NO_HEADERS)
     assert (include / "NvInferRuntime.h").is_file(), f"the TensorRT headers given ({include}) lack NvInferRuntime.h"

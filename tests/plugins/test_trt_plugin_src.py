@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from exporter.model.scale import rectify_scale
+from tests.helpers.tensorrt_headers import tensorrt_include_dir
 
 SRC = Path(__file__).resolve().parents[2] / "trt_plugin_src"
 
@@ -107,14 +108,6 @@ def test_factors_match_rectify_scale_bit_for_bit(factor_binary):
     assert valid > 300 and invalid > 30  # both branches exercised
 
 
-def _tensorrt_include_dir() -> Path | None:
-    if os.environ.get("TensorRT_INCLUDE_DIR"):
-        return Path(os.environ["TensorRT_INCLUDE_DIR"])
-    if os.environ.get("TensorRT_ROOT"):
-        return Path(os.environ["TensorRT_ROOT"]) / "include"
-    return None
-
-
 @pytest.fixture(scope="module")
 def cmake_build(tmp_path_factory) -> tuple[Path, str]:
     """Configure and build trt_plugin_src for sm_80 only; returns (build dir, configure output)."""
@@ -124,7 +117,7 @@ def cmake_build(tmp_path_factory) -> tuple[Path, str]:
     build = tmp_path_factory.mktemp("trt_plugin_build")
     configure = ["cmake", "-S", str(SRC), "-B", str(build), "-DCMAKE_CUDA_ARCHITECTURES=80",
                  "-DCMAKE_BUILD_TYPE=Release"]
-    include = _tensorrt_include_dir()
+    include = tensorrt_include_dir()
     if include is not None:
         configure.append(f"-DTensorRT_INCLUDE_DIR={include}")
     configured = subprocess.run(configure, capture_output=True, text=True, timeout=300)
@@ -150,7 +143,7 @@ def test_plugin_library_built_only_with_tensorrt_headers(cmake_build):
     build, configure_output = cmake_build
     plugin = build / "librfconv_trt_plugin.so"
     if "building the TensorRT plugin against headers" not in configure_output:
-        assert _tensorrt_include_dir() is None, configure_output  # headers given but not used
+        assert tensorrt_include_dir() is None, configure_output  # headers given but not used
         assert "SKIPPING the plugin library" in configure_output
         assert not plugin.exists()
         pytest.skip("TensorRT headers not found (set TensorRT_INCLUDE_DIR to TensorRT's include/ to "

@@ -6,6 +6,7 @@
  * libraries, and no GPU. Without a GPU it also checks what a failed kernel launch reports; with one,
  * nothing is enqueued. Exit 0 on success.
  */
+#include "hostTestUtil.h"
 #include "NvInferRuntime.h"
 
 #include <cuda_runtime_api.h>
@@ -24,30 +25,9 @@ extern "C" void setLoggerFinder(ILoggerFinder* finder);
 namespace
 {
 
-int gFailures = 0;
-
-void check(bool condition, char const* what)
-{
-    if (!condition)
-    {
-        ++gFailures;
-        std::printf("FAIL: %s\n", what);
-    }
-}
-
-class CapturingLogger : public ILogger
-{
-public:
-    void log(Severity severity, AsciiChar const* msg) noexcept override
-    {
-        if (severity <= Severity::kERROR)
-        {
-            lastError += msg;
-            lastError += "\n";
-        }
-    }
-    std::string lastError;
-};
+using rfconv_test::CapturingLogger;
+using rfconv_test::check;
+using rfconv_test::gFailures;
 
 class Finder : public ILoggerFinder
 {
@@ -220,14 +200,14 @@ int main()
     check(runtime->onShapeChange(in, 3, out, 1) == 0, "valid shapes accepted");
     check(runtime->onShapeChange(in, 2, out, 1) == 0, "bias is optional");
     in[0] = desc({2, 8, 55, 56});
-    finder.logger.lastError.clear();
+    finder.logger.errors.clear();
     check(runtime->onShapeChange(in, 3, out, 1) != 0, "conv output size that does not match is rejected");
-    check(contains(finder.logger.lastError, "does not match"), "mismatch message");
+    check(contains(finder.logger.errors, "does not match"), "mismatch message");
     in[0] = desc({2, 8, 56, 56});
     in[2] = desc({1, 7, 1, 1});
-    finder.logger.lastError.clear();
+    finder.logger.errors.clear();
     check(runtime->onShapeChange(in, 3, out, 1) != 0, "bias of the wrong size is rejected");
-    check(contains(finder.logger.lastError, "one value per channel"), "bias message");
+    check(contains(finder.logger.errors, "one value per channel"), "bias message");
 
     // has_bias: not an ONNX attribute, so absent above; serialized once configurePlugin knows the inputs,
     // and checked against the inputs of the deserialized layer.
@@ -259,9 +239,9 @@ int main()
     {
         auto* deserializedRuntime
             = static_cast<IPluginV3OneRuntime*>(deserialized->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
-        finder.logger.lastError.clear();
+        finder.logger.errors.clear();
         check(deserializedRuntime->onShapeChange(in, 2, out, 1) != 0, "has_bias=1 plan given no bias is rejected");
-        check(contains(finder.logger.lastError, "serialized with a bias input (has_bias=1) but has 2 inputs"),
+        check(contains(finder.logger.errors, "serialized with a bias input (has_bias=1) but has 2 inputs"),
             "has_bias mismatch message");
         check(deserializedRuntime->onShapeChange(in, 3, out, 1) == 0, "has_bias=1 plan with a bias accepted");
 
@@ -273,14 +253,14 @@ int main()
             float dummy[4]{};
             void const* inputs[3] = {dummy, dummy, dummy};
             void* outputs[1] = {dummy};
-            finder.logger.lastError.clear();
+            finder.logger.errors.clear();
             check(deserializedRuntime->enqueue(in, out, inputs, outputs, nullptr, nullptr) != 0,
                 "enqueue without a GPU fails");
-            check(contains(finder.logger.lastError, "the kernel launch failed with cuda"),
+            check(contains(finder.logger.errors, "the kernel launch failed with cuda"),
                 "launch failure names the CUDA error");
-            check(contains(finder.logger.lastError, "this plugin library holds kernels for sm_"),
+            check(contains(finder.logger.errors, "this plugin library holds kernels for sm_"),
                 "launch failure names the kernels built");
-            std::printf("no GPU: a failed launch reports: %s", finder.logger.lastError.c_str());
+            std::printf("no GPU: a failed launch reports: %s", finder.logger.errors.c_str());
         }
     }
     // A plan serialized before has_bias existed: the plugin learns it from the inputs, as it always did.
@@ -292,9 +272,9 @@ int main()
     std::vector<PluginField> badBias = withBiasFields;
     int32_t const two = 2;
     badBias.back().data = &two;
-    finder.logger.lastError.clear();
+    finder.logger.errors.clear();
     check(create(creator, badBias, TensorRTPhase::kRUNTIME) == nullptr
-            && contains(finder.logger.lastError, "'has_bias' must be one int32, 0 or 1"),
+            && contains(finder.logger.errors, "'has_bias' must be one int32, 0 or 1"),
         "has_bias other than 0 or 1 rejected");
 
     OnnxAttributes tooMuchPadding;
@@ -304,9 +284,9 @@ int main()
         = static_cast<IPluginV3OneRuntime*>(padded->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
     PluginTensorDesc paddedIn[2] = {desc({1, 1, 10, 10}), desc({1, 1, 6, 6})};
     PluginTensorDesc paddedOut[1] = {desc({1, 1, 10, 10})};
-    finder.logger.lastError.clear();
+    finder.logger.errors.clear();
     check(paddedRuntime->onShapeChange(paddedIn, 2, paddedOut, 1) != 0, "padding-only positions rejected");
-    check(contains(finder.logger.lastError, "sees only padding"), "padding message");
+    check(contains(finder.logger.errors, "sees only padding"), "padding message");
 
     // Bad attributes: nullptr and a message naming the attribute.
     struct BadCase
@@ -328,17 +308,17 @@ int main()
     bad[4].attributes.stride = {0, 1};
     for (BadCase const& c : bad)
     {
-        finder.logger.lastError.clear();
+        finder.logger.errors.clear();
         IPluginV3* p = create(creator, c.attributes.fields(), TensorRTPhase::kBUILD);
         check(p == nullptr, c.what);
-        check(contains(finder.logger.lastError, c.message), c.message);
+        check(contains(finder.logger.errors, c.message), c.message);
         delete p;
     }
     std::vector<PluginField> noKernel = OnnxAttributes{}.fields();
     noKernel.erase(noKernel.begin());
-    finder.logger.lastError.clear();
+    finder.logger.errors.clear();
     check(create(creator, noKernel, TensorRTPhase::kBUILD) == nullptr, "kernel is required");
-    check(contains(finder.logger.lastError, "'kernel' is required"), "missing kernel message");
+    check(contains(finder.logger.errors, "'kernel' is required"), "missing kernel message");
 
     delete configured;
     delete deserialized;

@@ -14,6 +14,7 @@
  *
  * Usage: rfconv_registration_host_test <path to librfconv_trt_plugin.so>. Exit 0 on success.
  */
+#include "hostTestUtil.h"
 #include "NvInferRuntime.h"
 
 #include <dlfcn.h>
@@ -28,30 +29,9 @@ using namespace nvinfer1;
 namespace
 {
 
-int gFailures = 0;
-
-void check(bool condition, char const* what)
-{
-    if (!condition)
-    {
-        ++gFailures;
-        std::printf("FAIL: %s\n", what);
-    }
-}
-
-class CapturingLogger : public ILogger
-{
-public:
-    void log(Severity severity, AsciiChar const* msg) noexcept override
-    {
-        if (severity <= Severity::kERROR)
-        {
-            errors += msg;
-            errors += "\n";
-        }
-    }
-    std::string errors;
-};
+using rfconv_test::CapturingLogger;
+using rfconv_test::check;
+using rfconv_test::gFailures;
 
 CapturingLogger gLogger;
 int32_t gLibraryVersion = NV_TENSORRT_VERSION;
