@@ -115,6 +115,8 @@ class OrtModel:
         import onnxruntime
 
         path = Path(path)
+        if path.is_dir():
+            raise FileNotFoundError(f"ONNX model {path} is a directory, not an ONNX file")
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model {path} does not exist")
         options = onnxruntime.SessionOptions()
@@ -129,6 +131,8 @@ class OrtModel:
         self.providers = self.session.get_providers()
         self.inputs = [_spec(a) for a in self.session.get_inputs()]
         self.outputs = [_spec(a) for a in self.session.get_outputs()]
+        if not self.inputs:
+            raise ValueError(f"ONNX model {path} has no inputs; there is nothing to serve")
         self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.io_binding = self.device == "cuda" if io_binding is None else io_binding
 
