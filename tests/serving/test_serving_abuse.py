@@ -443,3 +443,21 @@ def test_a_directory_or_a_model_without_inputs_is_refused_by_name(tmp_path):
     onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
     with pytest.raises(ValueError, match="has no inputs"):
         load_service(path, ServeConfig(name="tiny"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--port", "70000"], "argument --port: port must be 0 to 65535, got 70000"),
+    (["--max-queue", "4"], "error: --max-queue 4 must be at least --max-batch 8"),
+    (["--shutdown-grace-s", "-1"], "error: --shutdown-grace-s must be >= 0, got -1.0"),
+], ids=["port", "queue-below-batch", "grace"])
+def test_cli_serve_bad_flags_are_one_line_errors(flags, message, capsys):
+    """Regression: ``--port 70000`` ended in an OverflowError traceback."""
+    from exporter.cli import main
+
+    try:
+        status = main(["serve", str(tiny_models().dynamic), *flags])
+    except SystemExit as stopped:  # argparse's own errors
+        status = stopped.code
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and "Traceback" not in "".join(err)
