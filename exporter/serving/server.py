@@ -104,6 +104,9 @@ def _errors_as_json(disconnects: RateLimitedLog):
         except (ConnectionError, web.RequestPayloadError) as err:
             disconnects.note(f"{request.method} {request.path}: {type(err).__name__}: {err}")
             response = _error(400, f"the request body was cut off: {err}")
+        except asyncio.CancelledError:  # the client left (handler cancellation): its request is dropped
+            disconnects.note(f"{request.method} {request.path}: cancelled")
+            raise
         except Exception as err:  # noqa: BLE001 - a model failure must answer 500, not kill the connection
             log.exception("request %s %s failed", request.method, request.path)
             response = _error(500, f"inference failed: {type(err).__name__}: {err}")
