@@ -4,7 +4,7 @@ Endpoints (those ``tritonclient.http`` calls; ``/versions/{v}`` forms are accept
 
     GET  /v2                            server metadata
     GET  /v2/health/live                200 while the process serves
-    GET  /v2/health/ready               200 while the model takes requests, 503 while stopping
+    GET  /v2/health/ready               200 while the model takes requests, 503 while stopping or queue-full
     GET  /v2/models/{name}              model metadata
     GET  /v2/models/{name}/ready        model readiness
     POST /v2/models/{name}/infer        inference, JSON or binary tensor data

@@ -37,7 +37,8 @@ class ServeConfig:
     decompression, their JSON part at most ``max_json_mb`` MiB (JSON decoding holds the
     interpreter, about 20 ms per MiB; large tensors go as binary data).
 
-    Admission: at most ``max_queue`` rows wait for a run and none waits longer than
+    Admission: at most ``max_queue`` rows wait for a run (requests, for a model whose batch
+    dimension is fixed) and none waits longer than
     ``max_queue_delay_ms``; past either the answer is 503 with ``Retry-After``. Connections:
     at most ``max_connections`` at once; request headers must arrive within ``header_timeout_s``
     (also the keep-alive idle limit) and a body within ``body_timeout_s`` seconds. On shutdown
