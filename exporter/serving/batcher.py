@@ -44,7 +44,7 @@ def pixels(feeds: Feeds) -> int:
     return max(array.shape[0] * math.prod(array.shape[2:]) for array in feeds.values())
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: found and removed from the queue by identity, never by its arrays
 class _Job:
     feeds: Feeds
     rows: int
