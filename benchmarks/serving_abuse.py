@@ -342,6 +342,7 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool) -> dict:
         "health_checks": len(health),
         "idle_rss_mib": idle_rss, "max_rss_mib": max(rss, default=float("nan")),
         "exit_code": code, "exit_s": exit_s, "grace_s": GRACE_S,
+        "server_log_lines": len(server.output), "server_tracebacks": sum("Traceback" in line for line in server.output),
         "server_tail": "".join(server.output[-5:]),
     }
 

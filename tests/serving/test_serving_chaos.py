@@ -26,6 +26,8 @@ def _check(result: dict) -> None:
     assert result["exit_code"] == 0, result["server_tail"]
     assert result["exit_s"] < result["grace_s"] + 2, result
     assert "stopped in" in result["server_tail"]
+    assert result["server_tracebacks"] == 0, result["server_tail"]
+    assert result["server_log_lines"] <= 4 + result["duration_s"] / 10 * 2, "disconnects flood the log"
 
 
 def test_chaos_short():
