@@ -109,12 +109,15 @@ class InferRequest:
 
     ``inputs`` maps input names to arrays in request order. ``outputs`` is None when the client
     listed none (then every model output is returned, in binary when ``binary_output`` is set).
+    ``timeout_us`` is the request's own queue timeout in microseconds (``parameters.timeout``, as
+    ``tritonclient``'s ``infer(timeout=...)`` sends it), None when it set none.
     """
 
     id: str | None
     inputs: dict[str, np.ndarray]
     outputs: tuple[RequestedOutput, ...] | None
     binary_output: bool
+    timeout_us: int | None = None
 
 
 def parse_header_length(value: str | None, body_size: int) -> int | None:
@@ -297,11 +300,16 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
         raise RequestError("'id' must be a string")
     params = _parameters(header, "request")
     binary_output = _flag(params, "binary_data_output", False, "request")
+    timeout_us = params.get("timeout")
+    if timeout_us is not None and (type(timeout_us) is not int or timeout_us < 0):
+        raise RequestError(f"request: parameter 'timeout' must be a non-negative integer of microseconds, "
+                           f"got {timeout_us!r}")
     return InferRequest(
         id=request_id,
         inputs=_decode_inputs(header.get("inputs"), view[split:]),
         outputs=_decode_outputs(header.get("outputs"), binary_output),
         binary_output=binary_output,
+        timeout_us=timeout_us,
     )
 
 

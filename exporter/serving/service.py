@@ -169,24 +169,25 @@ class InferenceService:
                 future = self.batcher.submit(feeds)
             except Overloaded as err:
                 raise overloaded(str(err)) from None
-            outputs = await self._outputs(future)
+            outputs = await self._outputs(future, request.timeout_us)
             return await loop.run_in_executor(
                 self._codec, encode_response, self.config.name, MODEL_VERSION, request.id, outputs, requested
             )
         finally:
             self.in_flight -= 1
 
-    async def _outputs(self, future: Future) -> dict:
-        """The batcher's answer; 503 when it did not start within ``max_queue_delay_ms`` (then it never
-        runs), and a cancelled call (the client left) takes the request out of the queue."""
+    async def _outputs(self, future: Future, timeout_us: int | None) -> dict:
+        """The batcher's answer; 503 when its run did not start within ``max_queue_delay_ms`` or the
+        request's own ``timeout_us``, whichever is shorter (then it never runs); a cancelled call
+        (the client left) takes the request out of the queue."""
         answer = asyncio.wrap_future(future)
+        limit_ms, which = self.config.max_queue_delay_ms, "--max-queue-delay-ms"
+        if timeout_us is not None and timeout_us / 1000.0 < limit_ms:
+            limit_ms, which = timeout_us / 1000.0, "its parameters.timeout, in ms,"
         try:
-            done, _ = await asyncio.wait({answer}, timeout=self.config.max_queue_delay_ms / 1000.0)
+            done, _ = await asyncio.wait({answer}, timeout=limit_ms / 1000.0)
             if not done and future.cancel():
-                raise overloaded(
-                    f"the request waited more than --max-queue-delay-ms {self.config.max_queue_delay_ms:g} "
-                    "in the queue; retry later"
-                )
+                raise overloaded(f"the request waited more than {which} {limit_ms:g} in the queue; retry later")
             return await answer
         except asyncio.CancelledError:
             future.cancel()

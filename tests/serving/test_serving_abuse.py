@@ -225,6 +225,29 @@ def test_request_waiting_past_max_queue_delay_gets_503():
         running.stop()
 
 
+def test_request_timeout_parameter_bounds_its_wait():
+    """tritonclient's ``infer(timeout=us)`` sends ``parameters.timeout``; it caps the server's queue delay."""
+    running, model = _gated_server(max_batch=4, max_queue=8, max_delay_ms=0.0, max_queue_delay_ms=20_000.0)
+    try:
+        held = ThreadPoolExecutor(1).submit(post, running, *binary_request(images(1, seed=1), "held"))
+        assert model.entered.wait(TIMEOUT)
+        client = triton_http.InferenceServerClient(running.url)
+        tensor = triton_http.InferInput("input", [1, *IMAGE_SHAPE], "FP32")
+        tensor.set_data_from_numpy(images(1, seed=2))
+        start = time.perf_counter()
+        with pytest.raises(triton_http.InferenceServerException, match="parameters.timeout, in ms, 200") as caught:
+            client.infer("tiny", [tensor], timeout=200_000)
+        assert caught.value.status() == "503" and time.perf_counter() - start < 2.0
+        client.close()
+        status, _, body = post(running, _one({"data": GOOD}, parameters={"timeout": "1s"}))
+        assert status == 400 and "'timeout' must be a non-negative integer" in json.loads(body)["error"]
+        model.gate.set()
+        assert held.result(TIMEOUT)[0] == 200 and model.rows_run == 1
+    finally:
+        model.gate.set()
+        running.stop()
+
+
 def test_shutdown_ends_within_its_grace_period_and_answers_the_queue_503():
     """Regression: shutdown waited for the whole backlog (134 s)."""
     running, model = _gated_server(max_batch=1, max_queue=16, max_delay_ms=0.0, shutdown_grace_s=1.0)
