@@ -40,8 +40,9 @@ def register(sub) -> argparse.ArgumentParser:
                    help="most rows waiting for a run; beyond it 503 + Retry-After (default: 64)")
     p.add_argument("--max-queue-delay-ms", type=float, default=10_000.0,
                    help="longest a request waits for its run before 503 + Retry-After (default: 10000 ms)")
-    p.add_argument("--max-batch-pixels", type=int, default=1 << 22,
-                   help="most pixels (rows x H x W) run at once, and in one request (default: 4194304)")
+    p.add_argument("--max-batch-pixels", type=int, default=1 << 21,
+                   help="most pixels (rows x H x W) in one run and one request; the queue holds "
+                        "--max-queue / --max-batch runs' worth (default: 2097152, 8 images of 512x512)")
     p.add_argument("--max-connections", type=int, default=256,
                    help="most open connections; the next is answered 503 and closed (default: 256)")
     p.add_argument("--header-timeout-s", type=float, default=10.0,

@@ -8,11 +8,12 @@ rows ``[offset_i, offset_i + rows_i)`` of every output, the rows its own inputs 
 stacked run fails, each request in it is run alone, so an error reaches only the request that
 caused it. With ``stack=False`` (models whose batch dimension is fixed) every request runs alone.
 
-Admission control (as Triton's queue policy): the queue holds at most ``max_queue`` rows; a
-request beyond that is refused at once with :class:`Overloaded`. A batch also holds at most
+Admission control (as Triton's queue policy): the queue holds at most ``max_queue`` rows, and
+with ``max_batch_pixels`` set at most as many pixels as ``max_queue / max_batch`` full batches;
+a request beyond either is refused at once with :class:`Overloaded`. A batch also holds at most
 ``max_batch_pixels`` pixels (:func:`pixels`), so images of any size are bounded by their area,
-not only by their rows. A request whose future is cancelled before its run (its client left, or
-it waited too long) is removed from the queue at once and never computed.
+not only by their rows, in the queue as in a run. A request whose future is cancelled before its
+run (its client left, or it waited too long) is removed from the queue at once and never computed.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class DynamicBatcher:
         self.max_batch_pixels = max_batch_pixels
         self._queue: collections.deque[_Job] = collections.deque()
         self._queued_rows = 0
+        self._queued_pixels = 0
+        self.max_queue_pixels = None if max_batch_pixels is None else max_batch_pixels * max_queue // max_batch
         self._cond = threading.Condition()
         self._closing = False
         self._drain_deadline: float | None = None
@@ -129,8 +132,14 @@ class DynamicBatcher:
                     f"the queue is full ({self._queued_rows} of --max-queue {self.max_queue} rows waiting); "
                     "retry later"
                 )
+            if self.max_queue_pixels is not None and self._queued_pixels + job.pixels > self.max_queue_pixels:
+                raise Overloaded(
+                    f"the queue is full ({self._queued_pixels} of {self.max_queue_pixels} pixels waiting: "
+                    "--max-queue / --max-batch batches of --max-batch-pixels); retry later"
+                )
             self._queue.append(job)
             self._queued_rows += rows
+            self._queued_pixels += job.pixels
             self._cond.notify()
         job.future.add_done_callback(lambda future: future.cancelled() and self._discard(job))
         return job.future
@@ -166,9 +175,11 @@ class DynamicBatcher:
 
     @property
     def saturated(self) -> bool:
-        """True while the queue is full: readiness reports not-ready until it drains."""
+        """True while the queue is full (rows or pixels): readiness reports not-ready until it drains."""
         with self._cond:
-            return self._queued_rows >= self.max_queue
+            return self._queued_rows >= self.max_queue or (
+                self.max_queue_pixels is not None and self._queued_pixels >= self.max_queue_pixels
+            )
 
     @property
     def dropped(self) -> int:
@@ -189,11 +200,13 @@ class DynamicBatcher:
             if job in self._queue:
                 self._queue.remove(job)
                 self._queued_rows -= job.rows
+                self._queued_pixels -= job.pixels
 
     def _take(self, index: int) -> _Job:
         job = self._queue[index]
         del self._queue[index]
         self._queued_rows -= job.rows
+        self._queued_pixels -= job.pixels
         return job
 
     def _drop_after_deadline(self) -> None:

@@ -53,7 +53,7 @@ class ServeConfig:
     max_json_mb: float = 4.0
     max_queue: int = 64
     max_queue_delay_ms: float = 10_000.0
-    max_batch_pixels: int = 1 << 22
+    max_batch_pixels: int = 1 << 21  # 8 images of 512 x 512
     max_connections: int = 256
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
@@ -141,7 +141,10 @@ class InferenceService:
         if not self.accepting:
             raise overloaded("the server is shutting down and takes no new requests")
         if self.batcher.saturated:
-            raise overloaded(f"the queue is full (--max-queue {self.config.max_queue} rows); retry later")
+            raise overloaded(
+                f"the queue is full (--max-queue {self.config.max_queue} rows, or their share of "
+                "--max-batch-pixels); retry later"
+            )
 
     def metadata(self) -> dict:
         """KServe v2 model metadata: name, versions, platform, inputs and outputs."""

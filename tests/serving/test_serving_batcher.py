@@ -217,3 +217,19 @@ def test_close_with_grace_drops_what_did_not_run_in_time():
             future.result(0)
     recorder.gate.set()
     held.result(TIMEOUT)
+
+
+def test_queue_is_bounded_by_pixels_too():
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch=2, max_delay_s=0.0, max_queue=4, max_batch_pixels=2 * 8 * 8)
+    assert batcher.max_queue_pixels == 4 * 8 * 8  # max_queue / max_batch = 2 full batches of pixels
+    held = _hold(batcher, recorder)
+    queued = [batcher.submit({"x": np.zeros((1, 3, 8, 16))}) for _ in range(2)]  # 128 pixels each
+    assert batcher.queued_rows == 2 and batcher.saturated
+    with pytest.raises(Overloaded, match="pixels waiting"):
+        batcher.submit({"x": np.zeros((1, 3, 2, 2))})
+    recorder.gate.set()
+    held.result(TIMEOUT)
+    assert all(f.result(TIMEOUT)["y"].shape == (1, 3, 8, 16) for f in queued)
+    assert not batcher.saturated
+    batcher.close(TIMEOUT)
