@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from exporter.serving.datatypes import triton_type
 from exporter.serving.model_io import onnx_io
-from exporter.serving.session import TensorSpec, leading_dims_dynamic
+from exporter.serving.session import TensorSpec, existing_file, leading_dims_dynamic
 
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine")
@@ -157,8 +157,7 @@ def _plan_io(plan: Path, onnx_path: Path | None):
             f"no ONNX beside {plan.name} and no onnx_path: the config leaves inputs and outputs out "
             "and Triton completes them from the engine"
         ]
-    if not onnx_path.is_file():
-        raise FileNotFoundError(f"onnx_path {onnx_path} does not exist")
+    existing_file(onnx_path, "onnx_path")
     inputs, outputs = onnx_io(onnx_path)
     return inputs, outputs, [f"inputs and outputs taken from {onnx_path}"]
 
@@ -177,10 +176,8 @@ def write_repository(
     """Write ``repo/name/config.pbtxt`` and ``repo/name/1/model.{onnx,plan}`` (replacing them)."""
     from google.protobuf import text_format
 
-    model_path = Path(model_path)
+    model_path = existing_file(model_path, "model")
     repo = Path(repo).resolve()
-    if not model_path.is_file():
-        raise FileNotFoundError(f"model {model_path} does not exist")
     suffix = model_path.suffix.lower()
     if suffix not in ONNX_SUFFIXES + PLAN_SUFFIXES:
         raise ValueError(
@@ -198,8 +195,7 @@ def write_repository(
             raise ValueError(
                 "plugin_lib applies to TensorRT plans; an ONNX model runs in the onnxruntime backend"
             )
-        if not plugin_lib.is_file():
-            raise FileNotFoundError(f"plugin_lib {plugin_lib} does not exist")
+        existing_file(plugin_lib, "plugin_lib")
     if plan:
         inputs, outputs, notes = _plan_io(model_path, Path(onnx_path) if onnx_path else None)
         notes += plugin_instructions(repo, plugin_lib)

@@ -461,7 +461,7 @@ def test_deflate_bodies_zlib_and_raw_are_decoded(server):
 
 
 def test_a_directory_or_a_model_without_inputs_is_refused_by_name(tmp_path):
-    with pytest.raises(FileNotFoundError, match="is a directory, not an ONNX file"):
+    with pytest.raises(FileNotFoundError, match="is a directory, not a file"):
         load_service(tmp_path, ServeConfig(name="tiny"))
     constant = onnx.helper.make_node("Constant", [], ["logits"], value=onnx.numpy_helper.from_array(
         np.zeros((1, 10), np.float32)))

@@ -117,8 +117,9 @@ def test_plan_without_onnx_leaves_tensors_to_triton(tmp_path):
     (lambda d: [str(d / "model.pt")], "neither an ONNX model"),
     (lambda d: [str(tiny_models().dynamic), "--plugin-lib", str(d / "model.pt")], "applies to TensorRT"),
     (lambda d: [str(d / "missing.onnx")], "does not exist"),
+    (lambda d: [str(d)], "is a directory, not a file"),
     (lambda d: [str(tiny_models().dynamic), "--name", "a/b"], "not a valid directory name"),
-], ids=["suffix", "plugin-for-onnx", "missing", "bad-name"])
+], ids=["suffix", "plugin-for-onnx", "missing", "directory", "bad-name"])
 def test_cli_errors_are_one_line(tmp_path, capsys, make_args, message):
     (tmp_path / "model.pt").write_bytes(b"")
     assert main(["triton", *make_args(tmp_path), "--repo", str(tmp_path / "repo")]) == 2
