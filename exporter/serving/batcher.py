@@ -7,11 +7,19 @@ arrived. It concatenates the inputs along dimension 0, runs the model once and g
 rows ``[offset_i, offset_i + rows_i)`` of every output, the rows its own inputs occupied. When a
 stacked run fails, each request in it is run alone, so an error reaches only the request that
 caused it. With ``stack=False`` (models whose batch dimension is fixed) every request runs alone.
+
+Admission control (as Triton's queue policy): the queue holds at most ``max_queue`` rows, and
+with ``max_batch_pixels`` set at most as many pixels as ``max_queue / max_batch`` full batches;
+a request beyond either is refused at once with :class:`Overloaded`. A batch also holds at most
+``max_batch_pixels`` pixels (:func:`pixels`), so images of any size are bounded by their area,
+not only by their rows, in the queue as in a run. A request whose future is cancelled before its
+run (its client left, or it waited too long) is removed from the queue at once and never computed.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -24,10 +32,24 @@ Feeds = dict[str, np.ndarray]
 RunFn = Callable[[Feeds], Feeds]
 
 
-@dataclass
+class Overloaded(RuntimeError):
+    """The queue is full or the batcher is closing: answer 503 and let the client retry."""
+
+
+def pixels(feeds: Feeds) -> int:
+    """Pixels of a request: its rows times the largest ``H*W`` (product of dims 2 onwards) of any input.
+
+    Inputs of rank 2 or less count one pixel per row. This is the one measure of an image
+    request's size that ``max_batch_pixels`` bounds.
+    """
+    return max(array.shape[0] * math.prod(array.shape[2:]) for array in feeds.values())
+
+
+@dataclass(eq=False)  # a job is itself: found and removed from the queue by identity, never by its arrays
 class _Job:
     feeds: Feeds
     rows: int
+    pixels: int
     key: tuple
     arrived: float
     future: Future = field(default_factory=Future)
@@ -54,20 +76,40 @@ class DynamicBatcher:
 
     ``run`` takes and returns dicts of arrays whose first dimension is the batch. ``submit`` returns
     a :class:`concurrent.futures.Future` that resolves to this request's outputs (or its error).
+    ``max_queue`` (rows waiting) and ``max_batch_pixels`` (pixels per run; None: no bound) are the
+    admission bounds described above.
     """
 
-    def __init__(self, run: RunFn, *, max_batch: int = 8, max_delay_s: float = 0.002, stack: bool = True):
+    def __init__(
+        self,
+        run: RunFn,
+        *,
+        max_batch: int = 8,
+        max_delay_s: float = 0.002,
+        stack: bool = True,
+        max_queue: int = 64,
+        max_batch_pixels: int | None = None,
+    ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if max_delay_s < 0:
             raise ValueError(f"max_delay_s must be >= 0, got {max_delay_s}")
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, got {max_queue}")
         self._run = run
         self.max_batch = max_batch
         self.max_delay_s = max_delay_s
         self.stack = stack
+        self.max_queue = max_queue
+        self.max_batch_pixels = max_batch_pixels
         self._queue: collections.deque[_Job] = collections.deque()
+        self._queued_rows = 0
+        self._queued_pixels = 0
+        self.max_queue_pixels = None if max_batch_pixels is None else max_batch_pixels * max_queue // max_batch
         self._cond = threading.Condition()
         self._closing = False
+        self._drain_deadline: float | None = None
+        self._dropped = 0
         self._runs = 0
         self._requests = 0
         self._sizes: collections.Counter[int] = collections.Counter()
@@ -75,28 +117,75 @@ class DynamicBatcher:
         self._worker.start()
 
     def submit(self, feeds: Feeds) -> Future:
-        """Queue one request; its arrays must share their first dimension (its rows)."""
+        """Queue one request; its arrays must share their first dimension (its rows).
+
+        Raises :class:`Overloaded` when the batcher is closing or the queue has no room for its rows.
+        Cancelling the returned future before its run removes the request from the queue.
+        """
         rows = next(iter(feeds.values())).shape[0] if self.stack else 1
-        job = _Job(feeds, rows, _stack_key(feeds), time.monotonic())
+        job = _Job(feeds, rows, pixels(feeds), _stack_key(feeds), time.monotonic())
         with self._cond:
             if self._closing:
-                raise RuntimeError("the server is shutting down and takes no new requests")
+                raise Overloaded("the server is shutting down and takes no new requests")
+            if self._queued_rows + rows > self.max_queue:
+                raise Overloaded(
+                    f"the queue is full ({self._queued_rows} of --max-queue {self.max_queue} rows waiting); "
+                    "retry later"
+                )
+            if self.max_queue_pixels is not None and self._queued_pixels + job.pixels > self.max_queue_pixels:
+                raise Overloaded(
+                    f"the queue is full ({self._queued_pixels} of {self.max_queue_pixels} pixels waiting: "
+                    "--max-queue / --max-batch batches of --max-batch-pixels); retry later"
+                )
             self._queue.append(job)
+            self._queued_rows += rows
+            self._queued_pixels += job.pixels
             self._cond.notify()
+        job.future.add_done_callback(lambda future: future.cancelled() and self._discard(job))
         return job.future
 
-    def close(self, timeout: float | None = None) -> None:
-        """Take no new requests, run every queued one, and stop the worker."""
+    def close(self, grace_s: float | None = None) -> int:
+        """Take no new requests, run the queued ones for up to ``grace_s`` seconds (None: all of
+        them), then fail the rest with :class:`Overloaded`; returns how many were dropped.
+
+        Returns by the deadline even while a run is still going (the worker finishes it alone).
+        """
         with self._cond:
             self._closing = True
+            if grace_s is not None and self._drain_deadline is None:
+                self._drain_deadline = time.monotonic() + grace_s
+            deadline = self._drain_deadline
             self._cond.notify_all()
-        self._worker.join(timeout)
+        self._worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            self._drop_after_deadline()
+            return self._dropped
 
     @property
     def queued(self) -> int:
         """Requests waiting for a run."""
         with self._cond:
             return len(self._queue)
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows waiting for a run (what ``max_queue`` bounds)."""
+        with self._cond:
+            return self._queued_rows
+
+    @property
+    def saturated(self) -> bool:
+        """True while the queue is full (rows or pixels): readiness reports not-ready until it drains."""
+        with self._cond:
+            return self._queued_rows >= self.max_queue or (
+                self.max_queue_pixels is not None and self._queued_pixels >= self.max_queue_pixels
+            )
+
+    @property
+    def dropped(self) -> int:
+        """Requests failed unrun because the shutdown grace period ran out."""
+        with self._cond:
+            return self._dropped
 
     def stats(self) -> BatchStats:
         with self._cond:
@@ -106,32 +195,64 @@ class DynamicBatcher:
         while (batch := self._next_batch()) is not None:
             self._execute(batch)
 
-    def _take_compatible(self, key: tuple, room: int) -> _Job | None | bool:
-        """The oldest queued job stackable under ``key``; False when it does not fit in ``room`` rows."""
+    def _discard(self, job: _Job) -> None:
+        with self._cond:
+            if job in self._queue:
+                self._queue.remove(job)
+                self._queued_rows -= job.rows
+                self._queued_pixels -= job.pixels
+
+    def _take(self, index: int) -> _Job:
+        job = self._queue[index]
+        del self._queue[index]
+        self._queued_rows -= job.rows
+        self._queued_pixels -= job.pixels
+        return job
+
+    def _drop_after_deadline(self) -> None:
+        """Once the shutdown grace period is over, fail every queued job unrun."""
+        if self._drain_deadline is None or time.monotonic() < self._drain_deadline:
+            return
+        while self._queue:
+            job = self._take(0)
+            if job.future.set_running_or_notify_cancel():
+                self._dropped += 1
+                job.future.set_exception(Overloaded("the server shut down before this request ran"))
+
+    def _room(self, job: _Job, rows: int, pixels_used: int) -> bool:
+        if rows + job.rows > self.max_batch:
+            return False
+        return self.max_batch_pixels is None or pixels_used + job.pixels <= self.max_batch_pixels
+
+    def _take_compatible(self, key: tuple, rows: int, pixels_used: int) -> _Job | None | bool:
+        """The oldest queued job stackable under ``key``; False when it does not fit the batch."""
         for index, job in enumerate(self._queue):
             if job.key == key:
-                if job.rows > room:
+                if not self._room(job, rows, pixels_used):
                     return False
-                del self._queue[index]
-                return job
+                return self._take(index)
         return None
 
     def _next_batch(self) -> list[_Job] | None:
         with self._cond:
-            while not self._queue:
+            while True:
+                self._drop_after_deadline()
+                if self._queue:
+                    break
                 if self._closing:
                     return None
                 self._cond.wait()
-            first = self._queue.popleft()
-            batch, rows = [first], first.rows
+            first = self._take(0)
+            batch, rows, pixels_used = [first], first.rows, first.pixels
             deadline = first.arrived + self.max_delay_s
             while self.stack and rows < self.max_batch:
-                job = self._take_compatible(first.key, self.max_batch - rows)
+                job = self._take_compatible(first.key, rows, pixels_used)
                 if job is False:
                     break
                 if job is not None:
                     batch.append(job)
                     rows += job.rows
+                    pixels_used += job.pixels
                     continue
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closing:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exporter.serving.datatypes import kserve_from_onnx
-from exporter.serving.session import TensorSpec
+from exporter.serving.session import TensorSpec, existing_file
 
 
 def _spec(value_info) -> TensorSpec:
@@ -24,9 +24,7 @@ def onnx_io(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Graph inputs (initializers excluded) and outputs, ``-1`` for symbolic dims; weights are not read."""
     import onnx
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX model {path} does not exist")
+    path = existing_file(path, "ONNX model")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base

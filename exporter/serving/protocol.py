@@ -9,6 +9,16 @@ a flat or nested list in row-major order. Responses use the same layout: outputs
 binary (``parameters.binary_data`` per output, or ``parameters.binary_data_output`` for the whole
 request) follow the JSON header, whose length goes into the same HTTP header.
 
+A body may be compressed (``Content-Encoding: gzip`` or ``deflate``; anything else is 415);
+:func:`decompress` inflates it with a bound on the output, so a small compressed body cannot
+grow past the server's limit. JSON numbers are strict: a numeric datatype takes JSON numbers only
+(``BOOL`` takes ``true``/``false`` only), never strings, ``null`` or values outside its range.
+
+Output values that JSON cannot carry (NaN, +-Inf) are never written as bare ``NaN`` tokens: an
+output asked for as JSON that holds one is sent as binary tensor data instead (its entry has
+``parameters.binary_data_size``), which a strict JSON parser reads as valid JSON and
+``tritonclient`` decodes to the exact values.
+
 Everything wrong with a request raises :class:`RequestError` with an HTTP status and a message
 that names the field to fix.
 """
@@ -17,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,15 +36,63 @@ from exporter.serving.datatypes import kserve_datatype, numpy_dtype
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_EXTENSION = "binary_tensor_data"
+ENCODINGS = ("identity", "gzip", "deflate")
+MAX_RANK = 32
+RETRY_AFTER_S = 1
 
 
 class RequestError(Exception):
-    """A client error: ``status`` is the HTTP status (4xx), ``message`` says what to change."""
+    """A client error: ``status`` is the HTTP status (4xx, or 503 to retry), ``message`` says what to
+    change; ``headers`` are added to the answer (``Retry-After`` on 503)."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.headers = headers or {}
+
+
+def overloaded(message: str) -> RequestError:
+    """The 503 a client should retry: the queue is full, the request waited too long, or shutdown."""
+    return RequestError(message, 503, {"Retry-After": str(RETRY_AFTER_S)})
+
+
+def too_large(what: str, limit: int, flag: str) -> RequestError:
+    """The 413 for a body (or its JSON part) over ``limit`` bytes; ``flag`` names the parameter."""
+    return RequestError(f"{what} is larger than this server's limit of {limit} bytes ({flag})", 413)
+
+
+def content_encoding(value: str | None) -> str:
+    """The body's ``Content-Encoding`` (``identity`` when absent); 415 for one this server cannot decode."""
+    encoding = (value or "identity").strip().lower()
+    if encoding not in ENCODINGS:
+        raise RequestError(
+            f"Content-Encoding {value!r} is not supported; send one of {', '.join(ENCODINGS)}", 415
+        )
+    return encoding
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """``body`` inflated per ``encoding`` (from :func:`content_encoding`), at most ``limit`` bytes.
+
+    413 once the output would pass ``limit`` (inflation stops there: a bomb costs ``limit`` bytes),
+    400 for corrupt or truncated data. ``deflate`` accepts zlib-wrapped and raw streams.
+    """
+    if encoding == "identity":
+        return body
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}[encoding]
+    if encoding == "deflate" and body[:1] and body[0] & 0x0F != 8:
+        wbits = -zlib.MAX_WBITS  # raw deflate, no zlib header
+    inflater = zlib.decompressobj(wbits)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as err:
+        raise RequestError(f"the {encoding} body is corrupt: {err}") from None
+    if len(data) > limit:
+        raise too_large(f"the {encoding} body, decompressed,", limit, "--max-body-mb")
+    if not inflater.eof or inflater.unused_data:
+        raise RequestError(f"the {encoding} body is truncated or has bytes after its end")
+    return data
 
 
 @dataclass(frozen=True)
@@ -50,12 +109,15 @@ class InferRequest:
 
     ``inputs`` maps input names to arrays in request order. ``outputs`` is None when the client
     listed none (then every model output is returned, in binary when ``binary_output`` is set).
+    ``timeout_us`` is the request's own queue timeout in microseconds (``parameters.timeout``, as
+    ``tritonclient``'s ``infer(timeout=...)`` sends it), None when it set none.
     """
 
     id: str | None
     inputs: dict[str, np.ndarray]
     outputs: tuple[RequestedOutput, ...] | None
     binary_output: bool
+    timeout_us: int | None = None
 
 
 def parse_header_length(value: str | None, body_size: int) -> int | None:
@@ -71,9 +133,15 @@ def parse_header_length(value: str | None, body_size: int) -> int | None:
     return length
 
 
+def _not_json(token: str):
+    raise RequestError(f"request JSON has {token}, which is not JSON; non-finite inputs need binary data")
+
+
 def _load_json(data: bytes) -> dict:
     try:
-        header = json.loads(data)
+        header = json.loads(data, parse_constant=_not_json)
+    except RecursionError:
+        raise RequestError("request JSON is nested too deeply") from None
     except UnicodeDecodeError:
         raise RequestError(
             f"request JSON is not UTF-8 text; binary tensor data needs the {HEADER_LENGTH} header"
@@ -89,6 +157,8 @@ def _shape(entry: dict, name: str) -> tuple[int, ...]:
     shape = entry.get("shape")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise RequestError(f"input '{name}': 'shape' must be a list of non-negative integers, got {shape!r}")
+    if len(shape) > MAX_RANK:
+        raise RequestError(f"input '{name}': 'shape' has {len(shape)} dimensions; at most {MAX_RANK} are served")
     return tuple(shape)
 
 
@@ -101,13 +171,47 @@ def _parameters(entry: dict, where: str) -> dict:
     return params
 
 
-def _json_tensor(data, dtype: np.dtype, shape: tuple[int, ...], name: str) -> np.ndarray:
-    try:
-        values = np.asarray(data, dtype=dtype)
-    except (ValueError, TypeError, OverflowError) as err:
+def _flag(params: dict, key: str, default: bool, where: str) -> bool:
+    value = params.get(key, default)
+    if type(value) is not bool:
+        raise RequestError(f"{where}: parameter '{key}' must be true or false, got {value!r}")
+    return value
+
+
+def _json_values(data, dtype: np.dtype, name: str) -> np.ndarray:
+    """A flat or nested JSON list as ``dtype``: JSON numbers only (booleans only for BOOL), in range."""
+    if not isinstance(data, list):
+        raise RequestError(f"input '{name}': 'data' must be a list")
+    if data and isinstance(data[0], list):
+        try:
+            data = np.array(data, dtype=object).ravel().tolist()  # nested: flattened (ragged stays lists)
+        except ValueError as err:
+            raise RequestError(f"input '{name}': 'data' is not a regular nested list ({err})") from None
+    allowed = {bool} if dtype.kind == "b" else {int} if dtype.kind in "iu" else {int, float}
+    wrong = set(map(type, data)) - allowed
+    if wrong:
+        kind = "true/false" if dtype.kind == "b" else "JSON numbers"
+        found = ", ".join(sorted("null" if t is type(None) else t.__name__ for t in wrong))
         raise RequestError(
-            f"input '{name}': 'data' is not a regular list of {dtype} values ({err})"
-        ) from None
+            f"input '{name}': 'data' must be a regular list of {kind} for {kserve_datatype(dtype)}, found {found}"
+        )
+    wide = {"f": np.float64, "u": np.uint64, "i": np.int64}.get(dtype.kind, dtype)
+    info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype) if dtype.kind in "iu" else None
+    try:
+        values = np.array(data, dtype=wide)
+        inside = info is None or not values.size or info.min <= values.min() and values.max() <= info.max
+    except OverflowError:  # beyond 64 bits, or an integer beyond any float
+        inside = False
+    if not inside:
+        raise RequestError(
+            f"input '{name}': 'data' holds values outside the range of {kserve_datatype(dtype)} "
+            f"([{info.min:g}, {info.max:g}])"
+        )
+    return values.astype(dtype, copy=False)
+
+
+def _json_tensor(data, dtype: np.dtype, shape: tuple[int, ...], name: str) -> np.ndarray:
+    values = _json_values(data, dtype, name)
     count = math.prod(shape)
     if values.size != count:
         raise RequestError(
@@ -180,7 +284,7 @@ def _decode_outputs(entries, default_binary: bool) -> tuple[RequestedOutput, ...
         params = _parameters(entry, f"output '{name}'")
         if params.get("classification"):
             raise RequestError(f"output '{name}': the classification extension is not supported")
-        outputs.append(RequestedOutput(name, bool(params.get("binary_data", default_binary))))
+        outputs.append(RequestedOutput(name, _flag(params, "binary_data", default_binary, f"output '{name}'")))
     if len({o.name for o in outputs}) != len(outputs):
         raise RequestError("'outputs' names an output more than once")
     return tuple(outputs)
@@ -195,12 +299,17 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
     if request_id is not None and not isinstance(request_id, str):
         raise RequestError("'id' must be a string")
     params = _parameters(header, "request")
-    binary_output = bool(params.get("binary_data_output", False))
+    binary_output = _flag(params, "binary_data_output", False, "request")
+    timeout_us = params.get("timeout")
+    if timeout_us is not None and (type(timeout_us) is not int or timeout_us < 0):
+        raise RequestError(f"request: parameter 'timeout' must be a non-negative integer of microseconds, "
+                           f"got {timeout_us!r}")
     return InferRequest(
         id=request_id,
         inputs=_decode_inputs(header.get("inputs"), view[split:]),
         outputs=_decode_outputs(header.get("outputs"), binary_output),
         binary_output=binary_output,
+        timeout_us=timeout_us,
     )
 
 
@@ -222,7 +331,7 @@ def encode_response(
     for want in requested:
         array = outputs[want.name]
         tensor = {"name": want.name, "datatype": kserve_datatype(array.dtype), "shape": list(array.shape)}
-        if want.binary:
+        if want.binary or (array.dtype.kind == "f" and not np.isfinite(array).all()):
             raw = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)

@@ -4,14 +4,23 @@ Endpoints (those ``tritonclient.http`` calls; ``/versions/{v}`` forms are accept
 
     GET  /v2                            server metadata
     GET  /v2/health/live                200 while the process serves
-    GET  /v2/health/ready               200 while the model takes requests, 503 while stopping
+    GET  /v2/health/ready               200 while the model takes requests, 503 while stopping or queue-full
     GET  /v2/models/{name}              model metadata
     GET  /v2/models/{name}/ready        model readiness
     POST /v2/models/{name}/infer        inference, JSON or binary tensor data
 
-Every error is answered as ``{"error": "..."}`` with its 4xx/5xx status. Shutdown is graceful: the
-listening socket closes first, requests in flight (including those waiting in the batcher) finish,
-then the batcher stops.
+Every error is answered as ``{"error": "..."}`` with its 4xx/5xx status (503s carry
+``Retry-After``). Bounded work per connection: request headers must arrive within
+``header_timeout_s`` (which is also the keep-alive idle limit) and a body within
+``body_timeout_s``; at most ``max_connections`` are open at once (the next one is answered 503
+and closed); a body is read raw, at most ``max_body_mb``, and decompressed with the same bound
+off the event loop; a connection whose body was not read to its end is closed after the answer.
+A client that disconnects cancels its request (dropped from the queue if it has not run) and
+costs one rate-limited log line, never a traceback.
+
+Shutdown: the listening socket closes, readiness goes false, queued requests run for up to
+``shutdown_grace_s`` and the rest are answered 503, then connections still open after the grace
+period are cut; what was dropped is logged.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,59 +40,117 @@ from aiohttp import web
 from exporter import __version__
 from exporter.backends.availability import TENSORRT_EP
 from exporter.serving.model_io import onnx_io
-from exporter.serving.protocol import BINARY_EXTENSION, HEADER_LENGTH, RequestError, error_body
+from exporter.serving.protocol import (
+    BINARY_EXTENSION,
+    HEADER_LENGTH,
+    RequestError,
+    content_encoding,
+    error_body,
+    too_large,
+)
 from exporter.serving.service import InferenceService, ServeConfig
 from exporter.serving.session import OrtModel, select_providers, tensorrt_ep_options
 
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "rfconv-deploy"
-SHUTDOWN_TIMEOUT_S = 30.0
+DISCONNECT_LOG_INTERVAL_S = 10.0
 
 
 def _json(payload: dict, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(payload).encode(), status=status, content_type="application/json")
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.Response(body=error_body(message), status=status, content_type="application/json")
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=error_body(message), status=status, content_type="application/json", headers=headers)
 
 
-@web.middleware
-async def _errors_as_json(request: web.Request, handler) -> web.StreamResponse:
-    """Turn every failure into a KServe ``{"error": ...}`` body, so clients can show the reason."""
-    try:
-        return await handler(request)
-    except RequestError as err:
-        return _error(err.status, err.message)
-    except web.HTTPException as err:
-        if err.status < 400:
+class RateLimitedLog:
+    """At most one warning per ``interval_s`` for a recurring event, counting the ones it held back."""
+
+    def __init__(self, message: str, interval_s: float = DISCONNECT_LOG_INTERVAL_S):
+        self.message = message
+        self.interval_s = interval_s
+        self.count = 0
+        self._held = 0
+        self._last = -float("inf")
+
+    def note(self, detail: str) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            self._held += 1
+            return
+        more = f" ({self._held} more since the last such line)" if self._held else ""
+        log.warning("%s: %s%s", self.message, detail, more)
+        self._last, self._held = now, 0
+
+
+def _errors_as_json(disconnects: RateLimitedLog):
+    """Middleware: every failure becomes a KServe ``{"error": ...}`` body, so clients can show the reason;
+    a client that left mid-request is one rate-limited log line."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except RequestError as err:
+            response = _error(err.status, err.message, err.headers)
+        except web.HTTPException as err:
+            if err.status < 400:
+                raise
+            allow = {"Allow": err.headers["Allow"]} if "Allow" in err.headers else None
+            response = _error(err.status, f"{err.reason}: {request.method} {request.path}", allow)
+        except (ConnectionError, web.RequestPayloadError) as err:
+            disconnects.note(f"{request.method} {request.path}: {type(err).__name__}: {err}")
+            response = _error(400, f"the request body was cut off: {err}")
+        except asyncio.CancelledError:  # the client left (handler cancellation): its request is dropped
+            disconnects.note(f"{request.method} {request.path}: cancelled")
             raise
-        return _error(err.status, f"{err.reason}: {request.method} {request.path}")
-    except Exception as err:  # noqa: BLE001 - a model failure must answer 500, not kill the connection
-        log.exception("request %s %s failed", request.method, request.path)
-        return _error(500, f"inference failed: {type(err).__name__}: {err}")
+        except Exception as err:  # noqa: BLE001 - a model failure must answer 500, not kill the connection
+            log.exception("request %s %s failed", request.method, request.path)
+            response = _error(500, f"inference failed: {type(err).__name__}: {err}")
+        if not request.content.at_eof():
+            response.force_close()  # the rest of the body is never read: close instead of draining it
+        return response
+
+    return middleware
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, decompressed by aiohttp when ``Content-Encoding`` is gzip or deflate."""
-    too_big = RequestError(
-        f"request body is larger than this server's limit of {limit} bytes (--max-body-mb)", 413
-    )
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The request body as sent (still compressed), at most ``limit`` bytes, within ``timeout_s`` seconds.
+
+    413 as soon as more than ``limit`` bytes arrived (or were announced), 408 when the body is
+    slower than ``timeout_s``; nothing read so far is kept once the error is raised.
+    """
     if request.content_length is not None and request.content_length > limit:
-        raise too_big
+        raise too_large("the request body", limit, "--max-body-mb")
+    chunks: list[bytes] = []
+    size = 0
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise too_big from None
-    if len(body) > limit:
-        raise too_big
-    return body
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > limit:
+                    break
+                chunks.append(chunk)
+    except TimeoutError:
+        size = -1
+    if size > limit or size < 0:
+        chunks.clear()
+        if size < 0:
+            raise RequestError(f"the request body did not arrive within {timeout_s:g} s (--body-timeout-s)", 408)
+        raise too_large("the request body", limit, "--max-body-mb")
+    return b"".join(chunks)
 
 
-def build_app(service: InferenceService) -> web.Application:
-    """The aiohttp application serving ``service``; closing the app closes the service."""
-    limit = service.config.max_body_bytes
+def build_app(service: InferenceService, disconnects: RateLimitedLog | None = None) -> web.Application:
+    """The aiohttp application serving ``service``.
+
+    Its shutdown drains the service (:meth:`~.service.InferenceService.drain`), its cleanup closes it.
+    """
+    config = service.config
+    disconnects = disconnects or RateLimitedLog("client disconnected mid-request")
 
     async def server_metadata(request):
         return _json({"name": SERVER_NAME, "version": __version__, "extensions": [BINARY_EXTENSION]})
@@ -99,26 +167,32 @@ def build_app(service: InferenceService) -> web.Application:
 
     async def model_ready(request):
         service.check_model(request.match_info["name"], request.match_info.get("version"))
-        return _json({"name": service.config.name, "ready": service.ready}, 200 if service.ready else 503)
+        return _json({"name": config.name, "ready": service.ready}, 200 if service.ready else 503)
 
     async def infer(request):
         service.check_model(request.match_info["name"], request.match_info.get("version"))
-        body = await _read_body(request, limit)
-        payload, header_length = await service.infer(body, request.headers.get(HEADER_LENGTH))
+        encoding = content_encoding(request.headers.get("Content-Encoding"))
+        service.check_admission()
+        body = await read_body(request, config.max_body_bytes, config.body_timeout_s)
+        service.check_admission()
+        payload, header_length = await service.infer(body, encoding, request.headers.get(HEADER_LENGTH))
         if header_length is None:
             return web.Response(body=payload, content_type="application/json")
         return web.Response(
             body=payload, headers={HEADER_LENGTH: str(header_length)}, content_type="application/octet-stream"
         )
 
-    async def stop_accepting(app):
-        service.ready = False
+    draining: list[asyncio.Future] = []
+
+    async def drain(app):  # runs alongside aiohttp's wait for in-flight handlers, both bounded by the grace
+        draining.append(asyncio.get_running_loop().run_in_executor(None, service.drain))
 
     async def close_service(app):
+        await asyncio.gather(*draining)
         await asyncio.get_running_loop().run_in_executor(None, service.close)
 
-    # The body limit is enforced in _read_body with a clearer message; aiohttp's own is the backstop.
-    app = web.Application(client_max_size=limit + 1, middlewares=[_errors_as_json])
+    # Bodies are read in read_body (raw, bounded); aiohttp's own limit applies to request.read() only.
+    app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[_errors_as_json(disconnects)])
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
     app.add_routes([
@@ -129,9 +203,30 @@ def build_app(service: InferenceService) -> web.Application:
         *(web.get(prefix + "/ready", model_ready) for prefix in (model, versioned)),
         *(web.post(prefix + "/infer", infer) for prefix in (model, versioned)),
     ])
-    app.on_shutdown.append(stop_accepting)
+    app.on_shutdown.append(drain)
     app.on_cleanup.append(close_service)
     return app
+
+
+_TOO_MANY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+)
+
+
+def _limit_connections(server: web.Server, limit: int) -> None:
+    """Answer connection ``limit + 1`` and later with 503 and close them, until some close."""
+    admit = server.connection_made
+    body = error_body(f"this server has {limit} connections open, its limit (--max-connections); retry later")
+
+    def connection_made(handler, transport) -> None:
+        if len(server.connections) >= limit:
+            transport.write(_TOO_MANY % (len(body), body))
+            transport.close()
+            return
+        admit(handler, transport)
+
+    server.connection_made = connection_made
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -145,20 +240,38 @@ async def serve_until(
     sock: socket.socket,
     stop: asyncio.Event,
     on_started: Callable[[], None] | None = None,
-    shutdown_timeout: float = SHUTDOWN_TIMEOUT_S,
-) -> None:
-    """Serve on ``sock`` until ``stop`` is set, then shut down gracefully (closes ``service``)."""
+) -> str:
+    """Serve on ``sock`` until ``stop`` is set, then shut down within ``shutdown_grace_s`` (closes
+    ``service``). Returns one line saying what the shutdown dropped."""
+    config = service.config
+    app = build_app(service)
     runner = web.AppRunner(
-        build_app(service), handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=config.shutdown_grace_s,
+        handler_cancellation=True,  # a client that leaves cancels its request
+        keepalive_timeout=config.header_timeout_s,  # also closes connections whose headers never complete
+        lingering_time=0,  # never drain an unread body: close the connection instead
+        auto_decompress=False,  # read_body takes the raw bytes; decompression is bounded, off the loop
     )
     await runner.setup()
+    _limit_connections(runner.server, config.max_connections)
     try:
         await web.SockSite(runner, sock).start()
         if on_started is not None:
             on_started()
         await stop.wait()
     finally:
+        started = time.monotonic()
         await runner.cleanup()
+        cut = service.in_flight
+    summary = (
+        f"stopped in {time.monotonic() - started:.1f} s: {service.batcher.dropped} queued requests dropped "
+        f"(answered 503), {cut} requests cut off at the {config.shutdown_grace_s:g} s grace period"
+    )
+    log.info(summary)
+    return summary
 
 
 class BackgroundServer:
@@ -200,11 +313,11 @@ class BackgroundServer:
             raise RuntimeError(f"the server did not start: {self._error}")
         return self
 
-    def stop(self, timeout: float = SHUTDOWN_TIMEOUT_S + 5) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Stop listening, finish in-flight requests, close the service; wait for all of it."""
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(timeout)
+            self._thread.join(timeout if timeout is not None else 2 * self.service.config.shutdown_grace_s + 30)
 
     def __enter__(self) -> BackgroundServer:
         return self.start()
@@ -237,10 +350,10 @@ def serve_forever(service: InferenceService, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await serve_until(service, sock, stop, lambda: print(
+        summary = await serve_until(service, sock, stop, lambda: print(
             f"listening on http://{bound_host}:{bound_port} (Ctrl-C or SIGTERM stops after in-flight "
-            "requests finish)", flush=True,
+            f"requests finish, {service.config.shutdown_grace_s:g} s at most)", flush=True,
         ))
-        print("stopped: in-flight requests finished", flush=True)
+        print(summary, flush=True)
 
     asyncio.run(main())

@@ -34,6 +34,16 @@ class TensorSpec:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
+def existing_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path; FileNotFoundError naming ``what`` when it is missing or a directory."""
+    path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{what} {path} is a directory, not a file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    return path
+
+
 def leading_dims_dynamic(specs: list[TensorSpec]) -> bool:
     """True when every tensor has a first dimension of any size: the model can run stacked batches."""
     return all(spec.shape and spec.shape[0] == -1 for spec in specs)
@@ -114,9 +124,7 @@ class OrtModel:
     ):
         import onnxruntime
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model {path} does not exist")
+        path = existing_file(path, "ONNX model")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         try:
@@ -129,6 +137,8 @@ class OrtModel:
         self.providers = self.session.get_providers()
         self.inputs = [_spec(a) for a in self.session.get_inputs()]
         self.outputs = [_spec(a) for a in self.session.get_outputs()]
+        if not self.inputs:
+            raise ValueError(f"ONNX model {path} has no inputs; there is nothing to serve")
         self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.io_binding = self.device == "cuda" if io_binding is None else io_binding
 

@@ -17,18 +17,20 @@ engine when it loads it.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from exporter.serving.datatypes import triton_type
 from exporter.serving.model_io import onnx_io
-from exporter.serving.session import TensorSpec, leading_dims_dynamic
+from exporter.serving.session import TensorSpec, existing_file, leading_dims_dynamic
 from exporter.trt.sidecar import read_sidecar
 
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine")
 MODEL_VERSION = "1"
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a directory name: no separators, no leading dot
 TRT_WORKSPACE_BYTES = 1 << 30
 
 
@@ -45,7 +47,12 @@ def model_config_pb2():
 
 
 def _external_data_files(path: Path) -> list[str]:
-    """Relative paths of the external-data files an ONNX model's initializers point at."""
+    """Relative paths of the external-data files an ONNX model's initializers point at.
+
+    Each must name a regular file inside the model's own folder (``weights.bin``, ``w/weights.bin``):
+    ValueError for an absolute path, ``..``, an empty or NUL-carrying name, or a missing file, so
+    that nothing is read from, or written to, anywhere else.
+    """
     import onnx
     from onnx.external_data_helper import uses_external_data
 
@@ -55,6 +62,21 @@ def _external_data_files(path: Path) -> list[str]:
         for tensor in model.graph.initializer if uses_external_data(tensor)
         for entry in tensor.external_data if entry.key == "location"
     }
+    folder = path.parent.resolve()
+    for location in files:
+        parts = PurePosixPath(location).parts
+        inside = (
+            bool(parts) and "\x00" not in location and "\\" not in location
+            and not PurePosixPath(location).is_absolute() and all(p not in (".", "..") for p in parts)
+            and (folder / location).resolve().is_relative_to(folder)
+        )
+        if not inside:
+            raise ValueError(
+                f"{path.name}: external data location {location!r} is not a file name inside the "
+                f"model's folder {folder}; refusing to read or copy it"
+            )
+        if not (folder / location).is_file():
+            raise ValueError(f"{path.name}: external data file {folder / location} does not exist")
     return sorted(files)
 
 
@@ -154,8 +176,7 @@ def _plan_io(plan: Path, onnx_path: Path | None):
             f"no ONNX beside {plan.name} and no onnx_path: the config leaves inputs and outputs out "
             "and Triton completes them from the engine"
         ]
-    if not onnx_path.is_file():
-        raise FileNotFoundError(f"onnx_path {onnx_path} does not exist")
+    existing_file(onnx_path, "onnx_path")
     inputs, outputs = onnx_io(onnx_path)
     return inputs, outputs, [f"inputs and outputs taken from {onnx_path}"]
 
@@ -174,10 +195,8 @@ def write_repository(
     """Write ``repo/name/config.pbtxt`` and ``repo/name/1/model.{onnx,plan}`` (replacing them)."""
     from google.protobuf import text_format
 
-    model_path = Path(model_path)
+    model_path = existing_file(model_path, "model")
     repo = Path(repo).resolve()
-    if not model_path.is_file():
-        raise FileNotFoundError(f"model {model_path} does not exist")
     suffix = model_path.suffix.lower()
     if suffix not in ONNX_SUFFIXES + PLAN_SUFFIXES:
         raise ValueError(
@@ -185,7 +204,7 @@ def write_repository(
         )
     plan = suffix in PLAN_SUFFIXES
     name = name or model_path.stem
-    if "/" in name or name in ("", ".", ".."):
+    if not MODEL_NAME.fullmatch(name):
         raise ValueError(f"model name {name!r} is not a valid directory name")
     if max_batch < 0:
         raise ValueError(f"max_batch must be >= 0 (0 turns batching off), got {max_batch}")
@@ -195,8 +214,7 @@ def write_repository(
             raise ValueError(
                 "plugin_lib applies to TensorRT plans; an ONNX model runs in the onnxruntime backend"
             )
-        if not plugin_lib.is_file():
-            raise FileNotFoundError(f"plugin_lib {plugin_lib} does not exist")
+        existing_file(plugin_lib, "plugin_lib")
     if plan:
         inputs, outputs, notes = _plan_io(model_path, Path(onnx_path) if onnx_path else None)
         sidecar = read_sidecar(model_path)
@@ -210,12 +228,13 @@ def write_repository(
         accelerator=accelerator,
     )
 
+    external = [] if plan else _external_data_files(model_path)
     model_dir = repo / name
     version_dir = model_dir / MODEL_VERSION
     version_dir.mkdir(parents=True, exist_ok=True)
     model_file = version_dir / ("model.plan" if plan else "model.onnx")
     shutil.copyfile(model_path, model_file)
-    for relative in [] if plan else _external_data_files(model_path):
+    for relative in external:
         (version_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_path.parent / relative, version_dir / relative)
     header = "".join(f"# {line}\n" for line in notes)

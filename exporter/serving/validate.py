@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from exporter.serving.batcher import pixels
 from exporter.serving.datatypes import FLOAT_TYPES, kserve_datatype
 from exporter.serving.protocol import RequestedOutput, RequestError
 from exporter.serving.session import TensorSpec
@@ -46,13 +47,15 @@ def check_inputs(
     specs: list[TensorSpec],
     *,
     max_batch: int,
+    max_batch_pixels: int,
     batchable: bool,
     reject_non_finite: bool,
 ) -> dict[str, np.ndarray]:
     """The model's feeds, in graph order, from a request's ``inputs``.
 
     Checks names (none missing, none unknown), datatypes, shapes against ``specs`` (``-1`` matches
-    any size), for a ``batchable`` model a common batch of 1 to ``max_batch`` rows, and with
+    any size), for a ``batchable`` model a common batch of 1 to ``max_batch`` rows, at most
+    ``max_batch_pixels`` pixels (rows x H x W, :func:`~.batcher.pixels`), and with
     ``reject_non_finite`` that float inputs hold no NaN or Inf.
     """
     names = [spec.name for spec in specs]
@@ -81,7 +84,13 @@ def check_inputs(
             raise RequestError(
                 f"batch of {batch} exceeds this server's max batch of {max_batch} (--max-batch)"
             )
-    return {name: inputs[name] for name in names}
+    feeds = {name: inputs[name] for name in names}
+    if pixels(feeds) > max_batch_pixels:
+        raise RequestError(
+            f"request of {pixels(feeds)} pixels (rows x H x W) exceeds this server's max of "
+            f"{max_batch_pixels} per batch (--max-batch-pixels)", 413
+        )
+    return feeds
 
 
 def resolve_outputs(

@@ -2,7 +2,8 @@
 
 A tiny rectified CNN (two RFConv2d layers with padding, so the rectification is active) exported
 with the project's :func:`exporter.export_onnx`: ``dynamic`` has a symbolic batch dimension,
-``fixed`` has batch 1 baked in. Input ``input`` FP32 ``[N, 3, 16, 16]``, output ``logits`` FP32 ``[N, 10]``.
+``fixed`` has batch 1 baked in, ``dynamic_hw`` takes any height and width. Input ``input`` FP32
+``[N, 3, 16, 16]`` (``[N, 3, H, W]`` for ``dynamic_hw``), output ``logits`` FP32 ``[N, 10]``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class TinyModels:
     torch_model: nn.Module
     dynamic: Path
     fixed: Path
+    dynamic_hw: Path
 
 
 _workdir = tempfile.TemporaryDirectory(prefix="rfconv-serving-tests-")
@@ -50,7 +52,8 @@ def tiny_models() -> TinyModels:
     model = tiny_rfconv_cnn()
     example = torch.randn(2, *IMAGE_SHAPE)
     root = Path(_workdir.name)
-    dynamic, fixed = root / "tiny.onnx", root / "tiny_fixed.onnx"
+    dynamic, fixed, dynamic_hw = root / "tiny.onnx", root / "tiny_fixed.onnx", root / "tiny_hw.onnx"
     export_onnx(model, example, dynamic, output_names=["logits"])
     export_onnx(model, example[:1], fixed, dynamic_batch=False, output_names=["logits"])
-    return TinyModels(model, dynamic, fixed)
+    export_onnx(model, example, dynamic_hw, dynamic_hw=True, output_names=["logits"])
+    return TinyModels(model, dynamic, fixed, dynamic_hw)

@@ -7,12 +7,13 @@ computed independently from its own input.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from exporter.serving.batcher import DynamicBatcher
+from exporter.serving.batcher import DynamicBatcher, Overloaded, pixels
 
 TIMEOUT = 10.0
 
@@ -156,7 +157,9 @@ def test_cancelled_requests_are_not_run():
     held = _hold(batcher, recorder)
     keep = batcher.submit({"x": np.full((1, 2), 7.0)})
     drop = batcher.submit({"x": np.full((1, 2), 9.0)})
+    assert batcher.queued_rows == 2
     assert drop.cancel()
+    assert batcher.queued_rows == 1, "a cancelled request still holds its place in the queue"
     recorder.gate.set()
     held.result(TIMEOUT)
     np.testing.assert_array_equal(keep.result(TIMEOUT)["y"], [[15.0, 15.0]])
@@ -169,3 +172,64 @@ def test_rejects_bad_settings():
         DynamicBatcher(rowwise, max_batch=0)
     with pytest.raises(ValueError, match="max_delay_s"):
         DynamicBatcher(rowwise, max_delay_s=-1)
+
+
+def test_full_queue_refuses_at_once_and_saturation_follows_the_rows():
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch=4, max_delay_s=0.0, max_queue=5)
+    held = _hold(batcher, recorder)
+    queued = [batcher.submit({"x": np.full((rows, 4), 1.0)}) for rows in (3, 2)]
+    assert batcher.queued_rows == 5 and batcher.saturated
+    with pytest.raises(Overloaded, match="queue is full"):
+        batcher.submit({"x": np.zeros((1, 4))})
+    recorder.gate.set()
+    held.result(TIMEOUT)
+    assert [f.result(TIMEOUT)["y"].shape[0] for f in queued] == [3, 2]
+    assert not batcher.saturated
+    batcher.close(TIMEOUT)
+
+
+def test_batches_are_bounded_by_pixels_as_well_as_rows():
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch=8, max_delay_s=0.05, max_batch_pixels=2 * 4 * 4)
+    held = _hold(batcher, recorder)
+    images = [np.full((1, 3, 4, 4), float(i)) for i in range(6)]
+    assert pixels({"x": images[0]}) == 16
+    futures = [batcher.submit({"x": x}) for x in images]
+    recorder.gate.set()
+    held.result(TIMEOUT)
+    for x, future in zip(images, futures, strict=True):
+        np.testing.assert_array_equal(future.result(TIMEOUT)["y"], 2 * x + 1)
+    batcher.close(TIMEOUT)
+    assert [len(call) for call in recorder.calls[1:]] == [2, 2, 2]
+
+
+def test_close_with_grace_drops_what_did_not_run_in_time():
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch=1, max_delay_s=0.0)
+    held = _hold(batcher, recorder)
+    futures = [batcher.submit({"x": np.full((1, 4), float(i))}) for i in range(3)]
+    start = time.perf_counter()
+    assert batcher.close(0.3) == 3
+    assert time.perf_counter() - start < 2.0, "close waited for the run still going"
+    for future in futures:
+        with pytest.raises(Overloaded, match="shut down before this request ran"):
+            future.result(0)
+    recorder.gate.set()
+    held.result(TIMEOUT)
+
+
+def test_queue_is_bounded_by_pixels_too():
+    recorder = Recorder()
+    batcher = DynamicBatcher(recorder, max_batch=2, max_delay_s=0.0, max_queue=4, max_batch_pixels=2 * 8 * 8)
+    assert batcher.max_queue_pixels == 4 * 8 * 8  # max_queue / max_batch = 2 full batches of pixels
+    held = _hold(batcher, recorder)
+    queued = [batcher.submit({"x": np.zeros((1, 3, 8, 16))}) for _ in range(2)]  # 128 pixels each
+    assert batcher.queued_rows == 2 and batcher.saturated
+    with pytest.raises(Overloaded, match="pixels waiting"):
+        batcher.submit({"x": np.zeros((1, 3, 2, 2))})
+    recorder.gate.set()
+    held.result(TIMEOUT)
+    assert all(f.result(TIMEOUT)["y"].shape == (1, 3, 8, 16) for f in queued)
+    assert not batcher.saturated
+    batcher.close(TIMEOUT)

@@ -187,14 +187,14 @@ def _feeds(rows=2, **override):
         "non-finite"])
 def test_check_inputs_rejects(feeds, message):
     with pytest.raises(RequestError) as caught:
-        check_inputs(feeds, SPECS, max_batch=8, batchable=True, reject_non_finite=True)
+        check_inputs(feeds, SPECS, max_batch=8, max_batch_pixels=1 << 22, batchable=True, reject_non_finite=True)
     assert caught.value.status == 400
     assert message in caught.value.message
 
 
 def test_check_inputs_orders_feeds_and_accepts_nan_unless_asked():
     feeds = _feeds(scale=np.array([[np.nan], [1.0]], np.float32))
-    ordered = check_inputs(dict(reversed(feeds.items())), SPECS, max_batch=8, batchable=True,
+    ordered = check_inputs(dict(reversed(feeds.items())), SPECS, max_batch=8, max_batch_pixels=1 << 22, batchable=True,
                            reject_non_finite=False)
     assert list(ordered) == ["image", "scale"]
     with pytest.raises(RequestError, match="unknown output 'nope'"):

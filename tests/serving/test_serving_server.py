@@ -185,7 +185,9 @@ BAD_REQUESTS = {  # id: (path, body, headers, status, message fragment)
         INFER, _infer_json([{**GOOD_INPUT, "shape": [9, *IMAGE_SHAPE], "data": GOOD_INPUT["data"] * 9}]), {},
         400, "max batch of 8",
     ),
-    "non-finite": (INFER, _infer_json([NAN_INPUT]), {}, 400, "1 non-finite values"),
+    "nan-token-in-json": (INFER, _infer_json([NAN_INPUT]), {}, 400, "NaN, which is not JSON"),
+    "non-finite": (INFER, *binary_request(np.full((1, *IMAGE_SHAPE), np.nan, np.float32), "nan"), 400,
+                   f"{int(np.prod(IMAGE_SHAPE))} non-finite values"),
     "malformed-json": (INFER, b'{"inputs": [{"name": "input", ', {}, 400, "not valid JSON"),
     "bad-header-length": (
         INFER, _infer_json([GOOD_INPUT]), {"Inference-Header-Content-Length": "-4"},

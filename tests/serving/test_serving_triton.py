@@ -142,8 +142,9 @@ def test_plan_without_onnx_leaves_tensors_to_triton(tmp_path):
     (lambda d: [str(d / "model.pt")], "neither an ONNX model"),
     (lambda d: [str(tiny_models().dynamic), "--plugin-lib", str(d / "model.pt")], "applies to TensorRT"),
     (lambda d: [str(d / "missing.onnx")], "does not exist"),
+    (lambda d: [str(d)], "is a directory, not a file"),
     (lambda d: [str(tiny_models().dynamic), "--name", "a/b"], "not a valid directory name"),
-], ids=["suffix", "plugin-for-onnx", "missing", "bad-name"])
+], ids=["suffix", "plugin-for-onnx", "missing", "directory", "bad-name"])
 def test_cli_errors_are_one_line(tmp_path, capsys, make_args, message):
     (tmp_path / "model.pt").write_bytes(b"")
     assert main(["triton", *make_args(tmp_path), "--repo", str(tmp_path / "repo")]) == 2
@@ -156,3 +157,48 @@ def test_cli_writes_and_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "onnxruntime backend, max_batch_size 8, 1 inputs, 1 outputs" in out
     assert _parse(tmp_path / "cli" / "config.pbtxt").name == "cli"
+
+
+def _with_location(tmp_path, location: str):
+    """The tiny model with its weights in external data whose ``location`` is ``location``."""
+    model = onnx.load(str(tiny_models().dynamic))
+    src = tmp_path / "a" / "b" / "src"
+    onnx.save_model(model, src / "ext.onnx", save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="ext.weights", size_threshold=1024)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    crafted = src / "crafted.onnx"
+    crafted.write_bytes(model.SerializeToString())
+    return crafted
+
+
+@pytest.mark.parametrize("location", [
+    "../../escaped.bin", "sub/../../../escaped.bin", "ABSOLUTE", "", ".", "sub\x00x",
+], ids=["dotdot", "nested-dotdot", "absolute", "empty", "dot", "nul"])
+def test_external_data_outside_the_models_folder_is_refused(tmp_path, location):
+    """Regression (#15): a crafted ``location`` made ``triton`` read and write outside its folders."""
+    (tmp_path / "a" / "b" / "src").mkdir(parents=True)
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"attacker bytes")
+    location = str(secret) if location == "ABSOLUTE" else location
+    (tmp_path / "a" / "escaped.bin").write_bytes(b"attacker bytes")
+    crafted = _with_location(tmp_path, location)
+    repo = tmp_path / "a" / "b" / "repo"
+    before = sorted(p for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match="external data"):
+        write_repository(crafted, repo)
+    assert sorted(p for p in tmp_path.rglob("*")) == before, "something was written"
+    assert main(["triton", str(crafted), "--repo", str(repo)]) == 2
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_external_data_in_a_subfolder_is_copied(tmp_path):
+    (tmp_path / "src" / "weights").mkdir(parents=True)
+    model = onnx.load(str(tiny_models().dynamic))
+    onnx.save_model(model, tmp_path / "src" / "ext.onnx", save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="weights/w.bin", size_threshold=1024)
+    written = write_repository(tmp_path / "src" / "ext.onnx", tmp_path / "repo")
+    assert (written.model_file.parent / "weights" / "w.bin").read_bytes() == \
+        (tmp_path / "src" / "weights" / "w.bin").read_bytes()

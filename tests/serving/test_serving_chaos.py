@@ -1,0 +1,39 @@
+"""Chaos test (#15): 64 well-behaved clients alongside abusive ones against ``rfconv-deploy serve``.
+
+The traffic, the abusers and the bounds are those of :mod:`benchmarks.serving_abuse` (one
+definition, loopback only, bounded in time). Every well-behaved request ends in a 200 that
+matches in-process ONNX Runtime, after retrying any 503 it got; health checks stay fast; the
+server's memory stays bounded; SIGTERM stops it cleanly within its grace period.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.serving_abuse import run
+from tests.helpers.serving_models import tiny_models
+
+MAX_RSS_MIB = 400  # the server idles at ~90 MiB; one 1 MiB body limit x 400 connections stays far below
+HEALTH_P99_MS = 200
+
+
+def _check(result: dict) -> None:
+    assert result["requests_ok"] > 100, result
+    assert result["wrong"] == 0, result
+    assert result["lost"] == 0, result["lost_examples"]
+    assert result["health_p99_ms"] < HEALTH_P99_MS, result
+    assert result["max_rss_mib"] < MAX_RSS_MIB, result
+    assert result["exit_code"] == 0, result["server_tail"]
+    assert result["exit_s"] < result["grace_s"] + 2, result
+    assert "stopped in" in result["server_tail"]
+    assert result["server_tracebacks"] == 0, result["server_tail"]
+    assert result["server_log_lines"] <= 4 + result["duration_s"] / 10 * 2, "disconnects flood the log"
+
+
+def test_chaos_short():
+    _check(run(tiny_models().dynamic_hw, clients=64, duration_s=6.0, abuse=True))
+
+
+@pytest.mark.slow
+def test_chaos_long():
+    _check(run(tiny_models().dynamic_hw, clients=64, duration_s=30.0, abuse=True))
