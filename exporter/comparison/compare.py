@@ -338,9 +338,9 @@ def _compare_at(shape, onnx_model, run_path, run_model, layers, references, back
     feeds = load_feeds(inputs, metadata, iterations, seed)
     torch_inputs = torch_input_metadata(metadata, torch_model) if torch_model is not None else None
     setup = _Setup(options, torch_model, torch_inputs, feeds)
-    taps = []
-    if references is not None:
-        taps = [ref.tap for ref in references]
+    outputs = [out.name for out in onnx_model.graph.output]
+    # a layer whose tensor is a model output is compared as that output's PyTorch value already
+    taps = [ref.tap for ref in references or [] if ref.tap.output_name not in outputs]
     statuses, ran = _run_backends(backends, run_path, run_model, setup, taps)
     results = ran
     if verdict.mode == "noise-floor":
@@ -355,7 +355,6 @@ def _compare_at(shape, onnx_model, run_path, run_model, layers, references, back
             results, verdict = ran, dataclasses.replace(verdict, mode="tolerance")
     if len(results) < 2:
         return _SizeResult(statuses, results, feeds, metadata, [], [], {})
-    outputs = [out.name for out in onnx_model.graph.output]
     layer_names = [layer.tensor for layer in layers]
     pairs, layer_pairs, floors = _judge(results, verdict, outputs, layer_names)
     label = list(next(iter(metadata.values())).shape)
@@ -479,7 +478,7 @@ def compare(
             saved["inputs"] = str(save_inputs)
         if save_results and len(first.results):
             saved["results"] = _save_results(first.results, str(save_results))
-    missing = unmatched_modules(layers, torch_model) if references is not None else []
+    missing = unmatched_modules(references, torch_model) if references is not None else []
     layer_result = PerLayerResult(layer_status, missing=missing)
     if layers:
         matched = {ref.tap.output_name: ref for ref in references or []}

@@ -129,9 +129,11 @@ def find_rectified_layers(model: onnx.ModelProto) -> list[RectifiedLayer]:
 
 
 def with_layer_outputs(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> onnx.ModelProto:
-    """A copy of ``model`` that also outputs every layer's tensor (after the original outputs)."""
+    """A copy of ``model`` that also outputs every layer's tensor (after the original outputs; a
+    layer whose tensor is a model output already is not repeated)."""
     inferred = onnx.shape_inference.infer_shapes(model)
-    outputs = [out.name for out in model.graph.output] + [layer.tensor for layer in layers]
+    outputs = [out.name for out in model.graph.output]
+    outputs += [layer.tensor for layer in layers if layer.tensor not in outputs]
     return ModifyOutputs(inferred, outputs=outputs, copy=True)()
 
 
@@ -211,15 +213,51 @@ def _execution_order(model: torch.nn.Module, names: list[str], inputs: list[torc
     return list(order.items())
 
 
+FILTER_COSINE = 0.999
+"""Two conv weights hold the same filters when most output channels agree to this cosine (a
+folded BatchNorm scales each channel, which leaves its direction alone)."""
+
+
+def _same_filters(onnx_weight: np.ndarray | None, weight: np.ndarray) -> bool:
+    if onnx_weight is None or onnx_weight.shape != weight.shape:
+        return False
+    a = onnx_weight.reshape(weight.shape[0], -1).astype(np.float64)
+    b = weight.reshape(weight.shape[0], -1).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cosine = np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1.0)
+    return float(np.mean(cosine > FILTER_COSINE)) >= 0.5
+
+
+def _match_by_weights(layers, onnx_model, candidates) -> list[str] | None:
+    """Each layer's module found by its filters; ``None`` unless every layer matches exactly one
+    module, and a different one."""
+    constants = _constants(onnx_model)
+    names = []
+    for layer in layers:
+        found = [name for name, module in candidates.items()
+                 if _same_filters(constants.get(layer.weight), module.weight.detach().cpu().numpy())]
+        if len(found) != 1 or found[0] in names:
+            return None
+        names.append(found[0])
+    return names
+
+
 def match_modules(
-    layers: list[RectifiedLayer], model: torch.nn.Module, inputs: list[torch.Tensor]
+    layers: list[RectifiedLayer], model: torch.nn.Module, inputs: list[torch.Tensor],
+    onnx_model: onnx.ModelProto | None = None,
 ) -> list[str]:
-    """The ``RFConv2d`` module name for each ONNX layer, by recorded name or else execution order."""
+    """The ``RFConv2d`` module name for each ONNX layer: by recorded name, else execution order
+    when the counts agree, else (the file has fewer rectified convs) by their filters in
+    ``onnx_model``; modules left over are :func:`unmatched_modules`."""
     candidates = rectifying_modules(model)
     recorded = [layer.module for layer in layers]
     if all(name in candidates for name in recorded) and len(set(recorded)) == len(recorded):
-        return recorded  # a module without a layer is reported by unmatched_modules
+        return recorded
     if len(candidates) != len(layers):
+        by_weights = _match_by_weights(layers, onnx_model, candidates) \
+            if onnx_model is not None and len(layers) < len(candidates) else None
+        if by_weights is not None:
+            return by_weights
         raise LayerMatchError(
             f"the ONNX model has {len(layers)} rectified conv(s) but the PyTorch model has "
             f"{len(candidates)} rectifying RFConv2d module(s); check that the PyTorch model (its checkpoint, "
@@ -233,15 +271,11 @@ def match_modules(
     return [name for name, _ in order]
 
 
-def unmatched_modules(layers: list[RectifiedLayer], model: torch.nn.Module) -> list[str]:
-    """Rectifying ``RFConv2d`` modules that no ONNX layer records as its source (a rectified conv
-    whose scale ``Mul`` went missing), when every layer records one; else ``[]`` (then
-    :func:`match_modules` requires equal counts)."""
-    recorded = [layer.module for layer in layers]
-    candidates = rectifying_modules(model)
-    if not all(name in candidates for name in recorded) or len(set(recorded)) != len(recorded):
-        return []
-    return [name for name in candidates if name not in recorded]
+def unmatched_modules(references: list, model: torch.nn.Module) -> list[str]:
+    """Rectifying ``RFConv2d`` modules that no rectified conv of the file was matched to (its
+    scale ``Mul`` went missing), in module order; ``references`` as :func:`layer_taps` returns."""
+    matched = {ref.tap.module for ref in references}
+    return [name for name in rectifying_modules(model) if name not in matched]
 
 
 def _channel_gain(onnx_weights: list[np.ndarray], torch_weights: list[np.ndarray]) -> np.ndarray:
@@ -300,7 +334,7 @@ def layer_taps(
     the weights by least squares. A plugin's fused shift comes from that BatchNorm too when one
     matches, otherwise (with ``shift_source`` saying so) from the ONNX file itself.
     """
-    names = match_modules(layers, torch_model, inputs)
+    names = match_modules(layers, torch_model, inputs, onnx_model)
     modules = rectifying_modules(torch_model)
     constants = _constants(onnx_model)
     references = []
