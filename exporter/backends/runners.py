@@ -127,9 +127,9 @@ class TorchRunner(BaseRunner):
         if missing:
             raise RuntimeError(f"{self.name}: tapped modules did not run: {', '.join(missing)}")
         named.update(self.tapped)
-        # numpy has no bfloat16: such outputs are widened to float32
+        # numpy has no bfloat16: such outputs are widened to float32; Polygraphy needs contiguous arrays
         return OrderedDict(
-            (key, (value.float() if value.dtype == torch.bfloat16 else value).cpu().numpy())
+            (key, np.ascontiguousarray((value.float() if value.dtype == torch.bfloat16 else value).cpu().numpy()))
             for key, value in named.items()
         )
 
@@ -205,7 +205,8 @@ class OnnxReferenceRunner(BaseRunner):
         outputs = self.evaluator.run(None, feeds)
         self.inference_time = time.perf_counter() - start
         return OrderedDict(
-            (out.name, np.asarray(value)) for out, value in zip(self.graph.output, outputs, strict=True)
+            (out.name, np.ascontiguousarray(value))  # Polygraphy compares contiguous arrays only
+            for out, value in zip(self.graph.output, outputs, strict=True)
         )
 
     def deactivate_impl(self):

@@ -9,12 +9,21 @@ from pathlib import Path
 
 from exporter.backends.availability import BACKENDS
 from exporter.cli.args import as_flags, load_model, model_arguments, plugin_library_argument, shape
-from exporter.comparison.defaults import DEFAULT_BACKENDS
+from exporter.comparison.defaults import DEFAULT_BACKENDS, NOISE_FLOOR_MULTIPLE, VERDICTS
 from exporter.onnx.options import PRECISIONS
+from exporter.shapes import parse_shape
 
 
 def _backend_list(values: list[str]) -> list[str]:
     return [name for value in values for name in value.split(",") if name]
+
+
+def _hw_list(text: str) -> list[tuple[int, int]]:
+    """``224x224,223x223`` -> ``[(224, 224), (223, 223)]``."""
+    try:
+        return [parse_shape(item, 2) for item in text.split(",") if item.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def register(sub) -> argparse.ArgumentParser:
@@ -45,9 +54,18 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--save-results", help="save Polygraphy RunResults: FILE.json, or a new directory "
                                           "for one file per iteration")
     p.add_argument("--save-inputs", help="save the inputs as Polygraphy input JSON (reusable with --inputs)")
-    p.add_argument("--per-layer", action="store_true",
-                   help="when outputs disagree, compare after every rectified conv and name the first "
-                        "layer that diverges")
+    p.add_argument("--verdict", choices=VERDICTS, default=VERDICTS[0],
+                   help="noise-floor (default): every backend's error against PyTorch in float64 must stay "
+                        f"within K={NOISE_FLOOR_MULTIPLE:g} times fp32 (fp16) PyTorch's own, and within the "
+                        "tolerance; tolerance: the tolerance alone, against the first backend")
+    p.add_argument("--floor-multiple", type=float, default=NOISE_FLOOR_MULTIPLE,
+                   help=f"K of the noise-floor verdict (default {NOISE_FLOOR_MULTIPLE:g})")
+    p.add_argument("--outputs-only", action="store_true",
+                   help="check the model outputs only (default: also the tensor after every rectified conv, "
+                        "with the first failing layer named)")
+    p.add_argument("--sizes", type=_hw_list, metavar="HxW,...",
+                   help="dynamic-H/W files: input sizes to check (default: the --input-shape size, the "
+                        "largest odd size below it and a larger size where stride-2 layers round)")
     p.add_argument("--torch-device", default="cpu", help="device for the torch backend (default cpu)")
     plugin_library_argument(p, "RFConvRectify TensorRT plugin library for the trt backend (default: the built one)")
     p.add_argument("--verbose", action="store_true", help="show Polygraphy's log")
@@ -62,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         args.onnx_path, torch_model, backends=_backend_list(args.backends), inputs=args.inputs,
         iterations=args.iterations, seed=args.seed, batch_size=args.batch_size,
         input_shape=args.input_shape, atol=args.atol, rtol=args.rtol, precision=args.precision,
-        per_layer=args.per_layer, save_results=args.save_results, save_inputs=args.save_inputs,
+        verdict=args.verdict, floor_multiple=args.floor_multiple, outputs_only=args.outputs_only,
+        sizes=args.sizes, save_results=args.save_results, save_inputs=args.save_inputs,
         torch_device=args.torch_device, plugin_library=args.plugin_library,
         torch_model_name=args.model, verbose=args.verbose,
     )

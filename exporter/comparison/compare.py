@@ -5,17 +5,35 @@
 rest), checks every backend against the first one that ran with ``Comparator.compare_accuracy``
 and ``SimpleCompareFunc``, and returns a :class:`~exporter.comparison.report.CompareReport`.
 
+Two verdicts (:data:`VERDICTS`):
+
+* ``"noise-floor"`` (default, needs the PyTorch model and the ``torch`` backend): PyTorch also
+  runs in float64 on the CPU (``torch-fp64``, the ground truth, untimed). The *noise floor* of
+  each output is how far fp32 PyTorch (fp16 PyTorch, ``torch-fp16``, for an fp16 file) is from
+  it: ``floor = max(max|fp32 - fp64|, eps * max|fp64|)`` over every element and iteration (the
+  eps term keeps the floor of an output that fp32 happens to get exact from being zero). Every
+  backend is checked against ``torch-fp64``: it fails where any element is off by more than
+  ``K * floor`` (:data:`NOISE_FLOOR_MULTIPLE`, Polygraphy's element-wise check with that atol and
+  ``rtol=0``) or where it leaves the tolerance below; the report gives each floor and multiple.
+* ``"tolerance"``: the tolerance alone, against the first backend that ran.
+
 Tolerances: an element fails where both ``|a-b| > atol`` and ``|a-b| > rtol*|ref|`` (Polygraphy's
 element-wise check). ``rtol`` defaults by precision (:data:`DEFAULT_TOLERANCE`); ``atol``
 defaults, per output, to ``rtol * max|ref|``: errors are measured against the output's scale, the
 project's definition of relative error, so that logits near zero do not fail on noise.
-With ``per_layer=True`` and a failed comparison it reruns with the tensor after every rectified
-conv exposed (see :mod:`exporter.comparison.layerwise`) and names the first layer where backends diverge.
+
+Unless ``outputs_only``, the file runs with the tensor after every rectified conv as an extra
+output (one session per backend, see :mod:`exporter.comparison.layerwise`), PyTorch taps the
+matching modules, and each layer is held to the same verdict: the first failing layer is named,
+and each layer's error is given on its border ring (factor != 1) and its interior apart. A
+dynamic-H/W file is compared at the three sizes of :func:`check_sizes`.
 
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
@@ -26,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from polygraphy.backend.onnx import util as onnx_util
 from polygraphy.common import TensorMetadata
 from polygraphy.comparator import Comparator, RunResults, SimpleCompareFunc
 from polygraphy.logger import G_LOGGER
@@ -35,14 +54,30 @@ from exporter.backends.availability import BACKENDS
 from exporter.backends.runners import (
     BackendSkipped,
     RunnerOptions,
+    TorchRunner,
     custom_ops,
     feed_to_tensors,
     make_runner,
     torch_input_metadata,
 )
-from exporter.comparison.defaults import DEFAULT_BACKENDS, DEFAULT_TOLERANCE, tolerance_precision
+from exporter.comparison.defaults import (
+    DEFAULT_BACKENDS,
+    DEFAULT_TOLERANCE,
+    FLOOR_EPS,
+    NOISE_FLOOR_MULTIPLE,
+    VERDICTS,
+    check_sizes,
+    tolerance_precision,
+)
 from exporter.comparison.feeds import load_feeds, resolve_input_metadata, save_feeds
-from exporter.comparison.layerwise import LayerMatchError, find_rectified_layers, layer_taps, with_layer_outputs
+from exporter.comparison.layerwise import (
+    LayerMatchError,
+    border_rings,
+    find_rectified_layers,
+    layer_taps,
+    unmatched_modules,
+    with_layer_outputs,
+)
 from exporter.comparison.report import (
     BackendStatus,
     CompareReport,
@@ -55,6 +90,8 @@ from exporter.onnx.options import PRECISIONS
 from exporter.onnx.precision import file_precision as onnx_file_precision
 
 ITERATION_FILE_WIDTH = 10  # per-iteration file names as RunResults.load_streaming reads them
+FP64_REFERENCE = "torch-fp64"
+FP16_FLOOR = "torch-fp16"
 
 
 @dataclass(frozen=True)
@@ -119,16 +156,138 @@ def _output_atols(reference: list, rtol: float) -> dict[str, float]:
     return {name: rtol * value for name, value in scale.items()}
 
 
-def _compare_runs(results: RunResults, atol: float | None, rtol: float):
+def _compare_runs(results: RunResults, atol, rtol: float):
     """Polygraphy accuracy check of every runner against the first.
 
     Pairs are (candidate, reference): Polygraphy divides by the *second* output for relative
-    errors, so they come out relative to the reference. ``atol=None`` is scale-relative.
+    errors, so they come out relative to the reference. ``atol=None`` is scale-relative; a dict
+    gives it per output.
     """
     comparisons = [(i, 0) for i in range(1, len(results))]
     atols = atol if atol is not None else _output_atols(results[0][1], rtol)
     func = SimpleCompareFunc(atol=atols, rtol=rtol, check_error_stat="elemwise")
     return Comparator.compare_accuracy(results, comparisons=comparisons, compare_func=func)[0]
+
+
+def noise_floors(floor_run: list, reference_run: list, eps: float) -> dict[str, float]:
+    """Per output, the noise floor: ``max(max|floor - ref|, eps * max|ref|)`` over all elements
+    and iterations, in the output's units.
+
+    ``floor_run`` is PyTorch at the deployment precision and ``reference_run`` PyTorch in float64
+    on the same inputs (lists of iterations, name -> array). The largest element error is what
+    fp32 (or fp16) arithmetic alone moves an output by; the ``eps * max|ref|`` minimum (one unit
+    in the last place at the output's scale) covers outputs that it happens to leave exact,
+    whose measured error would be zero and would fail any backend for rounding alone.
+    """
+    floors: dict[str, float] = {}
+    for low, ref in zip(floor_run, reference_run, strict=True):
+        for name, value in ref.items():
+            ref64 = np.asarray(value, np.float64)
+            err = float(np.max(np.abs(np.asarray(low[name], np.float64) - ref64), initial=0.0))
+            scale = eps * float(np.max(np.abs(ref64), initial=0.0))
+            floors[name] = max(floors.get(name, 0.0), err, scale, float(np.finfo(np.float32).tiny))
+    return floors
+
+
+def _ring_errors(results: RunResults, pairs: list[PairResult], rings: dict):
+    """Fill each layer's ``ring_max_abs``/``interior_max_abs``: the largest ``|cand - ref|`` on
+    positions whose factor is not 1 and on the others (``rings``: tensor -> bool ``[Ho, Wo]``)."""
+    runs = dict(results)
+    for pair in pairs:
+        for stats in pair.outputs:
+            ring = rings.get(stats.output)
+            if ring is None or stats.max_abs is None:
+                continue
+            errors = [np.abs(np.asarray(c[stats.output], np.float64) - np.asarray(r[stats.output], np.float64))
+                      for c, r in zip(runs[pair.backend], runs[pair.reference], strict=True)]
+            stats.ring_max_abs = float(max(np.max(e[..., ring], initial=0.0) for e in errors))
+            stats.interior_max_abs = float(max(np.max(e[..., ~ring], initial=0.0) for e in errors))
+
+
+def _first_divergence(pair: PairResult, layers, layer_dicts) -> LayerDivergence:
+    for layer, info, stats in zip(layers, layer_dicts, pair.outputs, strict=True):
+        if not stats.passed:
+            module = f", PyTorch module {info['torch_module']!r}" if info["torch_module"] else ""
+            scale = f", scale {layer.scale!r}" if layer.scale else ""
+            where = ""
+            if stats.ring_max_abs is not None:
+                where = f"; border ring {stats.ring_max_abs:.3g}, interior {stats.interior_max_abs:.3g}"
+            floor = f", {stats.floor_multiple:.3g} x its noise floor" if stats.floor_multiple is not None else ""
+            explanation = (
+                f"first diverges at rectified conv #{layer.index} (Conv {layer.conv!r} -> {layer.node!r}"
+                f"{scale}{module}): max abs error {stats.max_abs:.3g}{floor} (reference values up to "
+                f"{stats.reference_max_abs:.3g}{where}), max rel error {stats.max_rel:.3g}"
+                if stats.max_abs is not None else
+                f"first diverges at rectified conv #{layer.index} ({layer.node!r}{module}): {stats.note}"
+            )
+            return LayerDivergence(pair.reference, pair.backend, info, stats, explanation, pair.input_shape)
+    return LayerDivergence(
+        pair.reference, pair.backend, None, None,
+        f"all {len(layers)} rectified conv outputs agree: the difference arises after them", pair.input_shape,
+    )
+
+
+@dataclass
+class _Verdict:
+    """How pairs are judged: ``mode`` from :data:`VERDICTS`, the tolerance, and for noise floors
+    K, the floor runner and the floor epsilon."""
+
+    mode: str
+    atol: float | None
+    rtol: float
+    multiple: float
+    floor_runner: str
+    eps: float
+
+
+def _judge(results: RunResults, verdict: _Verdict, outputs: list[str], layer_names: list[str]):
+    """(output pairs, layer pairs, floors) of every runner against the first in ``results``."""
+    tolerance = _compare_runs(results, verdict.atol, verdict.rtol)
+    floors, floor_check = {}, None
+    if verdict.mode == "noise-floor":
+        runs = dict(results)
+        floors = noise_floors(runs[verdict.floor_runner], results[0][1], verdict.eps)
+        floor_check = _compare_runs(results, {n: verdict.multiple * f for n, f in floors.items()}, 0.0)
+    out_pairs = pair_results(results, tolerance, outputs=outputs, also=floor_check, floors=floors)
+    layer_pairs = pair_results(results, tolerance, outputs=layer_names, also=floor_check, floors=floors) \
+        if layer_names else []
+    return out_pairs, layer_pairs, floors
+
+
+@dataclass
+class _SizeResult:
+    statuses: list
+    results: RunResults
+    feeds: list
+    metadata: TensorMetadata
+    pairs: list
+    layer_pairs: list
+    floors: dict
+
+
+def _reference_runs(setup: _Setup, onnx_model, verdict: _Verdict, taps) -> tuple[list, RunResults]:
+    """PyTorch in float64 on the CPU (and in fp16 for an fp16 floor), untimed, with the same taps."""
+    statuses, results = [], RunResults()
+    wanted = [(FP64_REFERENCE, torch.float64)]
+    if verdict.floor_runner == FP16_FLOOR:
+        wanted.append((FP16_FLOOR, torch.float16))
+    tapped = {tap.output_name for tap in taps}
+    output_names = [out.name for out in onnx_model.graph.output if out.name not in tapped]
+    for name, dtype in wanted:
+        model = copy.deepcopy(setup.torch_model).to("cpu", dtype).eval()
+        metadata = torch_input_metadata(setup.torch_inputs, model)
+        runner = TorchRunner(model, metadata, output_names, device="cpu", taps=taps, name=name)
+        try:
+            ran = Comparator.run([runner], data_loader=setup.feeds, warm_up=0)
+        except Exception as err:  # noqa: BLE001 - reported like any backend failure
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            statuses.append(BackendStatus(name, "error", f"{type(err).__name__}: {first}"))
+            continue
+        iterations = ran[name]
+        what = "ground truth" if dtype == torch.float64 else "fp16 noise floor"
+        statuses.append(BackendStatus(name, "ran", f"PyTorch {torch.__version__} in {dtype} on cpu ({what})"))
+        results.append((name, iterations))
+    return statuses, results
 
 
 def _save_results(results: RunResults, path: str) -> str:
@@ -147,62 +306,81 @@ def _save_results(results: RunResults, path: str) -> str:
     return path
 
 
-def _per_layer(onnx_model, ran, failing: list[PairResult], setup: _Setup, atol, rtol, workdir):
-    """Rerun the backends that ran with every rectified conv's output exposed.
+def _dynamic_hw(metadata: TensorMetadata) -> bool:
+    """True when the (single) input is ``[N, C, H, W]`` with H or W not fixed in the file."""
+    if len(metadata) != 1:
+        return False
+    shape = list(next(iter(metadata.values())).shape)
+    return len(shape) == 4 and any(not (isinstance(d, int) and d >= 0) for d in shape[2:])
 
-    Returns every layer's statistics for every pair, and for each ``failing`` pair the first
-    layer where it leaves the tolerance.
-    """
+
+def _sizes_to_check(onnx_model, batch_size, input_shape, sizes) -> list[tuple[int, ...] | None]:
+    """Full input shapes to compare at: ``None`` is the file's own (static) shape."""
+    declared = onnx_util.get_input_metadata(onnx_model.graph)
+    if not _dynamic_hw(declared):
+        if sizes:
+            raise ValueError("sizes applies to files with dynamic H/W; this file's input size is fixed")
+        return [tuple(input_shape) if input_shape else None]
+    if input_shape is None:
+        raise ValueError(
+            "the file has dynamic H/W: pass input_shape with concrete sizes, e.g. input_shape=(1, 3, 224, 224) "
+            f"(it is then also checked at the sizes of check_sizes, e.g. {check_sizes((224, 224))})"
+        )
+    n, c = input_shape[0], input_shape[1]
+    hws = [tuple(hw) for hw in sizes] if sizes else check_sizes(tuple(input_shape[2:]))
+    return [(n, c, *hw) for hw in hws]
+
+
+def _compare_at(shape, onnx_model, run_path, run_model, layers, references, backends, verdict, options,
+                torch_model, inputs, iterations, seed, batch_size) -> _SizeResult:
+    """Every backend (and the float64 reference) at one input shape; judged by ``verdict``."""
+    metadata = resolve_input_metadata(onnx_model, batch_size, shape)
+    feeds = load_feeds(inputs, metadata, iterations, seed)
+    torch_inputs = torch_input_metadata(metadata, torch_model) if torch_model is not None else None
+    setup = _Setup(options, torch_model, torch_inputs, feeds)
+    outputs = [out.name for out in onnx_model.graph.output]
+    # a layer whose tensor is a model output is compared as that output's PyTorch value already
+    taps = [ref.tap for ref in references or [] if ref.tap.output_name not in outputs]
+    statuses, ran = _run_backends(backends, run_path, run_model, setup, taps)
+    results = ran
+    if verdict.mode == "noise-floor":
+        ref_statuses, refs = _reference_runs(setup, onnx_model, verdict, taps)
+        statuses += ref_statuses
+        results = RunResults()
+        for name, its in [*refs, *ran]:
+            results.append((name, its))
+        if FP64_REFERENCE not in dict(results) or verdict.floor_runner not in dict(results):
+            # no floor without both PyTorch runs (their errors are in the statuses, which fail
+            # the report): the backends that ran are still compared with each other
+            results, verdict = ran, dataclasses.replace(verdict, mode="tolerance")
+    if len(results) < 2:
+        return _SizeResult(statuses, results, feeds, metadata, [], [], {})
+    layer_names = [layer.tensor for layer in layers]
+    pairs, layer_pairs, floors = _judge(results, verdict, outputs, layer_names)
+    label = list(next(iter(metadata.values())).shape)
+    for pair in [*pairs, *layer_pairs]:
+        pair.input_shape = label
+    if layer_pairs:
+        _ring_errors(results, layer_pairs, border_rings(onnx_model, layers, {
+            name: tuple(meta.shape) for name, meta in metadata.items()}))
+    return _SizeResult(statuses, results, feeds, metadata, pairs, layer_pairs, floors)
+
+
+def _layer_plan(onnx_model, torch_model, outputs_only: bool, backends, batch_size, shape, inputs, seed):
+    """(layers, PyTorch references or None, status) for the per-layer check."""
+    if outputs_only:
+        return [], None, "not requested (outputs only)"
     layers = find_rectified_layers(onnx_model)
     if not layers:
-        return PerLayerResult("no rectified conv (Conv -> scale Mul, or RFConvRectify) in the ONNX graph")
-    references = []
-    if "torch" in ran:
-        try:
-            first = feed_to_tensors(setup.feeds[0], setup.torch_inputs)
-            references = layer_taps(layers, onnx_model, setup.torch_model, first)
-        except LayerMatchError as err:
-            return PerLayerResult(f"cannot match ONNX layers to PyTorch modules: {err}")
-    taps = [ref.tap for ref in references]
-    matched = {ref.tap.output_name: ref for ref in references}
-    layer_model = with_layer_outputs(onnx_model, layers)
-    layer_path = Path(workdir) / "layers.onnx"
-    onnx.save(layer_model, str(layer_path))
-    statuses, results = _run_backends(ran, layer_path, layer_model, setup, taps, timed=False)
-    failed = [f"{s.name} ({s.detail})" for s in statuses if s.status != "ran"]
-    if failed or len(results) < 2:
-        why = ", ".join(failed) or "fewer than two backends ran"
-        return PerLayerResult(f"could not rerun with layer outputs: {why}")
-    accuracy = _compare_runs(results, atol, rtol)
-    pairs = pair_results(results, accuracy, outputs=[layer.tensor for layer in layers])
-    layer_dicts = [
-        dict(asdict(layer), torch_module=matched[layer.tensor].tap.module if layer.tensor in matched else None,
-             fused_bias_reference=matched[layer.tensor].shift_source if layer.tensor in matched else None)
-        for layer in layers
-    ]
-    failing_names = {(p.reference, p.backend) for p in failing}
-    divergences = [_first_divergence(pair, layers, layer_dicts) for pair in pairs
-                   if (pair.reference, pair.backend) in failing_names]
-    return PerLayerResult("ran", layer_dicts, pairs, divergences)
-
-
-def _first_divergence(pair: PairResult, layers, layer_dicts) -> LayerDivergence:
-    for layer, info, stats in zip(layers, layer_dicts, pair.outputs, strict=True):
-        if not stats.passed:
-            module = f", PyTorch module {info['torch_module']!r}" if info["torch_module"] else ""
-            scale = f", scale {layer.scale!r}" if layer.scale else ""
-            explanation = (
-                f"first diverges at rectified conv #{layer.index} (Conv {layer.conv!r} -> {layer.node!r}"
-                f"{scale}{module}): max abs error {stats.max_abs:.3g} (reference values up to "
-                f"{stats.reference_max_abs:.3g}), max rel error {stats.max_rel:.3g}"
-                if stats.max_abs is not None else
-                f"first diverges at rectified conv #{layer.index} ({layer.node!r}): {stats.note}"
-            )
-            return LayerDivergence(pair.reference, pair.backend, info, stats, explanation)
-    return LayerDivergence(
-        pair.reference, pair.backend, None, None,
-        f"all {len(layers)} rectified conv outputs agree: the difference arises after them",
-    )
+        return [], None, "no rectified conv (Conv -> scale Mul, or RFConvRectify) in the ONNX graph"
+    if torch_model is None or "torch" not in backends:
+        return layers, None, "ran"
+    metadata = resolve_input_metadata(onnx_model, batch_size, shape)
+    first = feed_to_tensors(load_feeds(inputs, metadata, 1, seed)[0], torch_input_metadata(metadata, torch_model))
+    try:
+        return layers, layer_taps(layers, onnx_model, torch_model, first), "ran"
+    except LayerMatchError as err:
+        return [], None, f"cannot match ONNX layers to PyTorch modules: {err}"
 
 
 def compare(
@@ -218,7 +396,10 @@ def compare(
     atol: float | None = None,
     rtol: float | None = None,
     precision: str | None = None,
-    per_layer: bool = False,
+    verdict: str = "noise-floor",
+    floor_multiple: float = NOISE_FLOOR_MULTIPLE,
+    outputs_only: bool = False,
+    sizes: Sequence[tuple[int, int]] | None = None,
     save_results: str | None = None,
     save_inputs: str | None = None,
     torch_device: str = "cpu",
@@ -228,12 +409,17 @@ def compare(
 ) -> CompareReport:
     """Compare ``backends`` (names from :data:`exporter.backends.runners.BACKENDS`) on one ONNX model.
 
-    ``torch_model`` is the PyTorch model the file was exported from (needed for ``"torch"``).
-    ``inputs`` is ``"random"`` (seeded with ``seed``), a folder of images or a Polygraphy input
-    JSON; ``iterations`` caps how many batches are used (random: default 1). ``precision``
-    defaults to the file's own and sets the default tolerances (:data:`DEFAULT_TOLERANCE`);
-    ``rtol`` overrides it, ``atol`` replaces the scale-relative absolute tolerance (see the module
-    docstring). Unavailable backends are reported as skipped, never dropped. Plugin-mode models
+    ``torch_model`` is the PyTorch model the file was exported from (needed for ``"torch"`` and
+    for the ``"noise-floor"`` verdict; without it the verdict is ``"tolerance"`` and the report
+    says so). ``inputs`` is ``"random"`` (seeded with ``seed``), a folder of images or a
+    Polygraphy input JSON; ``iterations`` caps how many batches are used (random: default 1).
+    ``precision`` defaults to the file's own and sets the default tolerances
+    (:data:`DEFAULT_TOLERANCE`) and the floor (fp16 files: PyTorch in fp16); ``rtol`` overrides
+    it, ``atol`` replaces the scale-relative absolute tolerance (see the module docstring).
+    ``verdict`` is one of :data:`VERDICTS`, ``floor_multiple`` is K. ``outputs_only`` skips the
+    per-layer check. ``sizes`` lists the ``(H, W)`` in pixels a dynamic-H/W file is checked at
+    (default :func:`check_sizes` of ``input_shape``); ``save_results``/``save_inputs`` keep the
+    first size's. Unavailable backends are reported as skipped, never dropped. Plugin-mode models
     run on ``trt`` with ``plugin_library`` (default: the built one) and on ``ort-cpu``/``onnx-ref``
     through the plugin's Python reference.
     """
@@ -250,6 +436,10 @@ def compare(
             raise ValueError(f"{option.replace('_', '-')} must be >= 1, got {value}")
     if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict {verdict!r} is not one of {VERDICTS}")
+    if not floor_multiple >= 1:
+        raise ValueError(f"floor_multiple must be >= 1, got {floor_multiple}")
     try:
         onnx_model = onnx.load(str(onnx_path))
     except Exception as err:  # noqa: BLE001 - protobuf raises assorted errors for non-ONNX files
@@ -257,46 +447,90 @@ def compare(
     file_precision = onnx_file_precision(onnx_model)
     precision = precision or tolerance_precision(file_precision)
     rtol = DEFAULT_TOLERANCE[precision] if rtol is None else rtol
+    verdict_note = ""
+    if verdict == "noise-floor" and (torch_model is None or "torch" not in backends):
+        verdict, verdict_note = "tolerance", "noise-floor needs the PyTorch model and the torch backend"
+    floor_precision = "fp32" if precision == "fp32" else "fp16"
+    judge = _Verdict(verdict, atol, rtol, floor_multiple,
+                     "torch" if floor_precision == "fp32" else FP16_FLOOR, FLOOR_EPS[floor_precision])
 
     quiet = nullcontext() if verbose else G_LOGGER.verbosity(G_LOGGER.CRITICAL)
     with quiet, tempfile.TemporaryDirectory(prefix="rfconv-compare-") as workdir:
-        metadata = resolve_input_metadata(onnx_model, batch_size, tuple(input_shape) if input_shape else None)
-        feeds = load_feeds(inputs, metadata, iterations, seed)
+        shapes = _sizes_to_check(onnx_model, batch_size, input_shape, sizes)
+        layers, references, layer_status = _layer_plan(onnx_model, torch_model, outputs_only, backends,
+                                                       batch_size, shapes[0], inputs, seed)
+        run_path, run_model = onnx_path, onnx_model
+        if layers:
+            run_model = with_layer_outputs(onnx_model, layers)
+            run_path = Path(workdir) / "layers.onnx"
+            onnx.save(run_model, str(run_path))
+        options = RunnerOptions(precision, file_precision, torch_device,
+                                str(plugin_library) if plugin_library is not None else None)
+        per_size = [
+            _compare_at(shape, onnx_model, run_path, run_model, layers, references, backends, judge,
+                        options, torch_model, inputs, iterations, seed, batch_size)
+            for shape in shapes
+        ]
+        first = per_size[0]
         saved = {}
         if save_inputs:
-            save_feeds(feeds, save_inputs)
+            save_feeds(first.feeds, save_inputs)
             saved["inputs"] = str(save_inputs)
-        setup = _Setup(
-            RunnerOptions(precision, file_precision, torch_device,
-                          str(plugin_library) if plugin_library is not None else None),
-            torch_model,
-            torch_input_metadata(metadata, torch_model) if torch_model is not None else None,
-            feeds,
-        )
-        statuses, results = _run_backends(backends, onnx_path, onnx_model, setup)
-        comparisons = pair_results(results, _compare_runs(results, atol, rtol)) if len(results) >= 2 else []
-        if save_results and len(results):
-            saved["results"] = _save_results(results, str(save_results))
-        layer_result = PerLayerResult("not requested")
-        if per_layer:
-            failing = [p for p in comparisons if not p.passed]
-            if not failing:
-                layer_result = PerLayerResult("not needed: all outputs agree")
-            else:
-                ran = [s.name for s in statuses if s.status == "ran"]
-                layer_result = _per_layer(onnx_model, ran, failing, setup, atol, rtol, workdir)
+        if save_results and len(first.results):
+            saved["results"] = _save_results(first.results, str(save_results))
+    missing = unmatched_modules(references, torch_model) if references is not None else []
+    layer_result = PerLayerResult(layer_status, missing=missing)
+    if layers:
+        matched = {ref.tap.output_name: ref for ref in references or []}
+        layer_result.layers = [
+            dict(asdict(layer), torch_module=matched[layer.tensor].tap.module if layer.tensor in matched else None,
+                 fused_bias_reference=matched[layer.tensor].shift_source if layer.tensor in matched else None)
+            for layer in layers
+        ]
+        layer_result.pairs = [pair for size in per_size for pair in size.layer_pairs]
+        failing = [p for size in per_size for p in _failing(size)]
+        layer_result.first_divergence = [_first_divergence(pair, layers, layer_result.layers) for pair in failing]
+    tolerances = {"rtol": rtol, "atol": atol if atol is not None else "rtol * max|ref| per output",
+                  "check": "per element: |a-b| <= atol or |a-b| <= rtol*|ref|"}
+    noise_floor = None
+    if verdict == "noise-floor":
+        noise_floor = {"reference": FP64_REFERENCE, "floor_runner": judge.floor_runner, "multiple": floor_multiple,
+                       "floor": "max(max|floor_runner - reference|, eps * max|reference|) per output",
+                       "eps": judge.eps,
+                       "floors": [{"input_shape": list(next(iter(s.metadata.values())).shape), "floors": s.floors}
+                                  for s in per_size]}
     return CompareReport(
         onnx_model=str(onnx_path),
         torch_model=torch_model_name or (type(torch_model).__name__ if torch_model is not None else None),
         precision=precision,
         model_precision=file_precision,
-        tolerances={"rtol": rtol, "atol": atol if atol is not None else "rtol * max|ref| per output",
-                    "check": "per element: |a-b| <= atol or |a-b| <= rtol*|ref|"},
-        inputs={"source": inputs, "seed": seed if inputs == "random" else None, "iterations": len(feeds),
-                "shapes": {name: list(meta.shape) for name, meta in metadata.items()}},
-        backends=statuses,
-        comparisons=comparisons,
+        tolerances=tolerances,
+        inputs={"source": inputs, "seed": seed if inputs == "random" else None, "iterations": len(first.feeds),
+                "shapes": {name: list(meta.shape) for name, meta in first.metadata.items()}},
+        backends=_merge_statuses([s.statuses for s in per_size]),
+        comparisons=[pair for size in per_size for pair in size.pairs],
         per_layer=layer_result,
         versions=availability.versions(),
         saved=saved,
+        verdict_mode=verdict,
+        verdict_note=verdict_note,
+        noise_floor=noise_floor,
+        sizes=[list(next(iter(s.metadata.values())).shape) for s in per_size],
     )
+
+
+def _failing(size: _SizeResult) -> list[PairResult]:
+    """Layer pairs (one per backend) whose backend failed at this size, on an output or a layer."""
+    failed = {p.backend for p in [*size.pairs, *size.layer_pairs] if not p.passed}
+    return [p for p in size.layer_pairs if p.backend in failed]
+
+
+def _merge_statuses(per_size: list[list[BackendStatus]]) -> list[BackendStatus]:
+    """One status per backend over all sizes: an error at any size is the status; latency is the
+    first size's."""
+    merged: dict[str, BackendStatus] = {}
+    for statuses in per_size:
+        for status in statuses:
+            if status.name not in merged or (status.status == "error" and merged[status.name].status != "error"):
+                merged[status.name] = status
+    return list(merged.values())

@@ -32,6 +32,7 @@ from polygraphy.backend.onnx import ModifyOutputs
 
 from exporter.backends.runners import PLUGIN_OP, LayerTap
 from exporter.model.layer import RFConv2d
+from exporter.model.scale import rectify_scale
 from exporter.onnx.passes.rectified import find_rectified_convs
 
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
@@ -128,10 +129,61 @@ def find_rectified_layers(model: onnx.ModelProto) -> list[RectifiedLayer]:
 
 
 def with_layer_outputs(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> onnx.ModelProto:
-    """A copy of ``model`` that also outputs every layer's tensor (after the original outputs)."""
+    """A copy of ``model`` that also outputs every layer's tensor (after the original outputs; a
+    layer whose tensor is a model output already is not repeated)."""
     inferred = onnx.shape_inference.infer_shapes(model)
-    outputs = [out.name for out in model.graph.output] + [layer.tensor for layer in layers]
+    outputs = [out.name for out in model.graph.output]
+    outputs += [layer.tensor for layer in layers if layer.tensor not in outputs]
     return ModifyOutputs(inferred, outputs=outputs, copy=True)()
+
+
+def _with_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """A shape-inferred copy of ``model`` with its inputs fixed to ``shapes``."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in fixed.graph.input:
+        if value.name in shapes:
+            for dim, size in zip(value.type.tensor_type.shape.dim, shapes[value.name], strict=True):
+                dim.Clear()
+                dim.dim_value = int(size)
+    return onnx.shape_inference.infer_shapes(fixed)
+
+
+def border_rings(
+    model: onnx.ModelProto, layers: list[RectifiedLayer], input_shapes: dict[str, tuple[int, ...]]
+) -> dict[str, np.ndarray | None]:
+    """Per layer tensor, the border ring: a bool mask ``[Ho, Wo]``, True where the factor is not 1.
+
+    That is where some kernel tap lands in the zero padding: where :func:`rectify_scale` (sum
+    mode, exact count) of the layer's Conv geometry at its input size is not 1 (an average-mode
+    or official-count layer rescales the same positions, which is where rectification bugs live).
+    ``None`` when the Conv's input size is not known after shape inference at ``input_shapes``
+    or its padding is asymmetric.
+    """
+    inferred = _with_input_shapes(model, input_shapes)
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.graph.value_info, *inferred.graph.input]}
+    convs = {node.name: node for node in inferred.graph.node if node.op_type == "Conv"}
+    constants = _constants(model)
+    rings = {}
+    for layer in layers:
+        conv = convs.get(layer.conv)
+        in_shape = shapes.get(conv.input[0]) if conv is not None else None
+        rings[layer.tensor] = None
+        if not in_shape or len(in_shape) != 4 or None in in_shape[2:]:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
+        kernel = attrs.get("kernel_shape") or constants[layer.weight].shape[2:]
+        pads = attrs.get("pads", [0, 0, 0, 0])
+        if list(pads[:2]) != list(pads[2:]) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            continue
+        try:
+            factor = rectify_scale(tuple(in_shape[2:]), tuple(kernel), tuple(attrs.get("strides", [1, 1])),
+                                   tuple(pads[:2]), tuple(attrs.get("dilations", [1, 1])), dtype=torch.float64)
+        except ValueError:
+            continue
+        rings[layer.tensor] = factor.numpy() != 1.0
+    return rings
 
 
 def rectifying_modules(model: torch.nn.Module) -> OrderedDict[str, RFConv2d]:
@@ -161,26 +213,69 @@ def _execution_order(model: torch.nn.Module, names: list[str], inputs: list[torc
     return list(order.items())
 
 
+FILTER_COSINE = 0.999
+"""Two conv weights hold the same filters when most output channels agree to this cosine (a
+folded BatchNorm scales each channel, which leaves its direction alone)."""
+
+
+def _same_filters(onnx_weight: np.ndarray | None, weight: np.ndarray) -> bool:
+    if onnx_weight is None or onnx_weight.shape != weight.shape:
+        return False
+    a = onnx_weight.reshape(weight.shape[0], -1).astype(np.float64)
+    b = weight.reshape(weight.shape[0], -1).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cosine = np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1.0)
+    return float(np.mean(cosine > FILTER_COSINE)) >= 0.5
+
+
+def _match_by_weights(layers, onnx_model, candidates) -> list[str] | None:
+    """Each layer's module found by its filters; ``None`` unless every layer matches exactly one
+    module, and a different one."""
+    constants = _constants(onnx_model)
+    names = []
+    for layer in layers:
+        found = [name for name, module in candidates.items()
+                 if _same_filters(constants.get(layer.weight), module.weight.detach().cpu().numpy())]
+        if len(found) != 1 or found[0] in names:
+            return None
+        names.append(found[0])
+    return names
+
+
 def match_modules(
-    layers: list[RectifiedLayer], model: torch.nn.Module, inputs: list[torch.Tensor]
+    layers: list[RectifiedLayer], model: torch.nn.Module, inputs: list[torch.Tensor],
+    onnx_model: onnx.ModelProto | None = None,
 ) -> list[str]:
-    """The ``RFConv2d`` module name for each ONNX layer, by recorded name or else execution order."""
+    """The ``RFConv2d`` module name for each ONNX layer: by recorded name, else execution order
+    when the counts agree, else (the file has fewer rectified convs) by their filters in
+    ``onnx_model``; modules left over are :func:`unmatched_modules`."""
     candidates = rectifying_modules(model)
+    recorded = [layer.module for layer in layers]
+    if all(name in candidates for name in recorded) and len(set(recorded)) == len(recorded):
+        return recorded
     if len(candidates) != len(layers):
+        by_weights = _match_by_weights(layers, onnx_model, candidates) \
+            if onnx_model is not None and len(layers) < len(candidates) else None
+        if by_weights is not None:
+            return by_weights
         raise LayerMatchError(
             f"the ONNX model has {len(layers)} rectified conv(s) but the PyTorch model has "
             f"{len(candidates)} rectifying RFConv2d module(s); check that the PyTorch model (its checkpoint, "
             "rectification and average mode) is the one the file was exported from"
         )
-    recorded = [layer.module for layer in layers]
-    if all(name in candidates for name in recorded) and len(set(recorded)) == len(recorded):
-        return recorded
     order = _execution_order(model.eval(), list(candidates), inputs)
     if len(order) != len(layers):
         raise LayerMatchError(
             f"only {len(order)} of {len(candidates)} rectifying modules ran in a forward pass"
         )
     return [name for name, _ in order]
+
+
+def unmatched_modules(references: list, model: torch.nn.Module) -> list[str]:
+    """Rectifying ``RFConv2d`` modules that no rectified conv of the file was matched to (its
+    scale ``Mul`` went missing), in module order; ``references`` as :func:`layer_taps` returns."""
+    matched = {ref.tap.module for ref in references}
+    return [name for name in rectifying_modules(model) if name not in matched]
 
 
 def _channel_gain(onnx_weights: list[np.ndarray], torch_weights: list[np.ndarray]) -> np.ndarray:
@@ -201,20 +296,28 @@ class LayerReference:
     shift_source: str | None  # "PyTorch BatchNorm '<name>'", "the ONNX file" or None (no shift)
 
 
-def _folded_batchnorm(model: torch.nn.Module, gain: np.ndarray) -> tuple[str, np.ndarray] | None:
-    """The BatchNorm whose per-channel gain ``gamma / sqrt(var + eps)`` is ``gain``, and its shift.
+GAIN_MATCH_RTOL = 2e-3  # fp16 weights carry the gain to about 1e-3
+"""A channel's gain in the file matches a BatchNorm's when within this relative difference."""
 
-    A plugin node fuses the folded BN's shift; taking it from the PyTorch BN (found by the gain,
-    which comes from the weights) keeps the reference independent of the file being checked.
+
+def _folded_batchnorm(model: torch.nn.Module, gain: np.ndarray) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """The BatchNorm folded into a conv whose file gain per channel is ``gain``: ``(name, a, c)``
+    with its own ``a = gamma / sqrt(var + eps)`` and shift ``c = beta - mean * a``, float64.
+
+    The BatchNorm is the one whose ``a`` matches ``gain`` on most channels, so a fold that is
+    wrong on a few channels is still found, and the reference takes ``a`` and ``c`` from PyTorch:
+    it stays independent of the file being checked. ``None`` when no BatchNorm matches.
     """
+    best, best_share = None, 0.5
     for name, bn in model.named_modules():
         if isinstance(bn, torch.nn.BatchNorm2d) and bn.num_features == gain.size and bn.affine \
                 and bn.track_running_stats:
-            g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().cpu().numpy()
-            if np.allclose(g, gain, rtol=2e-3, atol=1e-6):
-                shift = bn.bias.detach().double().cpu().numpy() - bn.running_mean.double().cpu().numpy() * g
-                return name, shift
-    return None
+            a = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().cpu().numpy()
+            share = float(np.mean(np.abs(a - gain) <= GAIN_MATCH_RTOL * np.abs(a) + 1e-6))
+            if share > best_share:
+                shift = bn.bias.detach().double().cpu().numpy() - bn.running_mean.double().cpu().numpy() * a
+                best, best_share = (name, a, shift), share
+    return best
 
 
 def layer_taps(
@@ -225,10 +328,13 @@ def layer_taps(
 ) -> list[LayerReference]:
     """Per layer, a :class:`LayerTap` that turns the module's output into the ONNX tensor's meaning.
 
-    A plugin's fused shift comes from the PyTorch BatchNorm that was folded when one matches,
-    otherwise (with ``shift_source`` saying so) from the ONNX file itself.
+    The per-channel gain ``g`` is that of the PyTorch BatchNorm that was folded, when one matches
+    the file on most channels (:func:`_folded_batchnorm`), so a fold wrong on one channel fails
+    at its own layer; otherwise (nothing folded, or no BatchNorm matches) it is recovered from
+    the weights by least squares. A plugin's fused shift comes from that BatchNorm too when one
+    matches, otherwise (with ``shift_source`` saying so) from the ONNX file itself.
     """
-    names = match_modules(layers, torch_model, inputs)
+    names = match_modules(layers, torch_model, inputs, onnx_model)
     modules = rectifying_modules(torch_model)
     constants = _constants(onnx_model)
     references = []
@@ -247,11 +353,13 @@ def layer_taps(
         if module.bias is not None and layer.conv_bias in constants:
             pairs.append((constants[layer.conv_bias], module.bias.detach().cpu().numpy()))
         gain = _channel_gain(*zip(*pairs, strict=True))
+        folded = None if np.allclose(gain, 1.0, rtol=GAIN_MATCH_RTOL) else _folded_batchnorm(torch_model, gain)
+        if folded is not None:
+            gain = folded[1]
         shift, source = None, None
         if layer.fused_bias is not None:
-            folded = _folded_batchnorm(torch_model, gain)
             if folded is not None:
-                source, shift = f"PyTorch BatchNorm {folded[0]!r}", folded[1]
+                source, shift = f"PyTorch BatchNorm {folded[0]!r}", folded[2]
             elif layer.fused_bias in constants:
                 source, shift = "the ONNX file", constants[layer.fused_bias]
             else:
@@ -262,13 +370,16 @@ def layer_taps(
 
 
 def _transform(gain: np.ndarray, shift: np.ndarray | None, activation: str):
-    gain_t = torch.from_numpy(gain.astype(np.float32).reshape(1, -1, 1, 1))
-    shift_t = None if shift is None else torch.from_numpy(np.asarray(shift, np.float32).reshape(1, -1, 1, 1))
+    """``y -> act(g * y [+ c])`` in ``y``'s precision, or float32 for narrower types (a float64
+    reference stays float64; the fp16 floor model's taps are widened to float32 only after it)."""
+    gain_t = torch.from_numpy(np.asarray(gain, np.float64).reshape(1, -1, 1, 1))
+    shift_t = None if shift is None else torch.from_numpy(np.asarray(shift, np.float64).reshape(1, -1, 1, 1))
 
     def to_onnx_meaning(y: torch.Tensor) -> torch.Tensor:
-        out = y.float() * gain_t.to(y.device)
+        dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
+        out = y.to(dtype) * gain_t.to(y.device, dtype)
         if shift_t is not None:
-            out = out + shift_t.to(y.device)
+            out = out + shift_t.to(y.device, dtype)
         return torch.relu(out) if activation == "relu" else out
 
     return to_onnx_meaning

@@ -45,7 +45,11 @@ class OutputStats:
     to read ``max_abs`` against, and ``scaled_error`` is their ratio. ``atol`` is the absolute
     tolerance that was applied (with ``rtol``). ``cosine_similarity`` is over all
     elements flattened; ``top1_agreement`` (classifier outputs ``[N, classes]`` only) is the
-    fraction of rows whose argmax agrees.
+    fraction of rows whose argmax agrees. Under the noise-floor verdict ``floor`` is the
+    output's noise floor (same units as ``max_abs``) and ``floor_multiple = max_abs / floor``;
+    ``passed`` then needs both the tolerance and ``floor_multiple <= K``. For a rectified layer,
+    ``ring_max_abs``/``interior_max_abs`` split ``max_abs`` into the border ring (positions whose
+    factor is not 1) and the interior.
     """
 
     output: str
@@ -64,15 +68,22 @@ class OutputStats:
     rtol: float | None = None
     cosine_similarity: float | None = None
     top1_agreement: float | None = None
+    floor: float | None = None
+    floor_multiple: float | None = None
+    ring_max_abs: float | None = None
+    interior_max_abs: float | None = None
     note: str = ""
 
 
 @dataclass
 class PairResult:
+    """``backend`` against ``reference`` at input shape ``input_shape``."""
+
     reference: str
     backend: str
     passed: bool
     outputs: list[OutputStats]
+    input_shape: list[int] | None = None
 
 
 @dataclass
@@ -84,16 +95,23 @@ class LayerDivergence:
     layer: dict | None  # RectifiedLayer fields plus the matched PyTorch module; None if none diverged
     stats: OutputStats | None
     explanation: str
+    input_shape: list[int] | None = None
 
 
 @dataclass
 class PerLayerResult:
-    """``status``: ``"not requested"``, ``"not needed"`` (all outputs agreed), ``"ran"`` or an error."""
+    """``status``: ``"ran"``, ``"not requested (outputs only)"``, or why no layer could be checked.
+
+    ``pairs`` hold every layer's statistics per backend and size; ``first_divergence`` the first
+    failing layer of each failing backend; ``missing`` the rectifying PyTorch modules that no
+    rectified conv of the file comes from (a lost scale ``Mul``): each fails the comparison.
+    """
 
     status: str
     layers: list[dict] = field(default_factory=list)
     pairs: list[PairResult] = field(default_factory=list)
     first_divergence: list[LayerDivergence] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -109,6 +127,10 @@ class CompareReport:
     per_layer: PerLayerResult
     versions: dict
     saved: dict = field(default_factory=dict)
+    verdict_mode: str = "tolerance"
+    verdict_note: str = ""
+    noise_floor: dict | None = None
+    sizes: list[list[int]] = field(default_factory=list)
 
     @property
     def ran(self) -> list[str]:
@@ -116,11 +138,13 @@ class CompareReport:
 
     @property
     def passed(self) -> bool:
-        """True only if two or more backends ran, none failed, and every comparison passed."""
+        """True only if two or more backends ran, none failed, every comparison passed at every
+        size (outputs and rectified layers) and no rectified layer is missing from the file."""
         return (
             len(self.ran) >= 2
             and not any(b.status == "error" for b in self.backends)
-            and all(p.passed for p in self.comparisons)
+            and all(p.passed for p in [*self.comparisons, *self.per_layer.pairs])
+            and not self.per_layer.missing
         )
 
     def verdict(self) -> str:
@@ -128,8 +152,19 @@ class CompareReport:
             return "FAIL: a backend failed to run"
         if len(self.ran) < 2:
             return "FAIL: fewer than two backends ran, so nothing was compared"
-        failed = [f"{p.backend} vs {p.reference}" for p in self.comparisons if not p.passed]
-        return f"FAIL: {', '.join(failed)} out of tolerance" if failed else "PASS"
+        if self.per_layer.missing:
+            return (f"FAIL: rectifying PyTorch module(s) {', '.join(map(repr, self.per_layer.missing))} "
+                    "have no rectified conv (Conv -> scale Mul) in the file")
+        failed = list(dict.fromkeys(f"{p.backend} vs {p.reference}" for p in [*self.comparisons, *self.per_layer.pairs]
+                                    if not p.passed))
+        if not failed:
+            return "PASS"
+        layers = {d.backend: d.layer for d in self.per_layer.first_divergence if d.layer}
+        named = "; ".join(f"{b} first at rectified conv #{layer['index']}"
+                          + (f" (PyTorch module {layer['torch_module']!r})" if layer["torch_module"] else "")
+                          for b, layer in layers.items())
+        what = "beyond the noise floor or tolerance" if self.verdict_mode == "noise-floor" else "out of tolerance"
+        return f"FAIL: {', '.join(failed)} {what}" + (f"; {named}" if named else "")
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data; non-finite numbers become None (strict JSON has no NaN)."""
@@ -145,13 +180,21 @@ class CompareReport:
             lines.append(f"  {b.name:<9} {b.status:<8} {latency}  {b.detail}")
         tol = self.tolerances
         atol = f"{tol['atol']:g}" if isinstance(tol["atol"], float) else tol["atol"]
-        lines += ["", f"Comparisons ({self.precision}: rtol={tol['rtol']:g}, atol={atol}; "
-                      f"{self.inputs['iterations']} batch(es) of {self.inputs['source']} inputs)"]
+        verdict = f"verdict {self.verdict_mode}" + (f" ({self.verdict_note})" if self.verdict_note else "")
+        if self.noise_floor:
+            verdict += (f": error vs {self.noise_floor['reference']} <= {self.noise_floor['multiple']:g} x floor "
+                        f"({self.noise_floor['floor_runner']} vs {self.noise_floor['reference']}) and")
+        sizes = ", ".join("x".join(map(str, s)) for s in self.sizes)
+        lines += ["", f"Comparisons ({verdict} {self.precision} rtol={tol['rtol']:g}, atol={atol}; "
+                      f"{self.inputs['iterations']} batch(es) of {self.inputs['source']} inputs; input {sizes})"]
         lines += _stats_table(self.comparisons)
-        if self.per_layer.status != "not requested":
-            lines += ["", f"Per-layer: {self.per_layer.status}"]
-            for d in self.per_layer.first_divergence:
-                lines.append(f"  {d.backend} vs {d.reference}: {d.explanation}")
+        lines += ["", f"Per-layer: {self.per_layer.status}"]
+        if self.per_layer.pairs:
+            lines += _layer_table(self.per_layer.pairs)
+        for name in self.per_layer.missing:
+            lines.append(f"  PyTorch module {name!r} rectifies, but no rectified conv of the file comes from it")
+        for d in self.per_layer.first_divergence:
+            lines.append(f"  {d.backend} vs {d.reference}: {d.explanation}")
         lines += ["", f"Result: {self.verdict()}"]
         return "\n".join(lines)
 
@@ -176,19 +219,39 @@ def _fmt(value: float | None, percent: bool = False) -> str:
     return f"{100 * value:.1f}%" if percent else f"{value:.3g}"
 
 
+def _result(s: OutputStats) -> str:
+    return ("PASS" if s.passed else "FAIL") + (f" ({s.note})" if s.note else "")
+
+
 def _stats_table(pairs: list[PairResult]) -> list[str]:
-    header = ("backend", "vs", "output", "max abs", "/ scale", "mean abs", "med abs", "max rel", "mean rel",
-              "med rel", "cosine", "top-1", "result")
+    header = ("backend", "vs", "input", "output", "max abs", "/ scale", "floor", "x floor", "mean abs", "med abs",
+              "max rel", "mean rel", "med rel", "cosine", "top-1", "result")
     rows = [header]
     for pair in pairs:
         for s in pair.outputs:
             cosine = f"{s.cosine_similarity:.7f}" if s.cosine_similarity is not None else "-"
             errors = [_fmt(getattr(s, f)) for f in ERROR_FIELDS]
             rows.append((
-                pair.backend, pair.reference, s.output, errors[0], _fmt(s.scaled_error), *errors[1:],
-                cosine, _fmt(s.top1_agreement, percent=True),
-                ("PASS" if s.passed else "FAIL") + (f" ({s.note})" if s.note else ""),
+                pair.backend, pair.reference, "x".join(map(str, pair.input_shape or [])) or "-", s.output,
+                errors[0], _fmt(s.scaled_error), _fmt(s.floor), _fmt(s.floor_multiple), *errors[1:],
+                cosine, _fmt(s.top1_agreement, percent=True), _result(s),
             ))
+    return _columns(rows)
+
+
+def _layer_table(pairs: list[PairResult]) -> list[str]:
+    """One row per rectified layer, backend and size: the error on the border ring and the interior."""
+    rows = [("backend", "vs", "input", "layer", "max abs", "x floor", "ring", "interior", "result")]
+    for pair in pairs:
+        for index, s in enumerate(pair.outputs):
+            rows.append((pair.backend, pair.reference, "x".join(map(str, pair.input_shape or [])) or "-",
+                         f"#{index} {s.output}", _fmt(s.max_abs), _fmt(s.floor_multiple), _fmt(s.ring_max_abs),
+                         _fmt(s.interior_max_abs), _result(s)))
+    return _columns(rows)
+
+
+def _columns(rows: list[tuple]) -> list[str]:
+    header = rows[0]
     if len(rows) == 1:
         return ["  (nothing compared)"]
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
@@ -208,13 +271,19 @@ def output_stats(
     per_iteration: list,
     reference: list[np.ndarray],
     candidate: list[np.ndarray],
+    also: list | None = None,
+    floor: float | None = None,
 ) -> OutputStats:
     """Aggregate Polygraphy's per-iteration results for one output (see :class:`OutputStats`).
 
     ``per_iteration`` holds Polygraphy ``OutputCompareResult`` objects, or ``False`` where it
-    could not compare (shape mismatch); ``reference``/``candidate`` are the raw arrays.
+    could not compare (shape mismatch); ``reference``/``candidate`` are the raw arrays. ``also``
+    holds a second check's results (the noise floor's), which each iteration must pass too, and
+    ``floor`` the noise floor it applied.
     """
     passed = [bool(r) for r in per_iteration]
+    if also is not None:
+        passed = [p and bool(a) for p, a in zip(passed, also, strict=True)]
     notes = [f"{side} has NaN/Inf" for side, arrays in (("reference", reference), ("candidate", candidate))
              if _non_finite(arrays)]
     stats = OutputStats(output, all(passed), sum(passed), len(passed))
@@ -230,6 +299,8 @@ def output_stats(
     stats.reference_max_abs = float(np.max(np.abs(ref), initial=0.0))
     if stats.reference_max_abs > 0:
         stats.scaled_error = stats.max_abs / stats.reference_max_abs
+    if floor is not None:
+        stats.floor, stats.floor_multiple = floor, stats.max_abs / floor
     stats.cosine_similarity = _cosine(ref, cand)
     if all(a.ndim == 2 and a.shape[1] > 1 for a in reference):
         agree = [np.argmax(r, 1) == np.argmax(c, 1) for r, c in zip(reference, candidate, strict=True)]
@@ -241,10 +312,14 @@ def pair_results(
     run_results: RunResults,
     accuracy: AccuracyResult,
     outputs: list[str] | None = None,
+    also: AccuracyResult | None = None,
+    floors: dict[str, float] | None = None,
 ) -> list[PairResult]:
     """One :class:`PairResult` per ``(candidate, reference)`` runner pair in ``accuracy``.
 
     ``outputs`` limits the statistics to those outputs (default: every output compared).
+    ``also`` is a second check of the same pairs (the noise floor's) that must pass too, and
+    ``floors`` the noise floor per output it applied.
     """
     pairs = []
     for (name, ref_name), iterations in accuracy.items():
@@ -258,6 +333,7 @@ def pair_results(
                 missing = OutputStats(out, False, 0, len(iterations), note=f"{name} has no output {out!r}")
                 stats.append(missing)
                 continue
-            stats.append(output_stats(out, per_iteration, ref, cand))
+            second = [it.get(out, False) for it in also[(name, ref_name)]] if also is not None else None
+            stats.append(output_stats(out, per_iteration, ref, cand, second, (floors or {}).get(out)))
         pairs.append(PairResult(ref_name, name, all(s.passed for s in stats), stats))
     return pairs

@@ -67,7 +67,8 @@ def _cli(*args) -> int:
 def test_torch_ort_and_reference_agree_and_report_is_complete(exported, tmp_path, capsys):
     report_path, results_path = tmp_path / "report.json", tmp_path / "results.json"
     code = _cli(exported, "--model", MODEL_SPEC, "--backends", CPU_BACKENDS, "--iterations", 2,
-                "--batch-size", 3, "--report", report_path, "--save-results", results_path)
+                "--batch-size", 3, "--report", report_path, "--save-results", results_path,
+                "--verdict", "tolerance", "--outputs-only")
     out = capsys.readouterr().out
     assert code == 0, out
     assert "Result: PASS" in out and "ort-cpu" in out and "onnx-ref" in out
@@ -96,7 +97,8 @@ def test_torch_ort_and_reference_agree_and_report_is_complete(exported, tmp_path
         assert stats["rtol"] == 1e-4 and stats["atol"] == pytest.approx(1e-4 * stats["reference_max_abs"])
         assert stats["cosine_similarity"] > 1 - 1e-9
         assert stats["top1_agreement"] == 1.0
-    assert report["per_layer"]["status"] == "not requested"
+    assert report["per_layer"]["status"] == "not requested (outputs only)"
+    assert report["verdict_mode"] == "tolerance" and report["noise_floor"] is None
     assert report["versions"]["polygraphy"] and report["versions"]["onnxruntime"]
     assert report["saved"]["results"] == str(results_path)
 
@@ -113,12 +115,12 @@ def test_torch_ort_and_reference_agree_and_report_is_complete(exported, tmp_path
 def test_damaged_scale_fails_and_per_layer_names_the_layer(damaged, tmp_path, capsys):
     path, scale = damaged
     report_path = tmp_path / "report.json"
-    assert _cli(path, "--model", MODEL_SPEC, "--backends", CPU_BACKENDS, "--report", report_path) == 1
+    assert _cli(path, "--model", MODEL_SPEC, "--backends", CPU_BACKENDS, "--report", report_path,
+                "--outputs-only") == 1
     assert "FAIL" in capsys.readouterr().out
-    assert json.loads(report_path.read_text())["per_layer"]["status"] == "not requested"
+    assert json.loads(report_path.read_text())["per_layer"]["status"] == "not requested (outputs only)"
 
-    code = _cli(path, "--model", MODEL_SPEC, "--backends", CPU_BACKENDS, "--per-layer",
-                "--report", report_path)
+    code = _cli(path, "--model", MODEL_SPEC, "--backends", CPU_BACKENDS, "--report", report_path)
     out = capsys.readouterr().out
     assert code == 1
     assert f"PyTorch module '{DAMAGED_MODULE}'" in out and scale in out
@@ -130,31 +132,33 @@ def test_damaged_scale_fails_and_per_layer_names_the_layer(damaged, tmp_path, ca
         assert divergence["stats"]["max_rel"] == pytest.approx(0.2, rel=1e-3)  # the 20% perturbation
     # the layer before the damage agrees to fp32 precision on both backends
     for pair in per_layer["pairs"]:
-        assert pair["outputs"][0]["passed"] and not pair["outputs"][1]["passed"]
+        if pair["backend"] != "torch":
+            assert pair["outputs"][0]["passed"] and not pair["outputs"][1]["passed"]
 
 
 def test_fp16_model_passes_at_fp16_tolerance_and_fails_at_fp32(exported_fp16, tiny_model):
     assert file_precision(onnx.load(str(exported_fp16))) == "fp16"
-    at_fp16 = compare(exported_fp16, tiny_model, backends=["torch", "ort-cpu"], iterations=2)
+    at_fp16 = compare(exported_fp16, tiny_model, backends=["torch", "ort-cpu"], iterations=2,
+                      verdict="tolerance")
     assert at_fp16.precision == "fp16" and at_fp16.tolerances["rtol"] == 1e-2
     assert at_fp16.passed, at_fp16.format_table()
     stats = at_fp16.comparisons[0].outputs[0]
     assert 1e-4 < stats.scaled_error < 1e-2  # fp16 rounding is visible but small
 
     at_fp32 = compare(exported_fp16, tiny_model, backends=["torch", "ort-cpu"], iterations=2,
-                      precision="fp32")
+                      precision="fp32", verdict="tolerance")
     assert not at_fp32.passed and at_fp32.tolerances["rtol"] == 1e-4
     assert at_fp32.comparisons[0].outputs[0].max_abs == stats.max_abs
     # an explicit absolute tolerance replaces the scale-relative one
     loose = compare(exported_fp16, tiny_model, backends=["torch", "ort-cpu"], iterations=2,
-                    precision="fp32", atol=2 * stats.max_abs)
+                    precision="fp32", atol=2 * stats.max_abs, verdict="tolerance", outputs_only=True)
     assert loose.passed and loose.comparisons[0].outputs[0].atol == 2 * stats.max_abs
 
 
 def test_unavailable_backends_are_reported_as_skipped_with_a_reason(exported, tiny_model, capsys):
     report = compare(exported, tiny_model, backends=list(BACKENDS))
     status = {b.name: b for b in report.backends}
-    assert list(status) == list(BACKENDS)
+    assert list(status) == [*BACKENDS, "torch-fp64"]  # the float64 ground truth of the noise floor
     expected_missing = {
         "ort-cuda": not availability.ort_provider("CUDAExecutionProvider", "").available,
         "ort-trt": not availability.ort_provider("TensorrtExecutionProvider", "").available,
@@ -249,10 +253,11 @@ def test_per_layer_on_a_dynamic_hw_export(tiny_model, tmp_path):
             value[0, 0, 0, 0] += 0.5
             init.CopyFrom(numpy_helper.from_array(value, weight))
     onnx.save(model, str(path))
-    report = compare(path, tiny_model, backends=["torch", "ort-cpu"], input_shape=shape, per_layer=True)
+    report = compare(path, tiny_model, backends=["torch", "ort-cpu"], input_shape=shape)
     assert not report.passed
-    (divergence,) = report.per_layer.first_divergence
-    assert divergence.layer["torch_module"] == DAMAGED_MODULE and divergence.layer["index"] == DAMAGED_LAYER
+    assert len(report.per_layer.first_divergence) == 3  # ort-cpu, at each of the three sizes
+    for divergence in report.per_layer.first_divergence:
+        assert divergence.layer["torch_module"] == DAMAGED_MODULE and divergence.layer["index"] == DAMAGED_LAYER
 
 
 def test_plugin_mode_export_on_cpu_and_per_layer(tiny_model, tmp_path):
@@ -271,7 +276,7 @@ def test_plugin_mode_export_on_cpu_and_per_layer(tiny_model, tmp_path):
             value.reshape(-1)[0] += 1.0
             init.CopyFrom(numpy_helper.from_array(value, shift))
     onnx.save(model, str(path))
-    report = compare(path, tiny_model, backends=CPU_BACKENDS.split(","), per_layer=True)
+    report = compare(path, tiny_model, backends=CPU_BACKENDS.split(","))
     assert not report.passed
     for divergence in report.per_layer.first_divergence:
         assert divergence.layer["torch_module"] == DAMAGED_MODULE and divergence.layer["fused_bias"] == shift
