@@ -21,7 +21,7 @@ def _command(name: str) -> argparse.ArgumentParser:
     ("build", "workspace_mb=0 must be >= 1", "--workspace 0 must be >= 1"),
     ("export", "rectify=False and average_mode=True apply to registry models",
      "--no-rectify and --average-mode apply to registry models"),
-    ("export", "(dynamic_batch=False, dynamic_hw=False)", "(--no-dynamic-batch, no --dynamic-hw)"),
+    ("export", "(dynamic_batch=False, dynamic_hw=False)", "(--no-dynamic-batch, --no-dynamic-hw)"),
     ("export", "the precision and the mode stay words", "the precision and the mode stay words"),
     ("compare", "drop input_shape/batch_size, e.g. input_shape=(1, 3, 224, 224)",
      "drop --input-shape/--batch-size, e.g. --input-shape 1,3,224,224"),

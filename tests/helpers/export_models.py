@@ -85,5 +85,7 @@ def rel_err(out: np.ndarray, ref: np.ndarray) -> float:
 
 
 def torch_out(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """The model's (first) output in float64; dense models return ``{"out": ...}``."""
     with torch.no_grad():
-        return model(x).double().numpy()
+        out = model(x)
+    return (next(iter(out.values())) if isinstance(out, dict) else out).double().numpy()

@@ -49,7 +49,11 @@ def test_every_registry_model_builds_rectified(name):
     rectified = [m for m in model.modules() if isinstance(m, RFConv2d)]
     assert rectified and all(m.average for m in rectified)
     with torch.no_grad():
-        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
+        out = model(torch.randn(1, 3, 64, 64))
+    if REGISTRY[name].dense:  # segmentation: {"out": [N, 21 classes, H, W]}
+        assert list(out) == ["out"] and out["out"].shape == (1, 21, 64, 64)
+    else:
+        assert out.shape == (1, 1000)
 
 
 def test_unknown_model_and_bad_factory():
