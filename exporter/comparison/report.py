@@ -44,9 +44,9 @@ class OutputStats:
     zero are large by nature; ``reference_max_abs`` (the largest ``|reference|``) gives the scale
     to read ``max_abs`` against, and ``scaled_error`` is their ratio. ``atol`` is the absolute
     tolerance that was applied (with ``rtol``): under the noise floor ``K * floor`` with ``rtol``
-    0, or ``min(K * floor, rtol * max|ref|)`` when an rtol was given (both checks in one). ``cosine_similarity`` is over all
-    elements flattened; ``top1_agreement`` (classifier outputs ``[N, classes]`` only) is the
-    fraction of rows whose argmax agrees. Under the noise-floor verdict ``floor`` is the
+    0, or ``min(K * floor, rtol * max|ref|)`` when an rtol was given (both checks in one).
+    ``cosine_similarity`` is over all elements flattened; ``top1_agreement`` (classifier
+    outputs ``[N, classes]`` only) is the fraction of rows whose argmax agrees. Under the noise-floor verdict ``floor`` is the
     output's noise floor (same units as ``max_abs``) and ``floor_multiple = max_abs / floor``;
     ``passed`` then needs both the tolerance and ``floor_multiple <= K``. For a rectified layer,
     ``ring_max_abs``/``interior_max_abs`` split ``max_abs`` into the border ring (positions whose
