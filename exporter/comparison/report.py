@@ -46,9 +46,10 @@ class OutputStats:
     tolerance that was applied (with ``rtol``): under the noise floor ``K * floor`` with ``rtol``
     0, or ``min(K * floor, rtol * max|ref|)`` when an rtol was given (both checks in one).
     ``cosine_similarity`` is over all elements flattened; ``top1_agreement`` (classifier
-    outputs ``[N, classes]`` only) is the fraction of rows whose argmax agrees. Under the noise-floor verdict ``floor`` is the
-    output's noise floor (same units as ``max_abs``) and ``floor_multiple = max_abs / floor``;
-    ``passed`` then needs both the tolerance and ``floor_multiple <= K``. For a rectified layer,
+    outputs ``[N, classes]`` only) is the fraction of rows whose argmax agrees. Under the
+    noise-floor verdict ``floor`` is the output's noise floor (same units as ``max_abs``) and
+    ``floor_multiple = max_abs / floor``; ``passed`` then needs ``floor_multiple <= K`` (and the
+    tolerance, when one was given). For a rectified layer,
     ``ring_max_abs``/``interior_max_abs`` split ``max_abs`` into the border ring (positions whose
     factor is not 1) and the interior.
     """
