@@ -232,10 +232,10 @@ def _match_by_weights(layers, onnx_model, candidates) -> list[str] | None:
     """Each layer's module found by its filters; ``None`` unless every layer matches exactly one
     module, and a different one."""
     constants = _constants(onnx_model)
+    weights = {name: module.weight.detach().cpu().numpy() for name, module in candidates.items()}
     names = []
     for layer in layers:
-        found = [name for name, module in candidates.items()
-                 if _same_filters(constants.get(layer.weight), module.weight.detach().cpu().numpy())]
+        found = [name for name, weight in weights.items() if _same_filters(constants.get(layer.weight), weight)]
         if len(found) != 1 or found[0] in names:
             return None
         names.append(found[0])
@@ -246,18 +246,19 @@ def match_modules(
     layers: list[RectifiedLayer], model: torch.nn.Module, inputs: list[torch.Tensor],
     onnx_model: onnx.ModelProto | None = None,
 ) -> list[str]:
-    """The ``RFConv2d`` module name for each ONNX layer: by recorded name, else execution order
-    when the counts agree, else (the file has fewer rectified convs) by their filters in
-    ``onnx_model``; modules left over are :func:`unmatched_modules`."""
+    """The ``RFConv2d`` module name for each ONNX layer: by recorded name, else by filters (the
+    weights in ``onnx_model``, no forward pass; the file may have fewer rectified convs than the
+    model, and modules left over are :func:`unmatched_modules`), else by execution order when the
+    counts agree."""
     candidates = rectifying_modules(model)
     recorded = [layer.module for layer in layers]
     if all(name in candidates for name in recorded) and len(set(recorded)) == len(recorded):
         return recorded
+    by_weights = _match_by_weights(layers, onnx_model, candidates) \
+        if onnx_model is not None and len(layers) <= len(candidates) else None
+    if by_weights is not None:
+        return by_weights
     if len(candidates) != len(layers):
-        by_weights = _match_by_weights(layers, onnx_model, candidates) \
-            if onnx_model is not None and len(layers) < len(candidates) else None
-        if by_weights is not None:
-            return by_weights
         raise LayerMatchError(
             f"the ONNX model has {len(layers)} rectified conv(s) but the PyTorch model has "
             f"{len(candidates)} rectifying RFConv2d module(s); check that the PyTorch model (its checkpoint, "

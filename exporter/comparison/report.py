@@ -43,11 +43,13 @@ class OutputStats:
     ``median_*`` is the median of the per-iteration medians. Relative errors of elements near
     zero are large by nature; ``reference_max_abs`` (the largest ``|reference|``) gives the scale
     to read ``max_abs`` against, and ``scaled_error`` is their ratio. ``atol`` is the absolute
-    tolerance that was applied (with ``rtol``). ``cosine_similarity`` is over all
-    elements flattened; ``top1_agreement`` (classifier outputs ``[N, classes]`` only) is the
-    fraction of rows whose argmax agrees. Under the noise-floor verdict ``floor`` is the
-    output's noise floor (same units as ``max_abs``) and ``floor_multiple = max_abs / floor``;
-    ``passed`` then needs both the tolerance and ``floor_multiple <= K``. For a rectified layer,
+    tolerance that was applied (with ``rtol``): under the noise floor ``K * floor`` with ``rtol``
+    0, or ``min(K * floor, rtol * max|ref|)`` when an rtol was given (both checks in one).
+    ``cosine_similarity`` is over all elements flattened; ``top1_agreement`` (classifier
+    outputs ``[N, classes]`` only) is the fraction of rows whose argmax agrees. Under the
+    noise-floor verdict ``floor`` is the output's noise floor (same units as ``max_abs``) and
+    ``floor_multiple = max_abs / floor``; ``passed`` then needs ``floor_multiple <= K`` (and the
+    tolerance, when one was given). For a rectified layer,
     ``ring_max_abs``/``interior_max_abs`` split ``max_abs`` into the border ring (positions whose
     factor is not 1) and the interior.
     """
@@ -183,9 +185,11 @@ class CompareReport:
         verdict = f"verdict {self.verdict_mode}" + (f" ({self.verdict_note})" if self.verdict_note else "")
         if self.noise_floor:
             verdict += (f": error vs {self.noise_floor['reference']} <= {self.noise_floor['multiple']:g} x floor "
-                        f"({self.noise_floor['floor_runner']} vs {self.noise_floor['reference']}) and")
+                        f"({self.noise_floor['floor_runner']} vs {self.noise_floor['reference']})")
+        tolerance = f"{self.precision} rtol={tol['rtol']:g}, atol={atol}" if tol.get("applied", True) else \
+            "no fixed tolerance (give rtol/atol to add one)"
         sizes = ", ".join("x".join(map(str, s)) for s in self.sizes)
-        lines += ["", f"Comparisons ({verdict} {self.precision} rtol={tol['rtol']:g}, atol={atol}; "
+        lines += ["", f"Comparisons ({verdict}; {tolerance}; "
                       f"{self.inputs['iterations']} batch(es) of {self.inputs['source']} inputs; input {sizes})"]
         lines += _stats_table(self.comparisons)
         lines += ["", f"Per-layer: {self.per_layer.status}"]
