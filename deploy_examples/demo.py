@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     bench = json.loads((out / "bench" / "bench.json").read_text())
 
     print(f"\n{'=' * 78}\nSummary: RF-{model}\n{'=' * 78}")
-    print(f"{'check':<17} {'result':<6} largest error per backend (max|err| / max|torch|)")
+    print(f"{'check':<17} {'result':<6} largest error per backend against PyTorch float64 (max|err| / max|ref|)")
     reasons: dict[tuple[str, str], list[str]] = {}
     for label, report in reports.items():
         errors = ", ".join(f"{b} {e:.1e}" if e is not None else f"{b} n/a" for b, e in max_error(report).items())
