@@ -18,10 +18,12 @@ from torch import nn
 from exporter import RFConv2d, export_onnx, rectify_model
 from exporter.onnx.export import ExportError, _first_line
 from exporter.onnx.verify import verification_shapes
+from plugins.ort_reference import inference_session
 
 
 def _ort_error(path, model, x) -> float:
-    got = onnxruntime.InferenceSession(str(path)).run(None, {"input": x.numpy()})[0]
+    """``max|onnx - torch| / max|torch|`` on ONNX Runtime CPU (plugin nodes through the reference op)."""
+    got = inference_session(str(path)).run(None, {"input": x.numpy()})[0]
     with torch.no_grad():
         want = model.eval()(x).numpy()
     return float(np.abs(got - want).max() / np.abs(want).max())
@@ -135,8 +137,6 @@ def test_float64_models_are_refused_not_mislabelled(precision):
 def test_plugin_mode_with_a_padding_mode(tmp_path, padding_mode):
     """padding_mode reflect/replicate/circular exports a separate Pad; the plugin pass saw padding 0
     and raised a bare, misleading ValueError. The plugin now reads the Pad's input and amounts."""
-    from plugins.ort_reference import inference_session
-
     model = nn.Sequential(RFConv2d(3, 4, 3, padding=1, padding_mode=padding_mode), nn.ReLU(),
                           RFConv2d(4, 4, 3, stride=2, padding=2, dilation=2, padding_mode=padding_mode))
     report = export_onnx(model, torch.randn(1, 3, 12, 12), tmp_path / "m.onnx", mode="plugin")
@@ -144,11 +144,7 @@ def test_plugin_mode_with_a_padding_mode(tmp_path, padding_mode):
     if padding_mode == "circular":  # torch.export bounds the batch to [0, 2]; the file is right at 3
         assert [v["shape"][0] for v in report.verified] == [3]
         assert any("the bound is torch's, not the file's" in n for n in report.notices)
-    x = torch.randn(2, 3, 12, 12)
-    (got,) = inference_session(report.path).run(None, {"input": x.numpy()})
-    with torch.no_grad():
-        want = model.eval()(x).numpy()
-    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    assert _ort_error(report.path, model, torch.randn(2, 3, 12, 12)) <= 1e-5
 
 
 class _Masked(nn.Module):
@@ -169,17 +165,7 @@ def test_plugin_mode_keeps_a_learned_mask_and_says_so(tmp_path):
     report = export_onnx(model, torch.randn(1, 3, 8, 8), tmp_path / "m.onnx", mode="plugin")
     assert report.nodes_by_type.get("RFConvRectify") == 1 and report.nodes_by_type.get("Mul") == 1
     assert any("matches no rectification factor" in n for n in report.notices)
-    assert _ort_error_plugin(report.path, model) <= 1e-5
-
-
-def _ort_error_plugin(path, model) -> float:
-    from plugins.ort_reference import inference_session
-
-    x = torch.randn(2, 3, 8, 8)
-    (got,) = inference_session(path).run(None, {"input": x.numpy()})
-    with torch.no_grad():
-        want = model.eval()(x).numpy()
-    return float(np.abs(got - want).max() / np.abs(want).max())
+    assert _ort_error(report.path, model, torch.randn(2, 3, 8, 8)) <= 1e-5
 
 
 class _Dense(nn.Module):
