@@ -41,7 +41,7 @@ import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,7 +50,8 @@ import onnx
 import torch
 from polygraphy.backend.onnx import util as onnx_util
 from polygraphy.common import TensorMetadata
-from polygraphy.comparator import Comparator, RunResults, SimpleCompareFunc
+from polygraphy.comparator import Comparator, IterationResult, RunResults, SimpleCompareFunc
+from polygraphy.comparator import util as comparator_util
 from polygraphy.logger import G_LOGGER
 
 from exporter.backends import availability
@@ -78,6 +79,7 @@ from exporter.comparison.layerwise import (
     LayerMatchError,
     border_rings,
     find_rectified_layers,
+    layer_outputs_suffix,
     layer_taps,
     unmatched_modules,
     with_layer_outputs,
@@ -96,6 +98,30 @@ from exporter.onnx.precision import file_precision as onnx_file_precision
 ITERATION_FILE_WIDTH = 10  # per-iteration file names as RunResults.load_streaming reads them
 FP64_REFERENCE = "torch-fp64"
 FP16_FLOOR = "torch-fp16"
+
+
+@contextmanager
+def _quiet_polygraphy(verbose: bool):
+    """Polygraphy's logging as asked: all of it (``verbose``) or none, and then not computed.
+
+    ``polygraphy.comparator.util.log_output_stats`` formats the mean, median and p90/p95/p99 of
+    every tensor it compares before handing the text to the logger, which drops it below INFO;
+    with every rectified layer compared that was 1.0 s of a 5.1 s default compare of
+    RF-ResNet-50 (benchmarks/README.md, "Compare cost"). It only logs, so while the logger is at
+    CRITICAL it is replaced by a no-op, and put back after. Polygraphy also formats every
+    compared array into its super-verbose messages eagerly (0.07 s more); numpy then prints one
+    element per axis (``np.printoptions`` is local to this context).
+    """
+    if verbose:
+        yield
+        return
+    logged = comparator_util.log_output_stats
+    comparator_util.log_output_stats = lambda *args, **kwargs: None
+    try:
+        with G_LOGGER.verbosity(G_LOGGER.CRITICAL), np.printoptions(threshold=1, edgeitems=1):
+            yield
+    finally:
+        comparator_util.log_output_stats = logged
 
 
 @dataclass(frozen=True)
@@ -245,8 +271,24 @@ class _Verdict:
     user_tolerance: bool  # noise floor: rtol or atol given, so the tolerance applies too
 
 
+def _without_outputs(results: RunResults, runner: str, names: set[str]) -> RunResults:
+    """``results`` with ``runner``'s iterations stripped of the outputs in ``names``."""
+    kept = RunResults()
+    for name, iterations in results:
+        if name == runner:
+            iterations = [IterationResult({k: v for k, v in it.items() if k not in names}, it.runtime, name)
+                          for it in iterations]
+        kept.append((name, iterations))
+    return kept
+
+
 def _judge(results: RunResults, verdict: _Verdict, outputs: list[str], layer_names: list[str]):
-    """(output pairs, layer pairs, floors) of every runner against the first in ``results``."""
+    """(output pairs, layer pairs, floors) of every runner against the first in ``results``.
+
+    Under the noise-floor verdict without a user tolerance, the floor runner has no layer pairs:
+    its layer errors are the layers' floors.
+    """
+    unjudged = None
     if verdict.mode == "tolerance":
         tolerance, floors, floor_check = _compare_runs(results, verdict.atol, verdict.rtol), {}, None
     else:
@@ -258,6 +300,11 @@ def _judge(results: RunResults, verdict: _Verdict, outputs: list[str], layer_nam
                 if name != FP16_FLOOR:
                     kept.append((name, its))
             results = kept
+        if not verdict.user_tolerance and verdict.floor_runner in dict(results) and layer_names:
+            # the floor runner's layer tensors define the layers' floors: their multiple is 1 by
+            # definition, so they are not compared again (half the per-layer work)
+            unjudged = verdict.floor_runner
+            results = _without_outputs(results, unjudged, set(layer_names) - set(outputs))
         if not verdict.user_tolerance:
             tolerance, floor_check = _compare_runs(results, limits, 0.0), None
         elif verdict.atol is None:
@@ -272,7 +319,7 @@ def _judge(results: RunResults, verdict: _Verdict, outputs: list[str], layer_nam
     out_pairs = pair_results(results, tolerance, outputs=outputs, also=floor_check, floors=floors)
     layer_pairs = pair_results(results, tolerance, outputs=layer_names, also=floor_check, floors=floors) \
         if layer_names else []
-    return out_pairs, layer_pairs, floors
+    return out_pairs, [pair for pair in layer_pairs if pair.backend != unjudged], floors
 
 
 @dataclass
@@ -289,8 +336,11 @@ class _SizeResult:
     floors: dict
 
 
-def _reference_runs(setup: _Setup, onnx_model, verdict: _Verdict, taps) -> tuple[list, RunResults]:
-    """PyTorch in float64 on the CPU (and in fp16 for an fp16 floor), untimed, with the same taps."""
+def _reference_runs(setup: _Setup, onnx_model, verdict: _Verdict, taps, copies: dict) -> tuple[list, RunResults]:
+    """PyTorch in float64 on the CPU (and in fp16 for an fp16 floor), untimed, with the same taps.
+
+    ``copies`` keeps the model's copy at each dtype between the sizes of one comparison.
+    """
     statuses, results = [], RunResults()
     wanted = [(FP64_REFERENCE, torch.float64)]
     if verdict.floor_runner == FP16_FLOOR:
@@ -298,7 +348,9 @@ def _reference_runs(setup: _Setup, onnx_model, verdict: _Verdict, taps) -> tuple
     tapped = {tap.output_name for tap in taps}
     output_names = [out.name for out in onnx_model.graph.output if out.name not in tapped]
     for name, dtype in wanted:
-        model = copy.deepcopy(setup.torch_model).to("cpu", dtype).eval()
+        if dtype not in copies:
+            copies[dtype] = copy.deepcopy(setup.torch_model).to("cpu", dtype).eval()
+        model = copies[dtype]
         metadata = torch_input_metadata(setup.torch_inputs, model)
         runner = TorchRunner(model, metadata, output_names, device="cpu", taps=taps, name=name)
         try:
@@ -312,6 +364,12 @@ def _reference_runs(setup: _Setup, onnx_model, verdict: _Verdict, taps) -> tuple
         statuses.append(BackendStatus(name, "ran", f"PyTorch {torch.__version__} in {dtype} on cpu ({what})"))
         results.append((name, iterations))
     return statuses, results
+
+
+def _uses_external_data(model: onnx.ModelProto) -> bool:
+    """Whether an initializer or a main-graph constant keeps its data in another file."""
+    tensors = [*model.graph.initializer, *(a.t for n in model.graph.node for a in n.attribute if a.HasField("t"))]
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in tensors)
 
 
 def _save_results(results: RunResults, path: str) -> str:
@@ -356,7 +414,7 @@ def _sizes_to_check(onnx_model, batch_size, input_shape, sizes) -> list[tuple[in
 
 
 def _compare_at(shape, onnx_model, run_path, run_model, layers, references, backends, verdict, options,
-                torch_model, inputs, iterations, seed, batch_size) -> _SizeResult:
+                torch_model, inputs, iterations, seed, batch_size, copies) -> _SizeResult:
     """Every backend (and the float64 reference) at one input shape; judged by ``verdict``."""
     metadata = resolve_input_metadata(onnx_model, batch_size, shape)
     feeds = load_feeds(inputs, metadata, iterations, seed)
@@ -368,7 +426,7 @@ def _compare_at(shape, onnx_model, run_path, run_model, layers, references, back
     statuses, ran = _run_backends(backends, run_path, run_model, setup, taps)
     results = ran
     if verdict.mode == "noise-floor":
-        ref_statuses, refs = _reference_runs(setup, onnx_model, verdict, taps)
+        ref_statuses, refs = _reference_runs(setup, onnx_model, verdict, taps, copies)
         statuses += ref_statuses
         results = RunResults()
         for name, its in [*refs, *ran]:
@@ -465,7 +523,11 @@ def compare(
     if not floor_multiple >= 1:
         raise ValueError(f"floor_multiple must be >= 1, got {floor_multiple}")
     try:
-        onnx_model = onnx.load(str(onnx_path))
+        serialized = onnx_path.read_bytes()
+        onnx_model = onnx.load_from_string(serialized)
+        external = _uses_external_data(onnx_model)
+        if external:
+            onnx.external_data_helper.load_external_data_for_model(onnx_model, str(onnx_path.parent))
     except Exception as err:  # noqa: BLE001 - protobuf raises assorted errors for non-ONNX files
         raise ValueError(f"cannot read {onnx_path} as an ONNX model: {err}") from None
     file_precision = onnx_file_precision(onnx_model)
@@ -480,8 +542,7 @@ def compare(
                      "torch" if floor_precision == "fp32" else FP16_FLOOR, FLOOR_EPS[floor_precision],
                      user_tolerance)
 
-    quiet = nullcontext() if verbose else G_LOGGER.verbosity(G_LOGGER.CRITICAL)
-    with quiet, tempfile.TemporaryDirectory(prefix="rfconv-compare-") as workdir:
+    with _quiet_polygraphy(verbose), tempfile.TemporaryDirectory(prefix="rfconv-compare-") as workdir:
         shapes = _sizes_to_check(onnx_model, batch_size, input_shape, sizes)
         layers, references, layer_status = _layer_plan(onnx_model, torch_model, outputs_only, backends,
                                                        batch_size, shapes[0], inputs, seed)
@@ -489,12 +550,16 @@ def compare(
         if layers:
             run_model = with_layer_outputs(onnx_model, layers)
             run_path = Path(workdir) / "layers.onnx"
-            onnx.save(run_model, str(run_path))
+            if external:  # the weights are read now: the copy in workdir carries them
+                onnx.save(run_model, str(run_path))
+            else:
+                run_path.write_bytes(serialized + layer_outputs_suffix(onnx_model, layers))
         options = RunnerOptions(precision, file_precision, torch_device,
                                 str(plugin_library) if plugin_library is not None else None)
+        copies: dict = {}  # the PyTorch model in float64 (and fp16), made once for every size
         per_size = [
             _compare_at(shape, onnx_model, run_path, run_model, layers, references, backends, judge,
-                        options, torch_model, inputs, iterations, seed, batch_size)
+                        options, torch_model, inputs, iterations, seed, batch_size, copies)
             for shape in shapes
         ]
         first = per_size[0]
@@ -506,6 +571,9 @@ def compare(
             saved["results"] = _save_results(first.results, str(save_results))
     missing = unmatched_modules(references, torch_model) if references is not None else []
     layer_result = PerLayerResult(layer_status, missing=missing)
+    floor_ran = any(st.name == judge.floor_runner and st.status == "ran" for size in per_size for st in size.statuses)
+    if layers and verdict == "noise-floor" and not user_tolerance and floor_ran and judge.floor_runner != FP16_FLOOR:
+        layer_result.floor_runner = judge.floor_runner
     if layers:
         matched = {ref.tap.output_name: ref for ref in references or []}
         layer_result.layers = [

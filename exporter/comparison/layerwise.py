@@ -28,7 +28,6 @@ import onnx
 import onnx_graphsurgeon as gs
 import torch
 from onnx import numpy_helper
-from polygraphy.backend.onnx import ModifyOutputs
 
 from exporter.backends.runners import PLUGIN_OP, LayerTap
 from exporter.model.layer import RFConv2d
@@ -63,13 +62,21 @@ class RectifiedLayer:
         return f"rectified conv #{self.index}: Conv {self.conv!r} -> {self.node!r}{scale}{where}"
 
 
-def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Initializers and ``Constant`` node values by tensor name."""
-    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+def _constants(model: onnx.ModelProto, names: set[str]) -> dict[str, np.ndarray]:
+    """The initializers and ``Constant`` node values among ``names``, by tensor name (only those
+    are converted: a ResNet-50's weights are 100 MB)."""
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer if init.name in names}
     for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value" \
+                and node.output[0] in names:
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     return values
+
+
+def _layer_constants(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> dict[str, np.ndarray]:
+    """The layers' conv weights, conv biases and plugin biases that are constants."""
+    return _constants(model, {name for layer in layers for name in (layer.weight, layer.conv_bias, layer.fused_bias)
+                              if name})
 
 
 def _module_path(*nodes: onnx.NodeProto) -> str | None:
@@ -128,25 +135,70 @@ def find_rectified_layers(model: onnx.ModelProto) -> list[RectifiedLayer]:
     return layers
 
 
+SKELETON_MAX_ELEMENTS = 64
+"""Initializers up to this many elements keep their values in :func:`_shape_skeleton` (shape
+paths, such as a ``Reshape``'s target, read them); larger ones are declared, not carried."""
+
+
+def _shape_skeleton(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] | None = None) -> onnx.ModelProto:
+    """A copy of ``model`` for shape inference only, with its inputs fixed to ``shapes``.
+
+    Initializers with more than :data:`SKELETON_MAX_ELEMENTS` elements become graph inputs of
+    their type and shape: ``onnx.shape_inference`` serializes the whole model, and on
+    RF-ResNet-50 serializing its 100 MB of weights was most of the cost of the comparison's two
+    inferences (benchmarks/README.md, "Compare cost").
+    """
+    graph = model.graph
+    small = [t for t in graph.initializer if int(np.prod(t.dims)) <= SKELETON_MAX_ELEMENTS]
+    kept = {t.name for t in small}
+    declared = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                for t in graph.initializer if t.name not in kept]
+    inputs = [onnx.ValueInfoProto() for _ in graph.input]
+    for copy, value in zip(inputs, graph.input, strict=True):
+        copy.CopyFrom(value)
+        if shapes and value.name in shapes:
+            for dim, size in zip(copy.type.tensor_type.shape.dim, shapes[value.name], strict=True):
+                dim.Clear()
+                dim.dim_value = int(size)
+    skeleton = onnx.helper.make_graph(list(graph.node), graph.name, inputs + declared, list(graph.output),
+                                      initializer=small, value_info=list(graph.value_info))
+    result = onnx.helper.make_model(skeleton, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    result.functions.extend(model.functions)
+    return onnx.shape_inference.infer_shapes(result)
+
+
+def _layer_output_values(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> list[onnx.ValueInfoProto]:
+    """The graph outputs :func:`with_layer_outputs` adds: each layer tensor that is not a model
+    output yet, with the type shape inference gives it, or none (a custom op's output, which
+    runtimes then infer)."""
+    inferred = {value.name: value for value in _shape_skeleton(model).graph.value_info}
+    outputs = {out.name for out in model.graph.output}
+    values = []
+    for layer in layers:
+        if layer.tensor not in outputs:
+            outputs.add(layer.tensor)
+            values.append(inferred.get(layer.tensor) or onnx.ValueInfoProto(name=layer.tensor))
+    return values
+
+
 def with_layer_outputs(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> onnx.ModelProto:
     """A copy of ``model`` that also outputs every layer's tensor (after the original outputs; a
     layer whose tensor is a model output already is not repeated)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    outputs = [out.name for out in model.graph.output]
-    outputs += [layer.tensor for layer in layers if layer.tensor not in outputs]
-    return ModifyOutputs(inferred, outputs=outputs, copy=True)()
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    result.graph.output.extend(_layer_output_values(model, layers))
+    return result
 
 
-def _with_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
-    """A shape-inferred copy of ``model`` with its inputs fixed to ``shapes``."""
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
-    for value in fixed.graph.input:
-        if value.name in shapes:
-            for dim, size in zip(value.type.tensor_type.shape.dim, shapes[value.name], strict=True):
-                dim.Clear()
-                dim.dim_value = int(size)
-    return onnx.shape_inference.infer_shapes(fixed)
+def layer_outputs_suffix(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> bytes:
+    """Bytes that, appended to the serialized ``model``, make it :func:`with_layer_outputs`.
+
+    A serialized ``ModelProto`` holding only the added graph outputs: protobuf parses
+    concatenated messages as one, merging ``graph`` and appending to its repeated ``output``.
+    Writing ``file bytes + suffix`` spares serializing the weights again (0.15 s of a 1.1 s
+    default compare of RF-ResNet-50, benchmarks/README.md "Compare cost").
+    """
+    return onnx.ModelProto(graph=onnx.GraphProto(output=_layer_output_values(model, layers))).SerializeToString()
 
 
 def border_rings(
@@ -160,11 +212,11 @@ def border_rings(
     ``None`` when the Conv's input size is not known after shape inference at ``input_shapes``
     or its padding is asymmetric.
     """
-    inferred = _with_input_shapes(model, input_shapes)
+    inferred = _shape_skeleton(model, input_shapes)
     shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
               for v in [*inferred.graph.value_info, *inferred.graph.input]}
     convs = {node.name: node for node in inferred.graph.node if node.op_type == "Conv"}
-    constants = _constants(model)
+    weight_dims = {t.name: tuple(t.dims) for t in model.graph.initializer}
     rings = {}
     for layer in layers:
         conv = convs.get(layer.conv)
@@ -173,7 +225,9 @@ def border_rings(
         if not in_shape or len(in_shape) != 4 or None in in_shape[2:]:
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
-        kernel = attrs.get("kernel_shape") or constants[layer.weight].shape[2:]
+        kernel = attrs.get("kernel_shape") or weight_dims.get(layer.weight, (None, None, None))[2:]
+        if None in kernel:
+            continue
         pads = attrs.get("pads", [0, 0, 0, 0])
         if list(pads[:2]) != list(pads[2:]) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             continue
@@ -218,24 +272,46 @@ FILTER_COSINE = 0.999
 folded BatchNorm scales each channel, which leaves its direction alone)."""
 
 
-def _same_filters(onnx_weight: np.ndarray | None, weight: np.ndarray) -> bool:
-    if onnx_weight is None or onnx_weight.shape != weight.shape:
+FILTER_COLUMNS = 256
+"""Filters are matched on their first this many weights: a folded BatchNorm scales a filter,
+which leaves the direction of any part of it alone, and two different filters agreeing to
+:data:`FILTER_COSINE` on 256 weights by chance is as unlikely as on all of them."""
+
+
+def _unit_filters(weight: np.ndarray) -> np.ndarray:
+    """``[O, min(I*kh*kw, FILTER_COLUMNS)]`` float64 rows of unit length (zero rows stay zero)."""
+    rows = weight.reshape(weight.shape[0], -1)[:, :FILTER_COLUMNS].astype(np.float64)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows / np.where(norms > 0, norms, 1.0)
+
+
+def _same_filters(onnx_rows: np.ndarray, rows: np.ndarray) -> bool:
+    """Most output channels of two :func:`_unit_filters` agree to :data:`FILTER_COSINE`."""
+    if onnx_rows.shape != rows.shape:
         return False
-    a = onnx_weight.reshape(weight.shape[0], -1).astype(np.float64)
-    b = weight.reshape(weight.shape[0], -1).astype(np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cosine = np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1.0)
-    return float(np.mean(cosine > FILTER_COSINE)) >= 0.5
+    return float(np.mean(np.sum(onnx_rows * rows, axis=1) > FILTER_COSINE)) >= 0.5
 
 
-def _match_by_weights(layers, onnx_model, candidates) -> list[str] | None:
-    """Each layer's module found by its filters; ``None`` unless every layer matches exactly one
-    module, and a different one."""
-    constants = _constants(onnx_model)
+def _match_by_weights(layers, constants, candidates) -> list[str] | None:
+    """Each layer's module found by its filters (``constants``: the file's, by name); ``None``
+    unless every layer matches exactly one module, and a different one. Only same-shaped filters
+    are compared, each normalized once."""
     weights = {name: module.weight.detach().cpu().numpy() for name, module in candidates.items()}
+    units: dict[tuple[str, str], np.ndarray] = {}
+
+    def unit(side, name, weight):
+        if (side, name) not in units:
+            units[side, name] = _unit_filters(weight)
+        return units[side, name]
+
     names = []
     for layer in layers:
-        found = [name for name, weight in weights.items() if _same_filters(constants.get(layer.weight), weight)]
+        onnx_weight = constants.get(layer.weight)
+        found = [] if onnx_weight is None else [
+            name for name, weight in weights.items()
+            if weight.shape == onnx_weight.shape
+            and _same_filters(unit("onnx", layer.weight, onnx_weight), unit("torch", name, weight))
+        ]
         if len(found) != 1 or found[0] in names:
             return None
         names.append(found[0])
@@ -244,18 +320,18 @@ def _match_by_weights(layers, onnx_model, candidates) -> list[str] | None:
 
 def match_modules(
     layers: list[RectifiedLayer], model: torch.nn.Module, inputs: list[torch.Tensor],
-    onnx_model: onnx.ModelProto | None = None,
+    constants: dict[str, np.ndarray] | None = None,
 ) -> list[str]:
     """The ``RFConv2d`` module name for each ONNX layer: by recorded name, else by filters (the
-    weights in ``onnx_model``, no forward pass; the file may have fewer rectified convs than the
-    model, and modules left over are :func:`unmatched_modules`), else by execution order when the
-    counts agree."""
+    file's weights in ``constants``, by name, see :func:`_layer_constants`; no forward pass; the
+    file may have fewer rectified convs than the model, and modules left over are
+    :func:`unmatched_modules`), else by execution order when the counts agree."""
     candidates = rectifying_modules(model)
     recorded = [layer.module for layer in layers]
     if all(name in candidates for name in recorded) and len(set(recorded)) == len(recorded):
         return recorded
-    by_weights = _match_by_weights(layers, onnx_model, candidates) \
-        if onnx_model is not None and len(layers) <= len(candidates) else None
+    by_weights = _match_by_weights(layers, constants, candidates) \
+        if constants is not None and len(layers) <= len(candidates) else None
     if by_weights is not None:
         return by_weights
     if len(candidates) != len(layers):
@@ -335,9 +411,9 @@ def layer_taps(
     the weights by least squares. A plugin's fused shift comes from that BatchNorm too when one
     matches, otherwise (with ``shift_source`` saying so) from the ONNX file itself.
     """
-    names = match_modules(layers, torch_model, inputs, onnx_model)
+    constants = _layer_constants(onnx_model, layers)
+    names = match_modules(layers, torch_model, inputs, constants)
     modules = rectifying_modules(torch_model)
-    constants = _constants(onnx_model)
     references = []
     for layer, name in zip(layers, names, strict=True):
         module = modules[name]

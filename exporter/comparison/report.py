@@ -107,6 +107,8 @@ class PerLayerResult:
     ``pairs`` hold every layer's statistics per backend and size; ``first_divergence`` the first
     failing layer of each failing backend; ``missing`` the rectifying PyTorch modules that no
     rectified conv of the file comes from (a lost scale ``Mul``): each fails the comparison.
+    ``floor_runner`` names the backend whose layer errors are the layers' noise floors (1 x floor
+    by definition), which therefore has no pairs.
     """
 
     status: str
@@ -114,6 +116,7 @@ class PerLayerResult:
     pairs: list[PairResult] = field(default_factory=list)
     first_divergence: list[LayerDivergence] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    floor_runner: str | None = None
 
 
 @dataclass
@@ -195,6 +198,9 @@ class CompareReport:
         lines += ["", f"Per-layer: {self.per_layer.status}"]
         if self.per_layer.pairs:
             lines += _layer_table(self.per_layer.pairs)
+        if self.per_layer.floor_runner:
+            lines.append(f"  {self.per_layer.floor_runner}: its layer errors are the layers' noise floors "
+                         "(1 x floor by definition), not listed")
         for name in self.per_layer.missing:
             lines.append(f"  PyTorch module {name!r} rectifies, but no rectified conv of the file comes from it")
         for d in self.per_layer.first_divergence:

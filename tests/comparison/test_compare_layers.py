@@ -258,3 +258,98 @@ def test_layers_are_matched_by_recorded_module_names(tmp_path):
     report = compare(reordered, model, backends=["torch", "ort-cpu"])
     (divergence,) = report.per_layer.first_divergence
     assert divergence.layer["torch_module"] == "a" and divergence.layer["index"] == 1
+
+
+@pytest.mark.parametrize("dynamic_hw", [False, True], ids=["static", "dynamic-hw"])
+def test_shape_skeleton_infers_what_full_shape_inference_does(tmp_path, dynamic_hw):
+    """The weight-free copy used for shape inference (large initializers declared as inputs) gives
+    every tensor the type and shape that inference on the whole file gives, at a fixed input size
+    too; a dynamic-H/W file's shape paths read the small initializers it keeps."""
+    from exporter.comparison.layerwise import SKELETON_MAX_ELEMENTS, _shape_skeleton
+    from exporter.onnx.export import export_onnx
+    from tests.helpers.export_models import small_rf_net
+
+    path = tmp_path / "m.onnx"
+    export_onnx(small_rf_net(0), torch.randn(1, 3, 24, 24), path, dynamic_hw=dynamic_hw)
+    model = onnx.load(str(path))
+    assert any(int(np.prod(t.dims)) > SKELETON_MAX_ELEMENTS for t in model.graph.initializer)
+
+    def typed(m):
+        return {v.name: v.type for v in m.graph.value_info}
+
+    full = typed(onnx.shape_inference.infer_shapes(model))
+    assert len(full) > 20
+    assert typed(_shape_skeleton(model)) == full
+    if dynamic_hw:
+        fixed = onnx.ModelProto()
+        fixed.CopyFrom(model)
+        for dim, size in zip(fixed.graph.input[0].type.tensor_type.shape.dim, (2, 3, 31, 19), strict=True):
+            dim.Clear()
+            dim.dim_value = size
+        expected = typed(onnx.shape_inference.infer_shapes(fixed))
+        got = typed(_shape_skeleton(model, {model.graph.input[0].name: (2, 3, 31, 19)}))
+        assert got == expected
+        assert any(list(d.dim_value for d in t.tensor_type.shape.dim)[2:] == [16, 10] for t in got.values())
+
+
+def test_quiet_compare_computes_no_polygraphy_log_statistics(monkeypatch):
+    """Polygraphy formats statistics of every compared tensor for its log even when the log is
+    off; a quiet compare must not pay for them (they were 1 s of 5 on RF-ResNet-50), a verbose
+    one still logs them, and Polygraphy's function is put back after either."""
+    from polygraphy.comparator import util as comparator_util
+
+    from exporter.comparison import compare as compare_module
+
+    calls = []
+    original = comparator_util.str_output_stats
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(comparator_util, "str_output_stats", counting)
+    logger = comparator_util.log_output_stats
+    with compare_module._quiet_polygraphy(verbose=False):
+        comparator_util.log_output_stats(np.ones(4, np.float32))
+        assert comparator_util.log_output_stats is not logger
+    assert calls == []
+    assert comparator_util.log_output_stats is logger
+    with compare_module._quiet_polygraphy(verbose=True):
+        comparator_util.log_output_stats(np.ones(4, np.float32))
+    assert calls == [1]
+
+
+def test_layer_outputs_suffix_appended_to_the_file_is_the_layered_model(tmp_path):
+    """File bytes + suffix parse as with_layer_outputs (protobuf merges concatenated messages)."""
+    from exporter.comparison.layerwise import layer_outputs_suffix
+    from exporter.onnx.export import export_onnx
+    from tests.helpers.export_models import small_rf_net
+
+    path = tmp_path / "m.onnx"
+    export_onnx(small_rf_net(0), torch.randn(1, 3, 24, 24), path)
+    model = onnx.load(str(path))
+    layers = find_rectified_layers(model)
+    merged = onnx.load_from_string(path.read_bytes() + layer_outputs_suffix(model, layers))
+    expected = with_layer_outputs(model, layers)
+    assert len(merged.graph.output) == len(model.graph.output) + len(layers) - 1  # the last layer is the output
+    assert merged.SerializeToString() == expected.SerializeToString()
+
+
+def test_compare_reads_a_file_with_external_weights(tmp_path):
+    """A file whose weights live beside it (external data) is compared layer by layer as well: the
+    layered copy carries the weights, it does not point at a file it cannot find."""
+    from exporter.onnx.export import export_onnx
+    from tests.helpers.export_models import small_rf_net
+
+    net = small_rf_net(0)
+    path = tmp_path / "m.onnx"
+    export_onnx(net, torch.randn(1, 3, 24, 24), path)
+    external = tmp_path / "external" / "m.onnx"
+    external.parent.mkdir()
+    onnx.save(onnx.load(str(path)), str(external), save_as_external_data=True, location="m.weights",
+              size_threshold=0)
+    assert (external.parent / "m.weights").stat().st_size > 10_000
+    report = compare(external, net, backends=["torch", "ort-cpu"])
+    assert report.passed, report.format_table()
+    assert report.per_layer.status == "ran" and len(report.per_layer.pairs) == 1
+    assert sorted(p.name for p in external.parent.iterdir()) == ["m.onnx", "m.weights"]

@@ -102,7 +102,7 @@ def test_report_json_has_floors_multiples_layers_and_sizes(exports, net, tmp_pat
     assert [c["input_shape"] for c in ort] == report["sizes"]
     assert all(s["floor"] > 0 and s["floor_multiple"] > NOISE_FLOOR_MULTIPLE for c in ort for s in c["outputs"])
     layer_rows = [s for p in report["per_layer"]["pairs"] for s in p["outputs"]]
-    assert len(layer_rows) == 2 * 3 * 7  # torch and ort-cpu, three sizes, seven layers
+    assert len(layer_rows) == 3 * 7  # ort-cpu (torch's are the floors), three sizes, seven layers
     assert all(s["ring_max_abs"] is not None and s["interior_max_abs"] is not None for s in layer_rows)
 
 
@@ -120,3 +120,14 @@ def test_tolerance_verdict_and_outputs_only(exports, net, capsys):
                  "--backends", "torch,ort-cpu", "--verdict", "tolerance", "--outputs-only"]) == 0
     out = capsys.readouterr().out
     assert "verdict tolerance" in out and "torch-fp64" not in out and "Per-layer: not requested" in out
+
+
+def test_floor_runner_layers_are_judged_only_under_a_user_tolerance(exports, net):
+    """Without a tolerance torch's layer errors are the floors (multiple 1), so only the other
+    backends have layer rows; a tolerance can fail PyTorch itself, so then torch is judged too."""
+    default = compare(exports["static"], net, backends=["torch", "ort-cpu"])
+    assert default.passed and {p.backend for p in default.per_layer.pairs} == {"ort-cpu"}
+    tight = compare(exports["static"], net, backends=["torch", "ort-cpu"], rtol=1e-12, atol=1e-12)
+    assert {p.backend for p in tight.per_layer.pairs} == {"torch", "ort-cpu"}
+    assert tight.per_layer.floor_runner is None
+    assert not any(p.passed for p in tight.per_layer.pairs if p.backend == "torch")
