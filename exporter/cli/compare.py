@@ -52,8 +52,10 @@ def register(sub) -> argparse.ArgumentParser:
                    help="absolute tolerance (default: rtol times each output's largest |reference| value)")
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--save-results", help="save Polygraphy RunResults: FILE.json, or a new directory "
-                                          "for one file per iteration")
-    p.add_argument("--save-inputs", help="save the inputs as Polygraphy input JSON (reusable with --inputs)")
+                                          "for one file per iteration (a dynamic-H/W file's other sizes go "
+                                          "beside it: FILE-HxW.json, or DIR/HxW/)")
+    p.add_argument("--save-inputs", help="save the inputs as Polygraphy input JSON (reusable with --inputs; "
+                                         "other sizes in FILE-HxW.json)")
     p.add_argument("--verdict", choices=VERDICTS, default=VERDICTS[0],
                    help="noise-floor (default): every backend's error against PyTorch in float64 must stay "
                         f"within K={NOISE_FLOOR_MULTIPLE:g} times fp32 (fp16) PyTorch's own, and within the "

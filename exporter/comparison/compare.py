@@ -366,6 +366,38 @@ def _reference_runs(setup: _Setup, onnx_model, verdict: _Verdict, taps, copies: 
     return statuses, results
 
 
+def _size_label(size: _SizeResult) -> str:
+    return "x".join(str(d) for d in list(next(iter(size.metadata.values())).shape)[2:])
+
+
+def _at_size(path: str, label: str) -> str:
+    """Where a further size's file goes: ``name-HxW.ext`` beside a file, ``HxW/`` inside a folder."""
+    stem, ext = os.path.splitext(path)
+    return f"{stem}-{label}{ext}" if ext else os.path.join(path, label)
+
+
+def _save_sizes(per_size: list[_SizeResult], save_inputs: str | None, save_results: str | None) -> dict:
+    """Save each size's inputs and results: the first size at the paths given, the others by
+    :func:`_at_size`. Returns ``{"inputs": ..., "results": ..., "sizes": {HxW: {...}}}`` (the
+    per-size table only when there are several sizes)."""
+    saved, by_size = {}, {}
+    for index, size in enumerate(per_size):
+        label = _size_label(size)
+        here = {}
+        if save_inputs:
+            here["inputs"] = str(save_inputs) if index == 0 else _at_size(str(save_inputs), label)
+            save_feeds(size.feeds, here["inputs"])
+        if save_results and len(size.results):
+            target = str(save_results) if index == 0 else _at_size(str(save_results), label)
+            here["results"] = _save_results(size.results, target)
+        if index == 0:
+            saved.update(here)
+        by_size[label] = here
+    if len(per_size) > 1 and (save_inputs or save_results):
+        saved["sizes"] = by_size
+    return saved
+
+
 def _uses_external_data(model: onnx.ModelProto) -> bool:
     """Whether an initializer or a main-graph constant keeps its data in another file."""
     tensors = [*model.graph.initializer, *(a.t for n in model.graph.node for a in n.attribute if a.HasField("t"))]
@@ -501,9 +533,10 @@ def compare(
     ``verdict`` is one of :data:`VERDICTS`, ``floor_multiple`` is K. ``outputs_only`` skips the
     per-layer check. ``sizes`` lists the ``(H, W)`` in pixels a dynamic-H/W file is checked at
     (default :func:`check_sizes` of ``input_shape``); ``save_results``/``save_inputs`` keep the
-    first size's. Unavailable backends are reported as skipped, never dropped. Plugin-mode models
-    run on ``trt`` with ``plugin_library`` (default: the built one) and on ``ort-cpu``/``onnx-ref``
-    through the plugin's Python reference.
+    first size's at the paths given and each other size's beside them (``name-HxW.json``, or a
+    ``HxW`` folder inside a results folder). Unavailable backends are reported as skipped, never
+    dropped. Plugin-mode models run on ``trt`` with ``plugin_library`` (default: the built one) and
+    on ``ort-cpu``/``onnx-ref`` through the plugin's Python reference.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -563,12 +596,7 @@ def compare(
             for shape in shapes
         ]
         first = per_size[0]
-        saved = {}
-        if save_inputs:
-            save_feeds(first.feeds, save_inputs)
-            saved["inputs"] = str(save_inputs)
-        if save_results and len(first.results):
-            saved["results"] = _save_results(first.results, str(save_results))
+        saved = _save_sizes(per_size, save_inputs, save_results)
     missing = unmatched_modules(references, torch_model) if references is not None else []
     layer_result = PerLayerResult(layer_status, missing=missing)
     floor_ran = any(st.name == judge.floor_runner and st.status == "ran" for size in per_size for st in size.statuses)

@@ -5,6 +5,7 @@ The full-size registry sweep is ``tests/comparison/test_noise_floor_registry.py`
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +132,28 @@ def test_floor_runner_layers_are_judged_only_under_a_user_tolerance(exports, net
     assert {p.backend for p in tight.per_layer.pairs} == {"torch", "ort-cpu"}
     assert tight.per_layer.floor_runner is None
     assert not any(p.passed for p in tight.per_layer.pairs if p.backend == "torch")
+
+
+@pytest.mark.parametrize("form", ["file", "folder"])
+def test_dynamic_file_saves_every_size(exports, net, tmp_path, form):
+    """--save-results/--save-inputs keep every checked size of a dynamic-H/W file (they used to keep
+    the export size only): each size's inputs have its shape, and its saved ONNX Runtime outputs
+    are what ONNX Runtime gives on those inputs; all of it inside the folder named."""
+    import onnxruntime
+    from polygraphy.comparator import RunResults
+    from polygraphy.json import load_json
+
+    results = tmp_path / ("results.json" if form == "file" else "results")
+    inputs = tmp_path / "inputs.json"
+    report = compare(exports["dynamic-hw"], net, backends=["torch", "ort-cpu"], input_shape=(1, 3, 20, 20),
+                     save_results=str(results), save_inputs=str(inputs))
+    assert report.saved["results"] == str(results) and report.saved["inputs"] == str(inputs)
+    assert list(report.saved["sizes"]) == ["20x20", "19x19", "33x33"]
+    session = onnxruntime.InferenceSession(str(exports["dynamic-hw"]), providers=["CPUExecutionProvider"])
+    for label, paths in report.saved["sizes"].items():
+        assert Path(paths["inputs"]).is_relative_to(tmp_path) and Path(paths["results"]).is_relative_to(tmp_path)
+        (feed,) = load_json(paths["inputs"])
+        assert list(feed["input"].shape) == [1, 3, *map(int, label.split("x"))]
+        (run,) = RunResults.load_streaming(paths["results"])
+        saved_ort = dict(run)["ort-cpu"][0]["output"]
+        np.testing.assert_allclose(saved_ort, session.run(None, {"input": feed["input"]})[0], rtol=1e-6, atol=1e-6)
