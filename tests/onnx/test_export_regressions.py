@@ -126,11 +126,12 @@ def test_rectify_model_converts_conv2d_subclasses_or_names_those_it_cannot():
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_float64_models_are_refused_not_mislabelled(precision):
+def test_float64_models_are_refused_not_mislabelled(precision, tmp_path):
     """--precision fp16 on a float64 model reported fp16 and wrote float64."""
     model = nn.Sequential(RFConv2d(3, 4, 3, padding=1)).double()
     with pytest.raises(ExportError, match=r"float32 model.*float64.*model.float\(\)"):
-        export_onnx(model, torch.randn(1, 3, 8, 8, dtype=torch.float64), "unused.onnx", precision=precision)
+        export_onnx(model, torch.randn(1, 3, 8, 8, dtype=torch.float64), tmp_path / "m.onnx", precision=precision)
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
@@ -197,10 +198,11 @@ class _DataDependent(nn.Module):
         return y[:, :2] if y.sum() > 0 else y[:, 2:]  # a branch on values, like a detector's post-processing
 
 
-def test_data_dependent_models_are_pointed_to_their_backbone():
+def test_data_dependent_models_are_pointed_to_their_backbone(tmp_path):
     """Detection models fail inside torch.export; the message now says what to export instead."""
     with pytest.raises(ExportError, match=r"export its backbone \(model.backbone"):
-        export_onnx(_DataDependent(), torch.randn(1, 3, 8, 8), "unused.onnx")
+        export_onnx(_DataDependent(), torch.randn(1, 3, 8, 8), tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow
