@@ -89,11 +89,17 @@ def build_config(
     max_batch: int,
     max_delay_us: int,
     accelerator: str = "tensorrt",
+    instance_kind: str = "gpu",
+    queue_policy: tuple[int, int] | None = None,
 ):
-    """A Triton ``ModelConfig`` message.
+    """A Triton ``ModelConfig`` message: the one description of a model, written to ``config.pbtxt``
+    by :func:`write_repository` and answered by ``serve`` (``/v2/models/NAME/config``, gRPC ``ModelConfig``).
 
     ``inputs``/``outputs`` None leaves them for Triton to complete (plans only). ``accelerator``
     (ONNX only): ``tensorrt`` puts ONNX Runtime's TensorRT EP first, ``cuda`` leaves the CUDA EP.
+    ``instance_kind``: ``gpu`` or ``cpu`` (``KIND_GPU`` / ``KIND_CPU``). ``queue_policy``
+    ``(max_queue_size, timeout_us)``, for batched models: the dynamic batcher's default queue
+    policy, rejecting past either bound and letting a request's own timeout shorten the wait.
     """
     pb = model_config_pb2()
     config = pb.ModelConfig(name=name)
@@ -112,7 +118,15 @@ def build_config(
             )
     if batched:
         config.dynamic_batching.max_queue_delay_microseconds = max_delay_us
-    config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_GPU, count=1)
+        if queue_policy is not None:
+            policy = config.dynamic_batching.default_queue_policy
+            policy.max_queue_size, policy.default_timeout_microseconds = queue_policy
+            policy.timeout_action = pb.ModelQueuePolicy.REJECT
+            policy.allow_timeout_override = True
+    kinds = {"gpu": pb.ModelInstanceGroup.KIND_GPU, "cpu": pb.ModelInstanceGroup.KIND_CPU}
+    if instance_kind not in kinds:
+        raise ValueError(f"instance_kind {instance_kind!r} is not one of {', '.join(kinds)}")
+    config.instance_group.add(kind=kinds[instance_kind], count=1)
     if not plan and accelerator == "tensorrt":
         trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         half = any(spec.datatype == "FP16" for spec in inputs or [])
