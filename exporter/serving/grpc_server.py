@@ -22,6 +22,7 @@ import asyncio
 import logging
 
 import grpc
+from google.protobuf.message import DecodeError
 from tritonclient.grpc import service_pb2_grpc
 
 from exporter import __version__
@@ -51,6 +52,41 @@ STATUS_CODES = {
 def status_code(http_status: int) -> grpc.StatusCode:
     """The gRPC status for an HTTP status (INTERNAL for one the table does not name)."""
     return STATUS_CODES.get(http_status, grpc.StatusCode.INTERNAL)
+
+
+class _Undecodable:
+    """What a request that is not the method's protobuf message decodes to (answered INVALID_ARGUMENT)."""
+
+    def __init__(self, method: str, error: DecodeError):
+        self.message = f"the request to {method.rsplit('/', 1)[-1]} is not a valid protobuf message: {error}"
+
+
+class _RefuseUndecodable(grpc.aio.ServerInterceptor):
+    """grpc answers a request its deserializer cannot parse with UNKNOWN; this makes it the client
+    error it is: INVALID_ARGUMENT (unary calls) or an ``error_message`` on the stream."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        parse, method = handler.request_deserializer, handler_call_details.method
+
+        def deserialize(data: bytes):
+            try:
+                return parse(data)
+            except DecodeError as err:
+                return _Undecodable(method, err)
+
+        if handler.unary_unary is None:
+            return handler._replace(request_deserializer=deserialize)  # the stream handler checks
+        inner = handler.unary_unary
+
+        async def unary(request, context):
+            if isinstance(request, _Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            return await inner(request, context)
+
+        return handler._replace(request_deserializer=deserialize, unary_unary=unary)
 
 
 class _Refused(Exception):
@@ -105,6 +141,8 @@ def make_servicer(service: InferenceService, extensions: list[str], server_name:
 
         async def _infer(self, request):
             """The ``ModelInferResponse`` for ``request``; :class:`_Refused` with the status of its error."""
+            if isinstance(request, _Undecodable):
+                raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, request.message)
             try:
                 service.check_model(request.model_name, request.model_version)
                 service.check_admission()
@@ -174,6 +212,7 @@ async def start_grpc_server(service: InferenceService, host: str, port: int, *, 
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=service.config.max_connections,
+        interceptors=[_RefuseUndecodable()],
     )
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         make_servicer(service, extensions, server_name), server

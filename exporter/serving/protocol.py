@@ -367,7 +367,7 @@ def message_json(message, *, defaults: bool = False) -> dict:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             value_field = field.message_type.fields_by_name["value"]
             result[field.name] = {key: value(value_field, v) for key, v in item.items()}
-        elif field.label == FieldDescriptor.LABEL_REPEATED:
+        elif field.is_repeated:
             result[field.name] = [value(field, v) for v in item]
         else:
             result[field.name] = value(field, item)

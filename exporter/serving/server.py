@@ -61,6 +61,7 @@ from exporter.serving.session import OrtModel, select_providers, tensorrt_ep_opt
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "rfconv-deploy"
+DRAINING = web.AppKey("draining", list)
 EXTENSIONS = [BINARY_EXTENSION, "model_configuration", "statistics"]  # binary data: HTTP only
 DISCONNECT_LOG_INTERVAL_S = 10.0
 
@@ -156,7 +157,7 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
     """The aiohttp application serving ``service``.
 
     Its shutdown starts draining the service (:meth:`~.service.InferenceService.drain`, awaitable
-    as ``app["draining"]``); whoever runs it closes the service once every front end has stopped.
+    in ``app[DRAINING]``); whoever runs it closes the service once every front end has stopped.
     """
     config = service.config
     disconnects = disconnects or RateLimitedLog("client disconnected mid-request")
@@ -206,10 +207,11 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
         )
 
     async def drain(app):  # runs alongside aiohttp's wait for in-flight handlers, both bounded by the grace
-        app["draining"] = asyncio.get_running_loop().run_in_executor(None, service.drain)
+        app[DRAINING].append(asyncio.get_running_loop().run_in_executor(None, service.drain))
 
     # Bodies are read in read_body (raw, bounded); aiohttp's own limit applies to request.read() only.
     app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[_errors_as_json(disconnects)])
+    app[DRAINING] = []
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
     app.add_routes([
@@ -298,8 +300,7 @@ async def serve_until(
         if grpc_server is not None:  # stops taking calls at once, lets running ones finish within the grace
             stopping.append(grpc_server.stop(config.shutdown_grace_s))
         await asyncio.gather(*stopping)
-        if "draining" in app:
-            await app["draining"]
+        await asyncio.gather(*app[DRAINING])
         cut = service.in_flight
         await asyncio.get_running_loop().run_in_executor(None, service.close)
     summary = (

@@ -106,6 +106,8 @@ def statistics_message(name: str, version: str, counts: RequestCounts, runs: Bat
     for duration, ns in ((inference.queue, counts.queue_ns), (inference.compute_input, counts.input_ns),
                          (inference.compute_infer, counts.infer_ns), (inference.compute_output, counts.output_ns)):
         duration.count, duration.ns = counts.success, ns
+    inference.cache_hit.SetInParent()  # no response cache: present and zero, as HTTP writes them
+    inference.cache_miss.SetInParent()
     for size in sorted(runs.sizes):
         batch = stats.batch_stats.add(batch_size=size)
         executions = runs.sizes[size]
