@@ -218,10 +218,11 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
         web.get("/v2", server_metadata),
         web.get("/v2/health/live", live),
         web.get("/v2/health/ready", ready),
+        web.get("/v2/models/stats", model_stats),  # before /v2/models/{name}, which would take it too
         *(web.get(prefix, model_metadata) for prefix in (model, versioned)),
         *(web.get(prefix + "/ready", model_ready) for prefix in (model, versioned)),
         *(web.get(prefix + "/config", model_config) for prefix in (model, versioned)),
-        *(web.get(prefix, model_stats) for prefix in ("/v2/models/stats", model + "/stats", versioned + "/stats")),
+        *(web.get(prefix + "/stats", model_stats) for prefix in (model, versioned)),
         *(web.post(prefix + "/infer", infer) for prefix in (model, versioned)),
         web.get("/metrics", metrics),
     ])

@@ -4,9 +4,12 @@ What is counted, as Triton counts it (all durations in nanoseconds):
 
 * ``success``: requests answered, and their duration from the moment the service took them
   (before decoding) until their answer was encoded; ``inference_count`` sums their rows.
-* ``fail``: infer requests for this model that got an error, by reason (Triton's ``reason``
-  label): ``REJECTED`` (503: queue full, queue timeout, shutting down), ``CANCELED`` (the client
-  left), ``BACKEND`` (the model run failed), ``OTHER`` (the request was wrong: 4xx).
+* ``fail``: infer requests for this model that the service took and answered with an error, by
+  reason (Triton's ``reason`` label): ``REJECTED`` (503: queue full, queue timeout, shutting
+  down; also the admission checks before an HTTP body is read), ``CANCELED`` (the client left),
+  ``BACKEND`` (the model run failed), ``OTHER`` (the request was wrong: 4xx). Refusals before the
+  service sees a request (an unknown model, an HTTP body over its limit or too slow, a gRPC
+  message over its limit) are not this model's and are not counted.
 * ``queue`` / ``compute_input`` / ``compute_infer`` / ``compute_output``: per successful request,
   from :class:`~.batcher.Timing`; a request that shared a run is credited the whole run.
 * ``batch_stats`` and ``execution_count``: per run, from :meth:`~.batcher.DynamicBatcher.stats`.

@@ -383,3 +383,22 @@ def test_shutdown_answers_in_flight_grpc_requests():
     with pytest.raises(InferenceServerException):
         client.is_server_live()
     client.close()
+
+
+def test_concurrent_grpc_calls_are_bounded_by_max_connections():
+    running, model = _gated(max_batch=2, max_queue=4, max_delay_ms=0.0, max_connections=1)
+    client = triton_grpc.InferenceServerClient(running.grpc_url)
+    pool = ThreadPoolExecutor(1)
+    try:
+        held = pool.submit(client.infer, "tiny", [_input(images(1, seed=1))])
+        assert model.entered.wait(TIMEOUT)
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer("tiny", [_input(images(1, seed=2))])
+        assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        model.gate.set()
+        assert held.result(TIMEOUT).as_numpy("logits").shape == (1, 10)
+    finally:
+        model.gate.set()
+        client.close()
+        pool.shutdown()
+        running.stop()
