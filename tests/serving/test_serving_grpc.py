@@ -211,6 +211,10 @@ def _no_raw_for_second():
     return request
 
 
+# The HTTP classes without a gRPC counterpart: JSON syntax and types (nan-token, malformed JSON,
+# deep JSON, strings/null/true for numbers, ragged lists, binary_data flags), the header-length
+# header, Content-Encoding (gRPC's compression is grpcio's; its bomb case is tested below), 405 and
+# slow bodies (HTTP/2 framing is grpcio's). Their gRPC analogues are the raw/contents cases here.
 OVER_LIMIT = (int(MAX_BODY_MB * 1024 * 1024) // (PIXELS * 4)) + 1
 BAD_GRPC = {  # id: (request, gRPC status, message fragment); ids of the HTTP tests where they have one
     "wrong-shape": (_request((1, 3, 16, 15)), "INVALID_ARGUMENT", "shape [1,3,16,15] but the model takes [-1,3,16,16]"),
@@ -402,3 +406,39 @@ def test_concurrent_grpc_calls_are_bounded_by_max_connections():
         client.close()
         pool.shutdown()
         running.stop()
+
+
+def test_asyncio_stream_infer(server, reference):
+    inputs = [images(1 if i % 2 else 4, seed=400 + i) for i in range(6)]
+
+    async def requests():
+        for i, x in enumerate(inputs):
+            yield {"model_name": "tiny", "inputs": [_input(x)], "request_id": str(i)}
+
+    async def main():
+        client = triton_grpc_aio.InferenceServerClient(server.grpc_url)
+        try:
+            return [(result, error) async for result, error in client.stream_infer(requests())]
+        finally:
+            await client.close()
+
+    answers = asyncio.run(main())
+    assert [error for _, error in answers] == [None] * len(inputs)
+    for result, _ in answers:
+        x = inputs[int(result.get_response().id)]
+        np.testing.assert_allclose(result.as_numpy("logits"), reference(x), rtol=1e-5, atol=1e-6)
+
+
+def test_pixel_bound_is_resource_exhausted_for_dynamic_hw_models(reference):
+    """HTTP answers 413 for a request over --max-batch-pixels; gRPC answers RESOURCE_EXHAUSTED."""
+    config = ServeConfig(name="tiny", max_batch=8, max_batch_pixels=4 * 64 * 64)
+    with BackgroundServer(load_service(tiny_models().dynamic_hw, config), grpc_port=0) as running:
+        client = triton_grpc.InferenceServerClient(running.grpc_url)
+        with pytest.raises(InferenceServerException, match="--max-batch-pixels") as caught:
+            client.infer("tiny", [_input(np.zeros((1, 3, 256, 256), np.float32))])
+        assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+        x = np.random.default_rng(0).standard_normal((2, 3, 64, 80)).astype(np.float32)
+        expected = load_service(tiny_models().dynamic_hw, config).model.run({"input": x})["logits"]
+        np.testing.assert_allclose(client.infer("tiny", [_input(x)]).as_numpy("logits"), expected, rtol=1e-5,
+                                   atol=1e-6)
+        client.close()

@@ -157,3 +157,22 @@ def test_the_schema_check_can_fail():
         doc = yaml.safe_load(yaml.safe_dump(good))
         damage(doc)
         assert _errors(doc), f"{what}: a broken manifest passed"
+
+
+def test_plan_without_a_sidecar(tmp_path):
+    """No sidecar: with --plugin-lib the library is loaded as for a plain plan; without, a note says what to do."""
+    plan = _plan(tmp_path, None)
+    manifest = _write(tmp_path, plan)
+    assert "args" not in manifest["spec"]["predictor"]["model"]
+    assert "no sidecar says whether this plan needs" in (tmp_path / "isvc.yaml").read_text()
+    library = tmp_path / "librfconv_trt_plugin.so"
+    library.write_bytes(b"\x7fELF plugin")
+    model = _write(tmp_path, plan, "--plugin-lib", str(library))["spec"]["predictor"]["model"]
+    assert model["args"] == ["--backend-config=tensorrt,plugins=/mnt/models/rf_plan/librfconv_trt_plugin.so"]
+    assert _errors(_write(tmp_path, plan, "--plugin-lib", str(library))) == []
+
+
+def test_storage_uri_without_kserve_is_refused(tmp_path, capsys):
+    assert main(["triton", str(tiny_models().dynamic), "--repo", str(tmp_path / "repo"), "--storage-uri", STORAGE]) == 2
+    assert "add --kserve FILE.yaml" in capsys.readouterr().err
+    assert not (tmp_path / "repo").exists()
