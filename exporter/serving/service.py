@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from exporter.backends.availability import TENSORRT_EP
 from exporter.serving.batcher import DynamicBatcher, Overloaded, Timing
 from exporter.serving.protocol import (
     InferRequest,
@@ -183,7 +184,7 @@ class InferenceService:
                 self.config.name, self.model.inputs, self.model.outputs, plan=False,
                 max_batch=self.config.max_batch if self.model.batchable else 0,
                 max_delay_us=round(self.config.max_delay_ms * 1000),
-                accelerator="tensorrt" if self.model.providers[0] == "TensorrtExecutionProvider" else "cuda",
+                accelerator="tensorrt" if self.model.providers[0] == TENSORRT_EP else "cuda",
                 instance_kind="gpu" if self.model.device == "cuda" else "cpu",
                 queue_policy=(self.config.max_queue, round(self.config.max_queue_delay_ms * 1000)),
             )
