@@ -347,29 +347,29 @@ def encode_response(
     return b"".join([encoded, *chunks]), len(encoded)
 
 
-def message_json(message, *, defaults: bool = False) -> dict:
+def message_json(message) -> dict:
     """A protobuf message (Triton's ``ModelConfig``, ``ModelStatistics``...) as Triton's HTTP API
-    writes it: proto field names, integers as JSON numbers (protobuf's own JSON mapping writes 64-bit
-    ones as strings), enums by name, fields left at their defaults only when ``defaults``."""
+    writes it: proto field names, every scalar, list and map field (defaults too, as Triton's
+    ``always_print_primitive_fields``), sub-messages when set, integers as JSON numbers (protobuf's
+    own JSON mapping writes 64-bit ones as strings), enums by name."""
     from google.protobuf.descriptor import FieldDescriptor
 
     def value(field, item):
         if field.type == FieldDescriptor.TYPE_MESSAGE:
-            return message_json(item, defaults=defaults)
+            return message_json(item)
         if field.type == FieldDescriptor.TYPE_ENUM:
             return field.enum_type.values_by_number[item].name
         return item
 
-    fields = message.DESCRIPTOR.fields if defaults else [f for f, _ in message.ListFields()]
     result = {}
-    for field in fields:
+    for field in message.DESCRIPTOR.fields:
         item = getattr(message, field.name)
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             value_field = field.message_type.fields_by_name["value"]
             result[field.name] = {key: value(value_field, v) for key, v in item.items()}
         elif field.is_repeated:
             result[field.name] = [value(field, v) for v in item]
-        else:
+        elif field.type != FieldDescriptor.TYPE_MESSAGE or message.HasField(field.name):
             result[field.name] = value(field, item)
     return result
 

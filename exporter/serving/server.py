@@ -186,7 +186,7 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
     async def model_stats(request):
         if "name" in request.match_info:  # /v2/models/stats: every model, this one
             service.check_model(request.match_info["name"], request.match_info.get("version"))
-        return _json({"model_stats": [message_json(service.statistics(), defaults=True)]})
+        return _json({"model_stats": [message_json(service.statistics())]})
 
     async def metrics(request):
         from exporter.serving.metrics import CONTENT_TYPE, exposition

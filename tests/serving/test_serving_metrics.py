@@ -160,3 +160,11 @@ def test_stats_of_an_unknown_model_are_404_and_every_model_form_works():
                 assert "error" in body
         assert list(IMAGE_SHAPE) == json.loads(
             urllib.request.urlopen(f"http://{running.url}/v2/models/tiny/config").read())["input"][0]["dims"]
+
+
+def test_config_json_of_a_fixed_batch_model_prints_its_zero_max_batch_size():
+    """As Triton's HTTP API: scalar fields at their defaults are written (tritonclient users read them)."""
+    with BackgroundServer(load_service(tiny_models().fixed, ServeConfig(name="fixed"))) as running:
+        config = json.loads(urllib.request.urlopen(f"http://{running.url}/v2/models/fixed/config").read())
+    assert config["max_batch_size"] == 0 and "dynamic_batching" not in config
+    assert config["input"][0]["dims"] == [1, *IMAGE_SHAPE] and config["instance_group"][0]["kind"] == "KIND_CPU"
