@@ -17,6 +17,7 @@ BENCHMARKS = (
     "rectify_kernel",  # issue 5: RFConvRectify CUDA kernel vs D2D copy and torch multiply (GPU only)
     "serving_load",  # issue 6: KServe server with dynamic batching vs in-process ONNX Runtime at batch 8
     "serving_abuse",  # issue 15: serving throughput and p50/p99 with and without abusive clients
+    "serving_protocols",  # issue 14: gRPC vs HTTP binary vs HTTP JSON vs in-process ORT, batch 1 and 8
     "light_paths",  # issue 11: serve idle RSS and --help time vs the tree before the package layout
 )
 

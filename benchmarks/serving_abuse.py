@@ -95,7 +95,7 @@ class Server:
         root = Path(__file__).resolve().parents[1]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
         command = [sys.executable, "-m", "exporter.cli", "serve", str(model), "--name", "chaos", "--port", "0",
-                   *SERVER_FLAGS]
+                   "--no-grpc", *SERVER_FLAGS]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env=env)
         self.lines: queue.Queue[str] = queue.Queue()

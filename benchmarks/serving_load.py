@@ -58,13 +58,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class ServerProcess:
-    """``rfconv-deploy serve`` in a child process; ``url`` once it listens; SIGTERM on close."""
+    """``rfconv-deploy serve`` in a child process; ``url`` (HTTP) and ``grpc_url`` once it listens;
+    SIGTERM on close. ``extra`` flags are passed on."""
 
-    def __init__(self, model: Path, max_batch: int, max_delay_ms: float):
+    def __init__(self, model: Path, max_batch: int, max_delay_ms: float, extra: tuple[str, ...] = ()):
         root = Path(__file__).resolve().parents[1]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
         command = [sys.executable, "-m", "exporter.cli", "serve", str(model), "--name", "bench", "--port", "0",
-                   "--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms)]
+                   "--grpc-port", "0", "--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms), *extra]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env=env)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -78,6 +79,7 @@ class ServerProcess:
                 self.close()
                 raise RuntimeError(f"the server did not start: {''.join(self.banner)}") from None
         self.url = self.banner[-1].split("http://")[1].split()[0]
+        self.grpc_url = self.banner[-1].split("grpc://")[1].split()[0]
 
     def _pump(self) -> None:
         for line in self.process.stdout:

@@ -1,6 +1,6 @@
-"""``rfconv-deploy serve``: one ONNX model over KServe v2 HTTP (:mod:`exporter.serving.server`).
+"""``rfconv-deploy serve``: one ONNX model over KServe v2 HTTP and gRPC (:mod:`exporter.serving.server`).
 
-Never imports torch: serving an ONNX file needs ONNX Runtime and aiohttp only.
+Never imports torch: serving an ONNX file needs ONNX Runtime, aiohttp, grpcio and tritonclient's stubs.
 """
 
 from __future__ import annotations
@@ -22,18 +22,21 @@ def port(text: str) -> int:
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "serve", help="serve an ONNX model over KServe v2 HTTP (Triton-compatible), with dynamic batching"
+        "serve", help="serve an ONNX model over KServe v2 HTTP and gRPC (Triton-compatible), with dynamic batching"
     )
     p.add_argument("model", help="path of the .onnx model")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=port, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--port", type=port, default=8000, help="HTTP port (default: 8000; 0 picks a free one)")
+    p.add_argument("--grpc-port", type=port, default=8001,
+                   help="gRPC port, GRPCInferenceService (default: 8001; 0 picks a free one)")
+    p.add_argument("--no-grpc", dest="grpc", action="store_false", help="serve HTTP only")
     p.add_argument("--name", help="model name in the URLs (default: the file's stem)")
     p.add_argument("--max-batch", type=int, default=8, help="most rows run at once (default: 8)")
     p.add_argument("--max-delay-ms", type=float, default=2.0,
                    help="longest a request waits for others to batch with (default: 2 ms)")
     p.add_argument("--reject-non-finite", action="store_true", help="answer 400 to inputs with NaN or Inf")
     p.add_argument("--max-body-mb", type=float, default=64.0,
-                   help="largest request body, MiB, on the wire and decompressed (default: 64)")
+                   help="largest request body (and gRPC message), MiB, on the wire and decompressed (default: 64)")
     p.add_argument("--max-json-mb", type=float, default=4.0,
                    help="largest JSON part of a request, MiB; larger tensors go as binary data (default: 4)")
     p.add_argument("--max-queue", type=int, default=64,
@@ -44,7 +47,8 @@ def register(sub) -> argparse.ArgumentParser:
                    help="most pixels (rows x H x W) in one run and one request; the queue holds "
                         "--max-queue / --max-batch runs' worth (default: 2097152, 8 images of 512x512)")
     p.add_argument("--max-connections", type=int, default=256,
-                   help="most open connections; the next is answered 503 and closed (default: 256)")
+                   help="most open HTTP connections, the next is answered 503 and closed; also the most "
+                        "gRPC calls at once, beyond it RESOURCE_EXHAUSTED (default: 256)")
     p.add_argument("--header-timeout-s", type=float, default=10.0,
                    help="seconds for a request's headers to arrive, and keep-alive idle limit (default: 10)")
     p.add_argument("--body-timeout-s", type=float, default=60.0,
@@ -71,5 +75,5 @@ def run(args: argparse.Namespace) -> int:
     config = ServeConfig(name=args.name or Path(args.model).stem, **options)
     service = load_service(args.model, config, args.provider)
     print(f"serving model '{config.name}' from {args.model}: {service.describe()}", flush=True)
-    serve_forever(service, args.host, args.port)
+    serve_forever(service, args.host, args.port, args.grpc_port if args.grpc else None)
     return 0

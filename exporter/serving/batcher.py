@@ -14,6 +14,12 @@ a request beyond either is refused at once with :class:`Overloaded`. A batch als
 ``max_batch_pixels`` pixels (:func:`pixels`), so images of any size are bounded by their area,
 not only by their rows, in the queue as in a run. A request whose future is cancelled before its
 run (its client left, or it waited too long) is removed from the queue at once and never computed.
+
+Timing (what Triton's statistics report): a request's queue time runs from ``submit`` to the
+start of its run; each run splits into compute input (stacking the requests' inputs), compute
+infer (the model call) and compute output (slicing each request's rows back out), in nanoseconds.
+:meth:`DynamicBatcher.stats` sums them per batch size; a :class:`Timing` passed to ``submit`` gets
+its own request's numbers before its future resolves.
 """
 
 from __future__ import annotations
@@ -45,6 +51,18 @@ def pixels(feeds: Feeds) -> int:
     return max(array.shape[0] * math.prod(array.shape[2:]) for array in feeds.values())
 
 
+@dataclass
+class Timing:
+    """One request's time in the batcher, nanoseconds: waiting (``queue_ns``), then its run's stacking
+    (``input_ns``), model call (``infer_ns``) and slicing (``output_ns``); the whole run's, when it
+    shared the run with others (as Triton counts them)."""
+
+    queue_ns: int = 0
+    input_ns: int = 0
+    infer_ns: int = 0
+    output_ns: int = 0
+
+
 @dataclass(eq=False)  # a job is itself: found and removed from the queue by identity, never by its arrays
 class _Job:
     feeds: Feeds
@@ -52,6 +70,7 @@ class _Job:
     pixels: int
     key: tuple
     arrived: float
+    timing: Timing
     future: Future = field(default_factory=Future)
 
 
@@ -59,12 +78,14 @@ class _Job:
 class BatchStats:
     """What the worker has run: ``runs`` model calls for ``requests`` requests.
 
-    ``sizes`` maps the rows of a run to how many runs had that many.
+    ``sizes`` maps the rows of a run to how many runs had that many; ``compute_ns`` maps the
+    same rows to the runs' summed (input, infer, output) nanoseconds (see :class:`Timing`).
     """
 
     runs: int
     requests: int
     sizes: dict[int, int]
+    compute_ns: dict[int, tuple[int, int, int]] = field(default_factory=dict)
 
 
 def _stack_key(feeds: Feeds) -> tuple:
@@ -113,17 +134,19 @@ class DynamicBatcher:
         self._runs = 0
         self._requests = 0
         self._sizes: collections.Counter[int] = collections.Counter()
+        self._compute_ns: dict[int, tuple[int, int, int]] = {}
         self._worker = threading.Thread(target=self._loop, name="rfconv-batcher", daemon=True)
         self._worker.start()
 
-    def submit(self, feeds: Feeds) -> Future:
+    def submit(self, feeds: Feeds, timing: Timing | None = None) -> Future:
         """Queue one request; its arrays must share their first dimension (its rows).
 
         Raises :class:`Overloaded` when the batcher is closing or the queue has no room for its rows.
-        Cancelling the returned future before its run removes the request from the queue.
+        Cancelling the returned future before its run removes the request from the queue. ``timing``,
+        when given, holds this request's queue and compute times once the future is done.
         """
         rows = next(iter(feeds.values())).shape[0] if self.stack else 1
-        job = _Job(feeds, rows, pixels(feeds), _stack_key(feeds), time.monotonic())
+        job = _Job(feeds, rows, pixels(feeds), _stack_key(feeds), time.monotonic(), timing or Timing())
         with self._cond:
             if self._closing:
                 raise Overloaded("the server is shutting down and takes no new requests")
@@ -189,7 +212,7 @@ class DynamicBatcher:
 
     def stats(self) -> BatchStats:
         with self._cond:
-            return BatchStats(self._runs, self._requests, dict(self._sizes))
+            return BatchStats(self._runs, self._requests, dict(self._sizes), dict(self._compute_ns))
 
     def _loop(self) -> None:
         while (batch := self._next_batch()) is not None:
@@ -260,12 +283,17 @@ class DynamicBatcher:
                 self._cond.wait(remaining)
             return batch
 
-    def _run_stacked(self, batch: list[_Job]) -> list[Feeds]:
+    def _run_stacked(self, batch: list[_Job]) -> tuple[list[Feeds], tuple[int, int, int]]:
+        """Each job's outputs, and the run's (input, infer, output) nanoseconds."""
+        t0 = time.perf_counter_ns()
         if len(batch) == 1:
-            return [self._run(batch[0].feeds)]
+            outputs = self._run(batch[0].feeds)
+            return [outputs], (0, time.perf_counter_ns() - t0, 0)
         feeds = {name: np.concatenate([job.feeds[name] for job in batch]) for name in batch[0].feeds}
         total = sum(job.rows for job in batch)
+        t1 = time.perf_counter_ns()
         outputs = self._run(feeds)
+        t2 = time.perf_counter_ns()
         for name, array in outputs.items():
             if array.shape[:1] != (total,):
                 raise RuntimeError(
@@ -273,42 +301,51 @@ class DynamicBatcher:
                     "its first dimension is not the batch"
                 )
         offsets = np.cumsum([0] + [job.rows for job in batch]).tolist()
-        return [
+        results = [
             {name: array[start:stop] for name, array in outputs.items()}
             for start, stop in zip(offsets[:-1], offsets[1:], strict=True)
         ]
+        return results, (t1 - t0, t2 - t1, time.perf_counter_ns() - t2)
 
     def _execute(self, batch: list[_Job]) -> None:
         # Counted before the futures resolve, so stats read after an answer include its run.
         batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
         if not batch:
             return
+        started = time.monotonic()
+        for job in batch:
+            job.timing.queue_ns = int((started - job.arrived) * 1e9)
         try:
-            results = self._run_stacked(batch)
+            results, compute = self._run_stacked(batch)
         except Exception as err:  # noqa: BLE001 - any model error belongs to the requests' futures
             if len(batch) == 1:
-                self._count([batch[0].rows])
+                self._count(batch, (0, 0, 0))
                 batch[0].future.set_exception(err)
                 return
             for job in batch:
                 self._run_alone(job)
             return
-        self._count([job.rows for job in batch])
+        self._count(batch, compute)
         for job, result in zip(batch, results, strict=True):
             job.future.set_result(result)
 
     def _run_alone(self, job: _Job) -> None:
         try:
-            result = self._run(job.feeds)
+            (result,), compute = self._run_stacked([job])
         except Exception as err:  # noqa: BLE001 - the error goes to this request's future
-            self._count([job.rows])
+            self._count([job], (0, 0, 0))
             job.future.set_exception(err)
             return
-        self._count([job.rows])
+        self._count([job], compute)
         job.future.set_result(result)
 
-    def _count(self, rows: list[int]) -> None:
+    def _count(self, batch: list[_Job], compute: tuple[int, int, int]) -> None:
+        for job in batch:
+            job.timing.input_ns, job.timing.infer_ns, job.timing.output_ns = compute
+        rows = sum(job.rows for job in batch)
         with self._cond:
             self._runs += 1
-            self._requests += len(rows)
-            self._sizes[sum(rows)] += 1
+            self._requests += len(batch)
+            self._sizes[rows] += 1
+            summed = self._compute_ns.get(rows, (0, 0, 0))
+            self._compute_ns[rows] = tuple(a + b for a, b in zip(summed, compute, strict=True))

@@ -153,8 +153,8 @@ def _load_json(data: bytes) -> dict:
     return header
 
 
-def _shape(entry: dict, name: str) -> tuple[int, ...]:
-    shape = entry.get("shape")
+def tensor_shape(shape, name: str) -> tuple[int, ...]:
+    """An input's shape as sent (a list of ints): non-negative dims, at most ``MAX_RANK`` of them."""
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise RequestError(f"input '{name}': 'shape' must be a list of non-negative integers, got {shape!r}")
     if len(shape) > MAX_RANK:
@@ -220,11 +220,13 @@ def _json_tensor(data, dtype: np.dtype, shape: tuple[int, ...], name: str) -> np
     return values.reshape(shape)
 
 
-def _binary_tensor(chunk: bytes, dtype: np.dtype, shape: tuple[int, ...], name: str) -> np.ndarray:
+def binary_tensor(chunk: bytes, dtype: np.dtype, shape: tuple[int, ...], name: str,
+                  source: str = "binary_data_size") -> np.ndarray:
+    """Raw little-endian row-major bytes as an array; 400 naming ``source`` when the size is wrong."""
     expected = math.prod(shape) * dtype.itemsize
     if len(chunk) != expected:
         raise RequestError(
-            f"input '{name}': binary_data_size is {len(chunk)} bytes but shape {list(shape)} of "
+            f"input '{name}': {source} is {len(chunk)} bytes but shape {list(shape)} of "
             f"{kserve_datatype(dtype)} needs {expected}"
         )
     return np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
@@ -245,7 +247,7 @@ def _decode_inputs(entries, binary: memoryview) -> dict[str, np.ndarray]:
             dtype = numpy_dtype(entry.get("datatype"))
         except ValueError as err:
             raise RequestError(f"input '{name}': {err}") from None
-        shape = _shape(entry, name)
+        shape = tensor_shape(entry.get("shape"), name)
         size = _parameters(entry, f"input '{name}'").get("binary_data_size")
         if size is not None and "data" in entry:
             raise RequestError(f"input '{name}' has both 'data' and binary_data_size; send one")
@@ -261,7 +263,7 @@ def _decode_inputs(entries, binary: memoryview) -> dict[str, np.ndarray]:
                 f"input '{name}': binary_data_size {size} runs past the end of the binary data "
                 f"({len(binary) - offset} bytes left)"
             )
-        inputs[name] = _binary_tensor(binary[offset:offset + size], dtype, shape, name)
+        inputs[name] = binary_tensor(binary[offset:offset + size], dtype, shape, name)
         offset += size
     if offset != len(binary):
         raise RequestError(
@@ -343,6 +345,33 @@ def encode_response(
     if not chunks:
         return encoded, None
     return b"".join([encoded, *chunks]), len(encoded)
+
+
+def message_json(message) -> dict:
+    """A protobuf message (Triton's ``ModelConfig``, ``ModelStatistics``...) as Triton's HTTP API
+    writes it: proto field names, every scalar, list and map field (defaults too, as Triton's
+    ``always_print_primitive_fields``), sub-messages when set, integers as JSON numbers (protobuf's
+    own JSON mapping writes 64-bit ones as strings), enums by name."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    def value(field, item):
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            return message_json(item)
+        if field.type == FieldDescriptor.TYPE_ENUM:
+            return field.enum_type.values_by_number[item].name
+        return item
+
+    result = {}
+    for field in message.DESCRIPTOR.fields:
+        item = getattr(message, field.name)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            result[field.name] = {key: value(value_field, v) for key, v in item.items()}
+        elif field.is_repeated:
+            result[field.name] = [value(field, v) for v in item]
+        elif field.type != FieldDescriptor.TYPE_MESSAGE or message.HasField(field.name):
+            result[field.name] = value(field, item)
+    return result
 
 
 def error_body(message: str) -> bytes:

@@ -1,13 +1,19 @@
-"""KServe v2 HTTP server (aiohttp) for one ONNX model (``rfconv-deploy serve``).
+"""KServe v2 server for one ONNX model (``rfconv-deploy serve``): HTTP (aiohttp) and gRPC (:mod:`.grpc_server`).
 
-Endpoints (those ``tritonclient.http`` calls; ``/versions/{v}`` forms are accepted too)::
+HTTP endpoints (those ``tritonclient.http`` calls; ``/versions/{v}`` forms are accepted too)::
 
     GET  /v2                            server metadata
     GET  /v2/health/live                200 while the process serves
     GET  /v2/health/ready               200 while the model takes requests, 503 while stopping or queue-full
     GET  /v2/models/{name}              model metadata
     GET  /v2/models/{name}/ready        model readiness
+    GET  /v2/models/{name}/config       Triton's ModelConfig as JSON (the config.pbtxt ``triton`` writes)
+    GET  /v2/models/{name}/stats        Triton's ModelStatistics as JSON (``/v2/models/stats``: every model)
     POST /v2/models/{name}/infer        inference, JSON or binary tensor data
+    GET  /metrics                       Prometheus text format, Triton's metric names (:mod:`.metrics`)
+
+The gRPC front end (``GRPCInferenceService``, default port 8001) runs on the same event loop
+and serves the same :class:`~.service.InferenceService`.
 
 Every error is answered as ``{"error": "..."}`` with its 4xx/5xx status (503s carry
 ``Retry-After``). Bounded work per connection: request headers must arrive within
@@ -46,6 +52,7 @@ from exporter.serving.protocol import (
     RequestError,
     content_encoding,
     error_body,
+    message_json,
     too_large,
 )
 from exporter.serving.service import InferenceService, ServeConfig
@@ -54,6 +61,8 @@ from exporter.serving.session import OrtModel, select_providers, tensorrt_ep_opt
 log = logging.getLogger(__name__)
 
 SERVER_NAME = "rfconv-deploy"
+DRAINING = web.AppKey("draining", list)
+EXTENSIONS = [BINARY_EXTENSION, "model_configuration", "statistics"]  # binary data: HTTP only
 DISCONNECT_LOG_INTERVAL_S = 10.0
 
 
@@ -147,13 +156,14 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
 def build_app(service: InferenceService, disconnects: RateLimitedLog | None = None) -> web.Application:
     """The aiohttp application serving ``service``.
 
-    Its shutdown drains the service (:meth:`~.service.InferenceService.drain`), its cleanup closes it.
+    Its shutdown starts draining the service (:meth:`~.service.InferenceService.drain`, awaitable
+    in ``app[DRAINING]``); whoever runs it closes the service once every front end has stopped.
     """
     config = service.config
     disconnects = disconnects or RateLimitedLog("client disconnected mid-request")
 
     async def server_metadata(request):
-        return _json({"name": SERVER_NAME, "version": __version__, "extensions": [BINARY_EXTENSION]})
+        return _json({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
 
     async def live(request):
         return _json({"live": True})
@@ -169,6 +179,20 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
         service.check_model(request.match_info["name"], request.match_info.get("version"))
         return _json({"name": config.name, "ready": service.ready}, 200 if service.ready else 503)
 
+    async def model_config(request):
+        service.check_model(request.match_info["name"], request.match_info.get("version"))
+        return _json(message_json(service.model_config()))
+
+    async def model_stats(request):
+        if "name" in request.match_info:  # /v2/models/stats: every model, this one
+            service.check_model(request.match_info["name"], request.match_info.get("version"))
+        return _json({"model_stats": [message_json(service.statistics())]})
+
+    async def metrics(request):
+        from exporter.serving.metrics import CONTENT_TYPE, exposition
+
+        return web.Response(body=exposition(service.metrics_registry), headers={"Content-Type": CONTENT_TYPE})
+
     async def infer(request):
         service.check_model(request.match_info["name"], request.match_info.get("version"))
         encoding = content_encoding(request.headers.get("Content-Encoding"))
@@ -182,29 +206,27 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
             body=payload, headers={HEADER_LENGTH: str(header_length)}, content_type="application/octet-stream"
         )
 
-    draining: list[asyncio.Future] = []
-
     async def drain(app):  # runs alongside aiohttp's wait for in-flight handlers, both bounded by the grace
-        draining.append(asyncio.get_running_loop().run_in_executor(None, service.drain))
-
-    async def close_service(app):
-        await asyncio.gather(*draining)
-        await asyncio.get_running_loop().run_in_executor(None, service.close)
+        app[DRAINING].append(asyncio.get_running_loop().run_in_executor(None, service.drain))
 
     # Bodies are read in read_body (raw, bounded); aiohttp's own limit applies to request.read() only.
     app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[_errors_as_json(disconnects)])
+    app[DRAINING] = []
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
     app.add_routes([
         web.get("/v2", server_metadata),
         web.get("/v2/health/live", live),
         web.get("/v2/health/ready", ready),
+        web.get("/v2/models/stats", model_stats),  # before /v2/models/{name}, which would take it too
         *(web.get(prefix, model_metadata) for prefix in (model, versioned)),
         *(web.get(prefix + "/ready", model_ready) for prefix in (model, versioned)),
+        *(web.get(prefix + "/config", model_config) for prefix in (model, versioned)),
+        *(web.get(prefix + "/stats", model_stats) for prefix in (model, versioned)),
         *(web.post(prefix + "/infer", infer) for prefix in (model, versioned)),
+        web.get("/metrics", metrics),
     ])
     app.on_shutdown.append(drain)
-    app.on_cleanup.append(close_service)
     return app
 
 
@@ -239,10 +261,13 @@ async def serve_until(
     service: InferenceService,
     sock: socket.socket,
     stop: asyncio.Event,
-    on_started: Callable[[], None] | None = None,
+    on_started: Callable[[int | None], None] | None = None,
+    grpc_port: int | None = None,
 ) -> str:
-    """Serve on ``sock`` until ``stop`` is set, then shut down within ``shutdown_grace_s`` (closes
-    ``service``). Returns one line saying what the shutdown dropped."""
+    """Serve HTTP on ``sock`` and, unless ``grpc_port`` is None, gRPC on that port of the same host
+    (0 picks a free one), until ``stop`` is set; then shut both down within ``shutdown_grace_s`` and
+    close ``service``. ``on_started(bound_grpc_port)`` runs once both listen. Returns one line saying
+    what the shutdown dropped."""
     config = service.config
     app = build_app(service)
     runner = web.AppRunner(
@@ -255,17 +280,30 @@ async def serve_until(
         lingering_time=0,  # never drain an unread body: close the connection instead
         auto_decompress=False,  # read_body takes the raw bytes; decompression is bounded, off the loop
     )
+    grpc_server = None
     await runner.setup()
     _limit_connections(runner.server, config.max_connections)
     try:
         await web.SockSite(runner, sock).start()
+        bound = None
+        if grpc_port is not None:
+            from exporter.serving.grpc_server import start_grpc_server
+
+            grpc_server, bound = await start_grpc_server(
+                service, sock.getsockname()[0], grpc_port, extensions=EXTENSIONS, server_name=SERVER_NAME
+            )
         if on_started is not None:
-            on_started()
+            on_started(bound)
         await stop.wait()
     finally:
         started = time.monotonic()
-        await runner.cleanup()
+        stopping = [runner.cleanup()]
+        if grpc_server is not None:  # stops taking calls at once, lets running ones finish within the grace
+            stopping.append(grpc_server.stop(config.shutdown_grace_s))
+        await asyncio.gather(*stopping)
+        await asyncio.gather(*app[DRAINING])
         cut = service.in_flight
+        await asyncio.get_running_loop().run_in_executor(None, service.close)
     summary = (
         f"stopped in {time.monotonic() - started:.1f} s: {service.batcher.dropped} queued requests dropped "
         f"(answered 503), {cut} requests cut off at the {config.shutdown_grace_s:g} s grace period"
@@ -281,10 +319,13 @@ class BackgroundServer:
     :meth:`stop`) shuts down gracefully: in-flight requests are answered first.
     """
 
-    def __init__(self, service: InferenceService, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, service: InferenceService, host: str = "127.0.0.1", port: int = 0,
+                 grpc_port: int | None = None):
         self.service = service
         self._sock = bind(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
+        self._grpc_port = grpc_port
+        self.grpc_port: int | None = None  # bound once started (grpc_port=0 picks one); None: no gRPC
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         self._started = threading.Event()
@@ -296,10 +337,21 @@ class BackgroundServer:
         """``host:port`` as ``tritonclient.http.InferenceServerClient`` takes it."""
         return f"{self.host}:{self.port}"
 
+    @property
+    def grpc_url(self) -> str:
+        """``host:port`` as ``tritonclient.grpc.InferenceServerClient`` takes it."""
+        if self.grpc_port is None:
+            raise RuntimeError("this server was started without gRPC (grpc_port=None)")
+        return f"{self.host}:{self.grpc_port}"
+
+    def _on_started(self, grpc_port: int | None) -> None:
+        self.grpc_port = grpc_port
+        self._started.set()
+
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            serving = serve_until(self.service, self._sock, self._stop, self._started.set)
+            serving = serve_until(self.service, self._sock, self._stop, self._on_started, self._grpc_port)
             self._loop.run_until_complete(serving)
         except BaseException as err:  # noqa: BLE001 - handed to the thread that called start()
             self._error = err
@@ -340,20 +392,23 @@ def load_service(model_path: str | Path, config: ServeConfig, provider: str = "a
     return InferenceService(OrtModel(model_path, providers), config)
 
 
-def serve_forever(service: InferenceService, host: str, port: int) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully. Prints where it listens."""
+def serve_forever(service: InferenceService, host: str, port: int, grpc_port: int | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully. Prints where it listens.
+
+    ``grpc_port`` None serves HTTP only."""
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
+
+    def started(bound_grpc: int | None) -> None:
+        grpc = "" if bound_grpc is None else f" and grpc://{bound_host}:{bound_grpc}"
+        print(f"listening on http://{bound_host}:{bound_port}{grpc} (Ctrl-C or SIGTERM stops after in-flight "
+              f"requests finish, {service.config.shutdown_grace_s:g} s at most)", flush=True)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        summary = await serve_until(service, sock, stop, lambda: print(
-            f"listening on http://{bound_host}:{bound_port} (Ctrl-C or SIGTERM stops after in-flight "
-            f"requests finish, {service.config.shutdown_grace_s:g} s at most)", flush=True,
-        ))
-        print(summary, flush=True)
+        print(await serve_until(service, sock, stop, started, grpc_port), flush=True)
 
     asyncio.run(main())

@@ -1,17 +1,26 @@
-"""The model behind the KServe v2 endpoints: metadata, readiness, and decode -> check -> batch -> encode.
+"""The model behind the KServe v2 endpoints: metadata, config, statistics, readiness, and
+decode -> check -> batch -> encode.
 
-Independent of the HTTP framework: the server hands it bodies and header values and gets back
-bodies, or a :class:`~.protocol.RequestError` carrying the 4xx status to answer with.
+Independent of the front end: the HTTP server (:mod:`.server`) hands it bodies and header values,
+the gRPC one (:mod:`.grpc_server`) protobuf messages, through one path (:meth:`InferenceService.run`),
+so both share one model, one batcher, one admission control and one set of statistics. Errors
+are :class:`~.protocol.RequestError`, carrying the HTTP status that each front end maps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
-from exporter.serving.batcher import DynamicBatcher, Overloaded
+from exporter.backends.availability import TENSORRT_EP
+from exporter.serving.batcher import DynamicBatcher, Overloaded, Timing
 from exporter.serving.protocol import (
+    InferRequest,
+    RequestedOutput,
     RequestError,
     decode_request,
     decompress,
@@ -21,10 +30,12 @@ from exporter.serving.protocol import (
     too_large,
 )
 from exporter.serving.session import OrtModel
+from exporter.serving.stats import RequestStats, failure_reason, statistics_message
 from exporter.serving.validate import check_inputs, resolve_outputs
 
 MODEL_VERSION = "1"
 PLATFORM = "onnxruntime_onnx"
+Answer = TypeVar("Answer")
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,9 @@ class InferenceService:
         self._codec = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="rfconv-codec")
         self.accepting = True
         self.in_flight = 0  # requests accepted and not yet answered (event-loop thread only)
+        self.stats = RequestStats()
+        self._config_message = None
+        self._registry = None
 
     @property
     def ready(self) -> bool:
@@ -137,10 +151,13 @@ class InferenceService:
             )
 
     def check_admission(self) -> None:
-        """503 with ``Retry-After`` while shutting down or while the queue is full (before the body is read)."""
+        """503 with ``Retry-After`` while shutting down or while the queue is full (before the body is
+        read); counted as a rejected request."""
         if not self.accepting:
+            self.stats.failure(0, "REJECTED")
             raise overloaded("the server is shutting down and takes no new requests")
         if self.batcher.saturated:
+            self.stats.failure(0, "REJECTED")
             raise overloaded(
                 f"the queue is full (--max-queue {self.config.max_queue} rows, or their share of "
                 "--max-batch-pixels); retry later"
@@ -156,26 +173,82 @@ class InferenceService:
             "outputs": [spec.as_metadata() for spec in self.model.outputs],
         }
 
-    async def infer(self, body: bytes, encoding: str, header_length: str | None) -> tuple[bytes, int | None]:
-        """Answer one infer request body (as sent, ``encoding`` from :func:`~.protocol.content_encoding`):
-        response body and its JSON header length (None: all JSON).
+    def model_config(self):
+        """Triton's ``ModelConfig`` of what this server serves, built by the function that writes
+        ``config.pbtxt`` (:func:`~.triton_repo.build_config`): tensors, batching, and this server's
+        instance kind (CPU or GPU), accelerator and queue policy (``--max-queue``, ``--max-queue-delay-ms``)."""
+        if self._config_message is None:
+            from exporter.serving.triton_repo import build_config
 
-        Cancelling the call (the client left) before the model ran removes the request from the queue.
+            self._config_message = build_config(
+                self.config.name, self.model.inputs, self.model.outputs, plan=False,
+                max_batch=self.config.max_batch if self.model.batchable else 0,
+                max_delay_us=round(self.config.max_delay_ms * 1000),
+                accelerator="tensorrt" if self.model.providers[0] == TENSORRT_EP else "cuda",
+                instance_kind="gpu" if self.model.device == "cuda" else "cpu",
+                queue_policy=(self.config.max_queue, round(self.config.max_queue_delay_ms * 1000)),
+            )
+        return self._config_message
+
+    def statistics(self):
+        """Triton's ``ModelStatistics`` of this model (see :mod:`.stats`)."""
+        return statistics_message(self.config.name, MODEL_VERSION, self.stats.snapshot(), self.batcher.stats())
+
+    @property
+    def metrics_registry(self):
+        """This service's own Prometheus registry (see :mod:`.metrics`)."""
+        if self._registry is None:
+            from exporter.serving.metrics import ServingCollector, registry_for
+
+            collector = ServingCollector(self.config.name, MODEL_VERSION, self.stats.snapshot, self.batcher)
+            self._registry = registry_for(collector)
+        return self._registry
+
+    async def infer(self, body: bytes, encoding: str, header_length: str | None) -> tuple[bytes, int | None]:
+        """Answer one HTTP infer request body (as sent, ``encoding`` from :func:`~.protocol.content_encoding`):
+        response body and its JSON header length (None: all JSON)."""
+
+        def encode(request: InferRequest, outputs: dict, requested: tuple[RequestedOutput, ...]):
+            return encode_response(self.config.name, MODEL_VERSION, request.id, outputs, requested)
+
+        return await self.run(lambda: self._decode_http(body, encoding, header_length), encode)
+
+    async def run(
+        self,
+        decode: Callable[[], InferRequest],
+        encode: Callable[[InferRequest, dict, tuple[RequestedOutput, ...]], Answer],
+    ) -> Answer:
+        """One request of any front end: ``decode()`` and ``encode(request, outputs, requested)`` run on
+        the codec threads, the checks between them too; admission and batching as described above.
+
+        Cancelling the call (the client left, or its gRPC deadline passed) before the model ran
+        removes the request from the queue. Every outcome is counted in :attr:`stats`.
         """
         self.in_flight += 1
+        started = time.perf_counter_ns()
+        timing = Timing()
         try:
             loop = asyncio.get_running_loop()
-            feeds, request, requested = await loop.run_in_executor(
-                self._codec, self._decode, body, encoding, header_length
-            )
+            feeds, request, requested = await loop.run_in_executor(self._codec, self._check, decode)
             try:
-                future = self.batcher.submit(feeds)
+                future = self.batcher.submit(feeds, timing)
             except Overloaded as err:
                 raise overloaded(str(err)) from None
             outputs = await self._outputs(future, request.timeout_us)
-            return await loop.run_in_executor(
-                self._codec, encode_response, self.config.name, MODEL_VERSION, request.id, outputs, requested
-            )
+            answer = await loop.run_in_executor(self._codec, encode, request, outputs, requested)
+        except RequestError as err:
+            self.stats.failure(time.perf_counter_ns() - started, failure_reason(err.status))
+            raise
+        except asyncio.CancelledError:
+            self.stats.failure(time.perf_counter_ns() - started, "CANCELED")
+            raise
+        except Exception:
+            self.stats.failure(time.perf_counter_ns() - started, "BACKEND")
+            raise
+        else:
+            rows = next(iter(feeds.values())).shape[0] if self.model.batchable else 1
+            self.stats.success(time.perf_counter_ns() - started, rows, timing)
+            return answer
         finally:
             self.in_flight -= 1
 
@@ -198,12 +271,15 @@ class InferenceService:
         except Overloaded as err:
             raise overloaded(str(err)) from None
 
-    def _decode(self, body: bytes, encoding: str, header_length: str | None):
+    def _decode_http(self, body: bytes, encoding: str, header_length: str | None) -> InferRequest:
         data = decompress(body, encoding, self.config.max_body_bytes)
         split = parse_header_length(header_length, len(data))
         if (len(data) if split is None else split) > self.config.max_json_bytes:
             raise too_large("the request's JSON", self.config.max_json_bytes, "--max-json-mb")
-        request = decode_request(data, split)
+        return decode_request(data, split)
+
+    def _check(self, decode: Callable[[], InferRequest]):
+        request = decode()
         feeds = check_inputs(
             request.inputs,
             self.model.inputs,

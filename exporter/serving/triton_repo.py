@@ -5,6 +5,7 @@ Layout written::
     DIR/NAME/config.pbtxt
     DIR/NAME/1/model.onnx   (onnxruntime backend, TensorRT or CUDA execution accelerator)
     DIR/NAME/1/model.plan   (tensorrt backend; the RFConv plugin library must be preloaded)
+    DIR/NAME/librfconv_trt_plugin.so   (plans given plugin_lib: the library travels with the repository)
 
 The config is a ``ModelConfig`` message of Triton's own schema (``model_config.proto``, shipped
 as ``tritonclient.grpc.model_config_pb2``), serialized with protobuf's text format. A model whose
@@ -89,11 +90,17 @@ def build_config(
     max_batch: int,
     max_delay_us: int,
     accelerator: str = "tensorrt",
+    instance_kind: str = "gpu",
+    queue_policy: tuple[int, int] | None = None,
 ):
-    """A Triton ``ModelConfig`` message.
+    """A Triton ``ModelConfig`` message: the one description of a model, written to ``config.pbtxt``
+    by :func:`write_repository` and answered by ``serve`` (``/v2/models/NAME/config``, gRPC ``ModelConfig``).
 
     ``inputs``/``outputs`` None leaves them for Triton to complete (plans only). ``accelerator``
     (ONNX only): ``tensorrt`` puts ONNX Runtime's TensorRT EP first, ``cuda`` leaves the CUDA EP.
+    ``instance_kind``: ``gpu`` or ``cpu`` (``KIND_GPU`` / ``KIND_CPU``). ``queue_policy``
+    ``(max_queue_size, timeout_us)``, for batched models: the dynamic batcher's default queue
+    policy, rejecting past either bound and letting a request's own timeout shorten the wait.
     """
     pb = model_config_pb2()
     config = pb.ModelConfig(name=name)
@@ -112,7 +119,15 @@ def build_config(
             )
     if batched:
         config.dynamic_batching.max_queue_delay_microseconds = max_delay_us
-    config.instance_group.add(kind=pb.ModelInstanceGroup.KIND_GPU, count=1)
+        if queue_policy is not None:
+            policy = config.dynamic_batching.default_queue_policy
+            policy.max_queue_size, policy.default_timeout_microseconds = queue_policy
+            policy.timeout_action = pb.ModelQueuePolicy.REJECT
+            policy.allow_timeout_override = True
+    kinds = {"gpu": pb.ModelInstanceGroup.KIND_GPU, "cpu": pb.ModelInstanceGroup.KIND_CPU}
+    if instance_kind not in kinds:
+        raise ValueError(f"instance_kind {instance_kind!r} is not one of {', '.join(kinds)}")
+    config.instance_group.add(kind=kinds[instance_kind], count=1)
     if not plan and accelerator == "tensorrt":
         trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         half = any(spec.datatype == "FP16" for spec in inputs or [])
@@ -158,13 +173,22 @@ def plugin_instructions(repo: Path, plugin_lib: Path | None, version_compatible:
 
 @dataclass(frozen=True)
 class TritonRepository:
-    """What :func:`write_repository` wrote: paths, the config message, and notes for the user."""
+    """What :func:`write_repository` wrote: paths, the config message, and notes for the user.
+
+    For a plan, from its sidecar: ``version_compatible`` (None: no sidecar), ``plugin_nodes``
+    (None: unknown) and ``tensorrt_version``; ``plugin_file`` is the plugin library's file name
+    inside ``model_dir`` when one was copied there.
+    """
 
     model_dir: Path
     config_path: Path
     model_file: Path
     config: object
     notes: list[str]
+    version_compatible: bool | None = None
+    plugin_nodes: int | None = None
+    tensorrt_version: str | None = None
+    plugin_file: str | None = None
 
 
 def _plan_io(plan: Path, onnx_path: Path | None):
@@ -215,10 +239,12 @@ def write_repository(
                 "plugin_lib applies to TensorRT plans; an ONNX model runs in the onnxruntime backend"
             )
         existing_file(plugin_lib, "plugin_lib")
+        if plugin_lib.name in ("config.pbtxt", MODEL_VERSION):
+            raise ValueError(f"plugin_lib {plugin_lib} has a name the repository layout uses; rename the library")
+    sidecar = read_sidecar(model_path) if plan else None
+    version_compatible = None if sidecar is None else bool(sidecar.get("version_compatible"))
     if plan:
         inputs, outputs, notes = _plan_io(model_path, Path(onnx_path) if onnx_path else None)
-        sidecar = read_sidecar(model_path)
-        version_compatible = None if sidecar is None else bool(sidecar.get("version_compatible"))
         notes += plugin_instructions(repo, plugin_lib, version_compatible)
     else:
         inputs, outputs = onnx_io(model_path)
@@ -237,10 +263,19 @@ def write_repository(
     for relative in external:
         (version_dir / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_path.parent / relative, version_dir / relative)
+    plugin_file = None
+    if plugin_lib is not None:
+        plugin_file = plugin_lib.name
+        shutil.copyfile(plugin_lib, model_dir / plugin_file)
+        notes.append(f"the plugin library is copied to {model_dir / plugin_file}, so the repository carries it")
     header = "".join(f"# {line}\n" for line in notes)
     config_path = model_dir / "config.pbtxt"
     config_path.write_text(header + text_format.MessageToString(config))
-    return TritonRepository(model_dir, config_path, model_file, config, notes)
+    plugin_nodes = None if sidecar is None or "plugin_nodes" not in sidecar else int(sidecar["plugin_nodes"])
+    return TritonRepository(
+        model_dir, config_path, model_file, config, notes, version_compatible, plugin_nodes,
+        None if sidecar is None else sidecar.get("tensorrt_version"), plugin_file,
+    )
 
 
 def read_config(path: str | Path):

@@ -37,8 +37,9 @@ for argv in [["--help"]] + [[command, "--help"] for command in COMMANDS]:
     "import exporter",
     "import exporter.serving.server",
     "import exporter.serving.triton_repo",
+    "import exporter.serving.grpc_server, exporter.serving.metrics, exporter.serving.kserve, prometheus_client, yaml",
     HELP,
-], ids=["exporter", "serving.server", "serving.triton_repo", "cli-help"])
+], ids=["exporter", "serving.server", "serving.triton_repo", "serving.grpc-metrics-kserve", "cli-help"])
 def test_imports_load_no_torch(code):
     assert heavy_modules_after(code) == []
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import pytest
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
@@ -276,7 +277,7 @@ def _read_lines(stream, lines: queue.Queue) -> None:
 def test_cli_serve_starts_answers_and_stops_on_sigterm(reference):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "exporter.cli", "serve", str(tiny_models().dynamic),
-               "--port", "0", "--name", "cli-tiny", "--max-delay-ms", "1"]
+               "--port", "0", "--grpc-port", "0", "--name", "cli-tiny", "--max-delay-ms", "1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
@@ -293,6 +294,13 @@ def test_cli_serve_starts_answers_and_stops_on_sigterm(reference):
         np.testing.assert_allclose(client.infer("cli-tiny", [tensor]).as_numpy("logits"), reference(x),
                                    rtol=1e-5, atol=1e-6)
         client.close()
+        grpc_url = seen[-1].split("grpc://")[1].split()[0]
+        grpc_client = triton_grpc.InferenceServerClient(grpc_url)
+        grpc_tensor = triton_grpc.InferInput("input", list(x.shape), "FP32")
+        grpc_tensor.set_data_from_numpy(x)
+        np.testing.assert_allclose(grpc_client.infer("cli-tiny", [grpc_tensor]).as_numpy("logits"), reference(x),
+                                   rtol=1e-5, atol=1e-6)
+        grpc_client.close()
         process.send_signal(signal.SIGTERM)
         assert process.wait(TIMEOUT) == 0
         assert "stopped" in lines.get(timeout=TIMEOUT)
@@ -312,6 +320,24 @@ def test_cli_serve_reports_a_missing_model_in_one_line(tmp_path):
     missing = tmp_path / "none.onnx"
     expected = f"rfconv-deploy serve: error: ONNX model {missing} does not exist"
     assert done.stderr.strip().splitlines() == [expected]
+
+
+def test_cli_serve_without_grpc_and_with_a_busy_grpc_port(capsys):
+    from exporter.cli import main
+    from exporter.serving.server import bind
+
+    busy = bind("127.0.0.1", 0)
+    try:
+        port = busy.getsockname()[1]
+        assert main(["serve", str(tiny_models().dynamic), "--port", "0", "--grpc-port", str(port)]) == 2
+    finally:
+        busy.close()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot listen for gRPC on 127.0.0.1:{port}" in err[0] and "--no-grpc" in err[0]
+    from exporter.cli import build_parser
+
+    args = build_parser().parse_args(["serve", str(tiny_models().dynamic), "--no-grpc"])
+    assert args.grpc is False and args.grpc_port == 8001
 
 
 def test_example_client_against_the_server(server):
