@@ -26,7 +26,7 @@ from pathlib import Path
 import onnx
 
 from exporter.onnx.precision import file_precision
-from exporter.shapes import parse_shape
+from exporter.shapes import parse_named_shape
 from exporter.trt.sidecar import sidecar_path
 from plugins.library import import_tensorrt, load_library
 from plugins.spec import PLUGIN_NAME
@@ -106,9 +106,9 @@ def parse_shapes(text: str | None) -> dict[str | None, Shape]:
         return {}
     shapes = {}
     for item in text.split(","):
-        name, _, dims = item.rpartition(":")
         try:
-            shapes[name or None] = parse_shape(dims.replace(",", "x"))
+            name, dims = parse_named_shape(item)
+            shapes[name] = dims
         except ValueError:
             raise ValueError(f"shape {item!r} is not like 1x3x224x224 (or name:1x3x224x224) with positive dims") \
                 from None
