@@ -132,3 +132,29 @@ def test_triton_config_of_a_dense_file_has_any_size_spatial_dims(dense_file, tmp
     assert config.max_batch_size == 4 and config.dynamic_batching.max_queue_delay_microseconds > 0
     assert [(t.name, list(t.dims)) for t in config.input] == [("input", [3, -1, -1])]
     assert [(t.name, list(t.dims)) for t in config.output] == [("out", [CLASSES, -1, -1])]
+
+
+def _example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "deploy_examples" / "serve_segmentation.py"
+    spec = importlib.util.spec_from_file_location("serve_segmentation", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return example
+
+
+def test_segmentation_deploy_example_with_a_small_model(tmp_path, capsys):
+    """deploy_examples/serve_segmentation.py: export, `rfconv-deploy serve` (a subprocess), tritonclient at 2 sizes."""
+    argv = ["--model", "tests.helpers.dense_models:tiny_segmenter", "--example-size", "32x32",
+            "--sizes", "40x48,37x29", "--out", str(tmp_path)]
+    assert _example().main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "40x48: served [1, 5, 40, 48]" in printed and "37x29: served [1, 5, 37, 29]" in printed
+    assert printed.count("-> ok") == 2
+
+
+@pytest.mark.slow
+def test_segmentation_deploy_example_with_fcn_resnet50(tmp_path):
+    assert _example().main(["--out", str(tmp_path)]) == 0
