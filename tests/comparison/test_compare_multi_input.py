@@ -34,6 +34,16 @@ def test_two_input_file_is_compared_with_every_layer(tmp_path):
     assert {p.backend for p in report.comparisons} == {"torch", "ort-cpu"}
 
 
+def test_two_input_file_takes_saved_inputs(tmp_path):
+    path, saved = _export(tmp_path), tmp_path / "inputs.json"
+    first = compare(path, ImageAndGain(), backends=["torch", "ort-cpu"], batch_size=2, save_inputs=str(saved),
+                    outputs_only=True)
+    again = compare(path, ImageAndGain(), backends=["torch", "ort-cpu"], inputs=str(saved), batch_size=2,
+                    outputs_only=True)
+    assert first.passed and again.passed and again.inputs["shapes"] == {"image": [2, 3, 16, 16], "gain": [2, 8]}
+    assert again.comparisons[1].outputs[0].max_abs == first.comparisons[1].outputs[0].max_abs  # the same inputs
+
+
 def test_two_input_file_with_dynamic_hw_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(ValueError, match=r"several inputs at its declared sizes.*'image' \['batch', 3, 'height', "
                                          r"'width'\].*static H/W"):
