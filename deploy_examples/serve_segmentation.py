@@ -6,9 +6,9 @@ Exports the rectified model (registry ``fcn_resnet50`` by default, seeded weight
 registry name or ``package.module:factory`` returning ``{"out": [N, C, H, W]}``) with dynamic
 height and width, so one file takes every size; starts ``rfconv-deploy serve`` on it in a
 subprocess (a free port, CPU or the best provider there is); sends one request at each of
-``--sizes`` with ``tritonclient.http`` (binary tensor data); and checks each answer against the
-same file run in-process by ONNX Runtime, and its per-pixel classes against PyTorch. Exits 0 when
-every size agrees. Requests of different sizes are never stacked into one run (the server batches
+``--sizes`` with ``tritonclient.http`` (binary tensor data); checks each answer against the
+same file run in-process by ONNX Runtime (relative error at most ``ATOL``) and prints how many of
+its per-pixel classes agree with PyTorch. Exits 0 when every size agrees. Requests of different sizes are never stacked into one run (the server batches
 requests of one size only), so any mix of sizes can be sent at once.
 """
 
