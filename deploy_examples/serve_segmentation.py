@@ -8,8 +8,9 @@ height and width, so one file takes every size; starts ``rfconv-deploy serve`` o
 subprocess (a free port, CPU or the best provider there is); sends one request at each of
 ``--sizes`` with ``tritonclient.http`` (binary tensor data); checks each answer against the
 same file run in-process by ONNX Runtime (relative error at most ``ATOL``) and prints how many of
-its per-pixel classes agree with PyTorch. Exits 0 when every size agrees. Requests of different sizes are never stacked into one run (the server batches
-requests of one size only), so any mix of sizes can be sent at once.
+its per-pixel classes agree with PyTorch. Exits 0 when every size agrees. Requests of different
+sizes are never stacked into one run (the server batches requests of one size only), so any mix of
+sizes can be sent at once.
 """
 
 from __future__ import annotations

@@ -143,3 +143,15 @@ def test_cli_input_shapes_that_do_not_fit_the_names(tmp_path, capsys, argv, mess
     with pytest.raises(SystemExit):
         main(["export", TWO_INPUTS, "-o", str(tmp_path / "m.onnx"), *argv])
     assert message in capsys.readouterr().err
+
+
+def test_cli_dynamic_hw_for_named_inputs(tmp_path, capsys):
+    out = tmp_path / "two.onnx"
+    base = ["export", TWO_INPUTS, "-o", str(out), "--input-names", "image,gain", "--input-shape", "2,3,16,16",
+            "--input-shape", "2,8"]
+    assert main(base + ["--dynamic-hw-inputs", "image"]) == 0
+    assert "inputs image ['batch', 3, 'height', 'width'], gain ['batch', 8]" in capsys.readouterr().out
+    assert main(base + ["--dynamic-hw-inputs", "gain"]) == 2
+    assert "names 'gain' of shape [2, 8], which is not an [N, C, H, W] input" in capsys.readouterr().err
+    assert main(base + ["--dynamic-hw-inputs", "image", "--no-dynamic-hw"]) == 2
+    assert "--dynamic-hw-inputs keeps H and W dynamic" in capsys.readouterr().err
