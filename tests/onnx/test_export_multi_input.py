@@ -21,6 +21,7 @@ from tests.helpers.export_models import ImageAndDepth, ImageAndGain
 SETTINGS = {
     "static": {},
     "dynamic": {"dynamic_hw": True},
+    "plugin": {"mode": "plugin"},
     "plugin-dynamic": {"mode": "plugin", "dynamic_hw": True},
     "fp16": {"precision": "fp16"},
 }
