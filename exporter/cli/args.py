@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from exporter.shapes import parse_shape
+from exporter.shapes import parse_named_shape, parse_shape
 
 
 def shape(rank: int | None = None) -> Callable[[str], tuple[int, ...]]:
@@ -26,6 +26,14 @@ def shape(rank: int | None = None) -> Callable[[str], tuple[int, ...]]:
             raise argparse.ArgumentTypeError(str(err)) from None
 
     return parse
+
+
+def named_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
+    """An argparse ``type`` for ``1,3,224,224`` or ``name:1x3x224x224`` (:func:`exporter.shapes.parse_named_shape`)."""
+    try:
+        return parse_named_shape(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def comma_list(choices: tuple[str, ...] | None = None) -> Callable[[str], tuple[str, ...]]:

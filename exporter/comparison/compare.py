@@ -431,6 +431,15 @@ def _dynamic_hw(metadata: TensorMetadata) -> bool:
 def _sizes_to_check(onnx_model, batch_size, input_shape, sizes) -> list[tuple[int, ...] | None]:
     """Full input shapes to compare at: ``None`` is the file's own (static) shape."""
     declared = onnx_util.get_input_metadata(onnx_model.graph)
+    sized = {name: [i for i, d in enumerate(meta.shape) if i and not (isinstance(d, int) and d >= 0)]
+             for name, meta in declared.items()}
+    if len(declared) > 1 and any(sized.values()):
+        dims = "; ".join(f"{name!r} {list(declared[name].shape)}" for name, dynamic in sized.items() if dynamic)
+        raise ValueError(
+            f"compare takes a file with several inputs at its declared sizes (a dynamic batch is fine), but "
+            f"{dims} have dynamic dimensions past the batch: compare an export of the model with static H/W "
+            "(export's own check already ran the dynamic file on ONNX Runtime against PyTorch at other sizes)"
+        )
     if not _dynamic_hw(declared):
         if sizes:
             raise ValueError("sizes applies to files with dynamic H/W; this file's input size is fixed")

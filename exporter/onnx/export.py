@@ -33,6 +33,8 @@ from exporter.onnx.passes.pipeline import run_passes
 from exporter.onnx.passes.rectified import find_rectified_convs
 
 INPUT_NAME = "input"
+MODE_NAMES = {"static": "Conv->Mul", "plugin": "RFConvRectify plugin"}
+"""How the summary names each ``mode``: what a rectified conv becomes in the file."""
 # Constants this small (shape vectors) may still be folded when scales are kept compact.
 SHAPE_SIZE_LIMIT = 8
 # A protobuf file cannot exceed 2 GiB; larger models keep their weights in a side file.
@@ -57,34 +59,111 @@ class ExportReport:
     opset: int
     precision: str
     mode: str
-    input_shape: list
+    input_shapes: dict  # input name -> shape (ints, or names of dynamic dims), in argument order
     output_shapes: list
+    dynamic_hw: bool = False  # some input has dynamic height and width
     notices: list[str] = field(default_factory=list)
-    dynamic_ranges: dict = field(default_factory=dict)  # axis -> (lower, upper) torch.export kept, pixels/rows
-    verified: list[dict] = field(default_factory=list)  # {"shape", "rel_err"} at sizes other than the example's
+    # input name -> {axis: (lower, upper)} torch.export kept (rows or pixels), see exporter.onnx.verify
+    dynamic_ranges: dict = field(default_factory=dict)
+    # {"shape" (the first input's), "inputs" (every input's), "rel_err"} at sizes other than the example's
+    verified: list[dict] = field(default_factory=list)
+
+    @property
+    def input_shape(self) -> list:
+        """The first input's shape (the image, for a one-input model)."""
+        return next(iter(self.input_shapes.values()))
 
     def summary(self) -> str:
         """A few lines for people: file, shapes, rectified convs, node counts, size and time."""
         nodes = ", ".join(f"{op} {n}" for op, n in sorted(self.nodes_by_type.items(), key=lambda kv: -kv[1]))
         outputs = " ".join(str(s) for s in self.output_shapes)
+        if len(self.input_shapes) == 1:
+            inputs = f"input {self.input_shape}"
+        else:
+            inputs = "inputs " + ", ".join(f"{name} {shape}" for name, shape in self.input_shapes.items())
         lines = [
             f"wrote {self.path} ({self.file_bytes / 1e6:.2f} MB, opset {self.opset}, {self.precision}, "
-            f"{self.mode} mode) in {self.seconds:.1f} s",
-            f"  input {self.input_shape} -> output {outputs}",
+            f"{MODE_NAMES[self.mode]} mode, {'dynamic' if self.dynamic_hw else 'static'} H/W) in {self.seconds:.1f} s",
+            f"  {inputs} -> output {outputs}",
             f"  rectified convs: {self.rectified_convs}"
             + (f" ({self.distinct_scales} distinct scale constants)" if self.distinct_scales else "")
             + f", BatchNormalization left: {self.batchnorms_left}",
             f"  nodes ({sum(self.nodes_by_type.values())}): {nodes}",
         ]
-        if self.dynamic_ranges:
-            ranges = ", ".join(f"{axis} >= {low}" for axis, (low, _) in self.dynamic_ranges.items())
-            checked = ", ".join(f"{'x'.join(map(str, v['shape']))} (rel err {v['rel_err']:.1e})" for v in self.verified)
+        if any(self.dynamic_ranges.values()):
+            ranges = "; ".join(
+                (f"{name}: " if len(self.dynamic_ranges) > 1 else "")
+                + ", ".join(f"{axis} >= {low}" for axis, (low, _) in axes.items())
+                for name, axes in self.dynamic_ranges.items() if axes)
+            checked = ", ".join(f"{_sizes_text(v['inputs'])} (rel err {v['rel_err']:.1e})" for v in self.verified)
             lines.append(f"  dynamic: {ranges}; checked on ONNX Runtime against PyTorch at {checked}")
         lines += [f"  notice: {n}" for n in self.notices]
         return "\n".join(lines)
 
 
-def _check_settings(example_input, path: Path, opset, precision: str, mode: str) -> None:
+def _sizes_text(shapes: dict) -> str:
+    """``2x3x17x17`` for one input, ``image 2x3x17x17 + gain 2x8`` for several."""
+    if len(shapes) == 1:
+        return "x".join(map(str, next(iter(shapes.values()))))
+    return " + ".join(f"{name} {'x'.join(map(str, s))}" for name, s in shapes.items())
+
+
+def _example_inputs(example_input, input_names) -> dict[str, torch.Tensor]:
+    """The example input(s) by name, in argument order; ExportError for anything that is not a
+    float tensor (one ``[N, C, H, W]`` at least) or names that do not fit."""
+    examples = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+    if input_names is None:
+        input_names = [INPUT_NAME] if len(examples) == 1 else [f"{INPUT_NAME}_{i}" for i in range(len(examples))]
+    names = list(input_names)
+    if len(names) != len(examples):
+        raise ExportError(f"input_names has {len(names)} name(s) but there are {len(examples)} example inputs; "
+                          "give one name per input, in the order forward() takes them")
+    if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+        raise ExportError(f"input_names must be distinct, non-empty strings; got {names}")
+    for name, x in zip(names, examples, strict=True):
+        if not isinstance(x, torch.Tensor):
+            raise ExportError(f"example input {name!r} must be a tensor; got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ExportError(f"example input {name!r} must be a float tensor; got {x.dtype}")
+        if x.dim() == 0:
+            raise ExportError(f"example input {name!r} is a scalar; give it a batch dimension ([N, ...])")
+    if len(examples) == 1 and examples[0].dim() != 4:
+        raise ExportError(
+            f"the example input must be one NCHW image tensor [N, C, H, W]; got {tuple(examples[0].shape)}")
+    if not any(x.dim() == 4 for x in examples):
+        shapes = ", ".join(f"{n} {list(x.shape)}" for n, x in zip(names, examples, strict=True))
+        raise ExportError(f"the example inputs must hold at least one NCHW image tensor [N, C, H, W]; got {shapes}")
+    return dict(zip(names, examples, strict=True))
+
+
+def _dynamic_dims(examples: dict[str, torch.Tensor], dynamic_batch: bool, dynamic_hw) -> dict[str, list[int]]:
+    """Input name -> the dimensions to keep dynamic: the batch (0) of every input with
+    ``dynamic_batch``; H and W (2, 3) of every ``[N, C, H, W]`` input with ``dynamic_hw=True``, or of
+    the inputs it names."""
+    images = [name for name, x in examples.items() if x.dim() == 4]
+    if isinstance(dynamic_hw, str):
+        dynamic_hw = [dynamic_hw]
+    if dynamic_hw is True:
+        hw = set(images)
+    elif not dynamic_hw:
+        hw = set()
+    else:
+        hw = set(dynamic_hw)
+        for name in dynamic_hw:
+            if name not in examples:
+                raise ExportError(f"dynamic_hw names {name!r}, which is not an input; the inputs are "
+                                  f"{', '.join(examples)}")
+            if name not in images:
+                raise ExportError(f"dynamic_hw names {name!r} of shape {list(examples[name].shape)}, which is "
+                                  "not an [N, C, H, W] input; name image inputs only")
+    if dynamic_batch and len({x.shape[0] for x in examples.values()}) > 1:
+        batches = ", ".join(f"{name} {x.shape[0]}" for name, x in examples.items())
+        raise ExportError(f"the example inputs disagree on the batch (first dimension): {batches}; give every input "
+                          "the same batch, or export with dynamic_batch=False")
+    return {name: ([0] if dynamic_batch else []) + ([2, 3] if name in hw else []) for name in examples}
+
+
+def _check_settings(path: Path, opset, precision: str, mode: str) -> None:
     if precision not in PRECISIONS:
         raise ExportError(f"precision={precision!r} is not supported; use one of {PRECISIONS}")
     if mode not in MODES:
@@ -96,11 +175,6 @@ def _check_settings(example_input, path: Path, opset, precision: str, mode: str)
             f"(TensorRT 10 and ONNX Runtime 1.20+ read opset {MIN_OPSET} or newer); "
             "leave the opset unset for the default"
         )
-    if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4:
-        shape = tuple(example_input.shape) if isinstance(example_input, torch.Tensor) else type(example_input)
-        raise ExportError(f"the example input must be one NCHW image tensor [N, C, H, W]; got {shape}")
-    if not example_input.is_floating_point():
-        raise ExportError(f"the example input must be a float tensor; got {example_input.dtype}")
     if path.is_dir():
         raise ExportError(f"cannot write {path}: it is a directory; give a file name such as {path / 'model.onnx'}")
     parent = path.parent if str(path.parent) else Path(".")
@@ -110,13 +184,11 @@ def _check_settings(example_input, path: Path, opset, precision: str, mode: str)
         raise ExportError(f"cannot write {path}: permission denied; choose a writable location")
 
 
-def _dynamic_shapes(dynamic_batch: bool, dynamic_hw: bool):
-    dims = {}
-    if dynamic_batch:
-        dims[0] = torch.export.Dim.DYNAMIC
-    if dynamic_hw:
-        dims[2] = dims[3] = torch.export.Dim.DYNAMIC
-    return (dims,) if dims else None
+def _dynamic_shapes(dims: dict[str, list[int]]):
+    """torch.export's ``dynamic_shapes``: one ``{dim: Dim.DYNAMIC}`` per input (None when none is dynamic)."""
+    if not any(dims.values()):
+        return None
+    return tuple({d: torch.export.Dim.DYNAMIC for d in wanted} or None for wanted in dims.values())
 
 
 def _first_line(err: BaseException) -> str:
@@ -152,10 +224,10 @@ def _output_names(output) -> list[str] | None:
     return None
 
 
-def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset, dynamic_batch: bool,
-             dynamic_hw: bool, verbose: bool):
-    """Run ``torch.onnx.export(dynamo=True)`` unoptimised (the passes do the graph work); returns
-    the ``ONNXProgram``."""
+def _capture(model: nn.Module, examples: dict[str, torch.Tensor], output_names, opset, dims: dict[str, list[int]],
+             verbose: bool):
+    """Run ``torch.onnx.export(dynamo=True)`` unoptimised (the passes do the graph work) on the
+    example inputs (by name) with ``dims`` dynamic; returns the ``ONNXProgram``."""
     sink = io.StringIO()
     redirect = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(sink)
     try:
@@ -163,9 +235,9 @@ def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset,
             if not verbose:
                 warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                model, (example_input,), dynamo=True, optimize=False, verbose=verbose,
-                opset_version=opset, input_names=[INPUT_NAME], output_names=output_names,
-                dynamic_shapes=_dynamic_shapes(dynamic_batch, dynamic_hw),
+                model, tuple(examples.values()), dynamo=True, optimize=False, verbose=verbose,
+                opset_version=opset, input_names=list(examples), output_names=output_names,
+                dynamic_shapes=_dynamic_shapes(dims),
             )
     except Exception as err:  # noqa: BLE001 - the exporter raises many types; all end here
         stage = "capture it with torch.export" if "torch.export" in str(err) else "translate it to ONNX"
@@ -179,8 +251,9 @@ def _capture(model: nn.Module, example_input: torch.Tensor, output_names, opset,
                "deploy_examples/export_detection_backbone.py) and run the rest in PyTorch; "
                if data_dependent else "")
             + ("if the failure is about a dynamic dimension, export with fewer dynamic dimensions "
-               "(dynamic_batch=False, dynamic_hw=False) or a larger example input. "
-               if dynamic_hw or dynamic_batch else "")
+               "(dynamic_batch=False, dynamic_hw=False) or a larger example input"
+               + (" (batch 2: a batch of 1 is fixed where inputs meet)" if len(examples) > 1 else "") + ". "
+               if any(dims.values()) else "")
             + "torch.export.export(model, (x,)) reproduces it with the full trace."
         ) from None
     return program
@@ -200,9 +273,16 @@ def _rename_dims(graph: gs.Graph, names: dict[str, str]) -> None:
 
 
 def _dim_names(graph: gs.Graph) -> dict[str, str]:
-    shape = graph.inputs[0].shape or []
+    """The exporter's symbols -> ``batch``, ``height``, ``width`` (the first input's; a later input's
+    own are ``<input>_height``, ...): a symbol two inputs share keeps the first name."""
     readable = ("batch", None, "height", "width")
-    return {d: readable[i] for i, d in enumerate(shape[:4]) if isinstance(d, str) and readable[i]}
+    names = {}
+    for index, tensor in enumerate(graph.inputs):
+        for i, d in enumerate((tensor.shape or [])[:4]):
+            if isinstance(d, str) and d not in names and i < len(readable) and readable[i]:
+                name = readable[i] if index == 0 or i == 0 else f"{tensor.name}_{readable[i]}"
+                names[d] = name if name not in names.values() else f"{tensor.name}_{readable[i]}"
+    return names
 
 
 def _tidy(model: onnx.ModelProto, keep_small_constants: bool = False) -> onnx.ModelProto:
@@ -230,11 +310,12 @@ def _save(model: onnx.ModelProto, path: Path) -> None:
 
 def export_onnx(
     model: nn.Module,
-    example_input: torch.Tensor,
+    example_input: torch.Tensor | Sequence[torch.Tensor],
     path,
     *,
+    input_names: Sequence[str] | None = None,
     dynamic_batch: bool = True,
-    dynamic_hw: bool = False,
+    dynamic_hw: bool | Sequence[str] = False,
     opset: int | None = None,
     precision: str = "fp32",
     mode: str = "static",
@@ -247,9 +328,12 @@ def export_onnx(
 ) -> ExportReport:
     """Export ``model`` to ONNX at ``path`` and return an :class:`ExportReport`.
 
-    ``example_input`` is one ``[N, C, H, W]`` float tensor; its size is baked into the graph
-    except for the batch (``dynamic_batch``) and, with ``dynamic_hw``, height and width, whose
-    factors are then computed in the graph at run time. ``precision="fp16"`` writes fp16
+    ``example_input`` is one ``[N, C, H, W]`` float tensor, or a tuple of float tensors (the
+    arguments of ``forward``, one ``[N, C, H, W]`` at least) named by ``input_names`` (default
+    ``input``, or ``input_<i>`` for several). Sizes are baked into the graph except for the batch
+    (``dynamic_batch``: dimension 0 of every input, which must agree) and, with ``dynamic_hw``,
+    height and width of every ``[N, C, H, W]`` input (or of the inputs it names), whose factors are
+    then computed in the graph at run time. ``precision="fp16"`` writes fp16
     weights and activations (inputs/outputs stay fp32 unless ``keep_io_types=False``).
     ``mode="plugin"`` hands the graph to :mod:`exporter.onnx.passes.plugin_mode` (TensorRT plugin
     nodes). ``fold_bn`` folds BatchNorm into the convs (without it the BatchNorms after rectified
@@ -267,8 +351,11 @@ def export_onnx(
     """
     start = time.perf_counter()
     path = Path(path)
-    _check_settings(example_input, path, opset, precision, mode)
-    floats = {p.dtype for p in model.parameters() if p.is_floating_point()} | {example_input.dtype}
+    _check_settings(path, opset, precision, mode)
+    examples = _example_inputs(example_input, input_names)
+    dims = _dynamic_dims(examples, dynamic_batch, dynamic_hw)
+    dynamic_hw = any(2 in wanted for wanted in dims.values())
+    floats = {p.dtype for p in model.parameters() if p.is_floating_point()} | {x.dtype for x in examples.values()}
     if floats != {torch.float32}:
         raise ExportError(
             f"export_onnx writes fp32 and fp16 files from a float32 model and example input; these are "
@@ -287,18 +374,20 @@ def export_onnx(
 
     with _eval_mode(model):
         step(f"capturing {type(model).__name__} with torch.export (dynamo exporter)")
-        proto, ranges = _trace(model, example_input, opset, dynamic_batch, dynamic_hw, output_names, verbose)
+        proto, found = _trace(model, examples, opset, dims, output_names, verbose)
+        ranges = found.ranges
         graph = gs.import_onnx(proto)
         with warnings.catch_warnings(record=True) as pass_warnings:  # they become the report's notices
             warnings.simplefilter("always", UserWarning)
             rectified = run_passes(graph, dynamic_hw=dynamic_hw, fold_bn=fold_bn, mode=mode,
                                    compact_scales=compact_scales, precision=precision,
-                                   keep_io_types=keep_io_types, example_shape=list(example_input.shape), step=step)
+                                   keep_io_types=keep_io_types,
+                                   example_shapes=[list(x.shape) for x in examples.values()], step=step)
         _rename_dims(graph, _dim_names(graph))
         step("tidying (onnxscript optimizer), shape inference, writing and checking")
         out = _write(graph, path, keep_small_constants=compact_scales)
-        shapes = verify.verification_shapes(list(example_input.shape), dynamic_batch, dynamic_hw, ranges)
-        step(f"checking the file on ONNX Runtime at {', '.join('x'.join(map(str, s)) for s in shapes)}")
+        shapes = verify.verification_shapes({name: list(x.shape) for name, x in examples.items()}, found)
+        step(f"checking the file on ONNX Runtime at {', '.join(_sizes_text(s) for s in shapes)}")
         verified = _check_other_sizes(model, path, shapes, precision, mode, ranges) if shapes else []
 
     nodes = Counter(node.op_type for node in out.graph.node)
@@ -314,16 +403,17 @@ def export_onnx(
         opset=next(o.version for o in out.opset_import if o.domain in ("", "ai.onnx")),
         precision=precision,
         mode=mode,
-        input_shape=_shape(out.graph.input[0]),
+        input_shapes={i.name: _shape(i) for i in out.graph.input},
         output_shapes=[_shape(o) for o in out.graph.output],
-        dynamic_ranges=ranges,
+        dynamic_hw=dynamic_hw,
+        dynamic_ranges={name: axes for name, axes in ranges.items() if axes},
         verified=verified,
     )
     report.notices += [str(w.message) for w in pass_warnings if issubclass(w.category, UserWarning)]
     if verify.bounded(ranges):
         report.notices.append(
             f"torch.export kept {verify.describe_bounds(ranges)}, but the file agrees with PyTorch beyond that "
-            f"(at {', '.join('x'.join(map(str, v['shape'])) for v in verified)}): the bound is torch's, not the file's"
+            f"(at {', '.join(_sizes_text(v['inputs']) for v in verified)}): the bound is torch's, not the file's"
         )
     if not rectified:
         report.notices.append(
@@ -341,36 +431,36 @@ def export_onnx(
     return report
 
 
-def _trace(model: nn.Module, example_input: torch.Tensor, opset, dynamic_batch: bool, dynamic_hw: bool,
-           output_names: Sequence[str] | None, verbose: bool) -> tuple[onnx.ModelProto, dict]:
-    """Run the model (in eval mode) once on ``example_input``, with a clear error if it fails there,
-    and capture it; returns the ONNX model and the ranges torch.export kept for the dynamic dims
+def _trace(model: nn.Module, examples: dict[str, torch.Tensor], opset, dims: dict[str, list[int]],
+           output_names: Sequence[str] | None, verbose: bool) -> tuple[onnx.ModelProto, verify.DynamicDims]:
+    """Run the model (in eval mode) once on the example inputs, with a clear error if it fails there,
+    and capture it; returns the ONNX model and what torch.export kept of the dynamic dims
     (refused when one is fixed to a single size, see :mod:`exporter.onnx.verify`)."""
     with torch.no_grad():
         try:
-            output = model(example_input)
+            output = model(*examples.values())
         except Exception as err:  # noqa: BLE001 - any failure of the user's forward
+            shapes = " and ".join(str(list(x.shape)) for x in examples.values())
             raise ExportError(
-                f"{type(model).__name__} fails on the example input of shape "
-                f"{list(example_input.shape)} ({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
-                "give an input shape the model accepts"
+                f"{type(model).__name__} fails on the example input{'s' if len(examples) > 1 else ''} of shape "
+                f"{shapes} ({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
+                "give input shapes the model accepts"
             ) from None
         default_names = _output_names(output)
         if output_names is not None and default_names is not None and len(output_names) != len(default_names):
             raise ExportError(f"output_names has {len(output_names)} name(s) but {type(model).__name__} "
                               f"returns {len(default_names)} tensor(s); give one name per output")
         names = list(output_names) if output_names is not None else default_names
-        program = _capture(model, example_input, names, opset, dynamic_batch, dynamic_hw, verbose)
-    dims = ([0] if dynamic_batch else []) + ([2, 3] if dynamic_hw else [])
-    ranges = verify.dynamic_ranges(program, dims)
+        program = _capture(model, examples, names, opset, dims, verbose)
+    found = verify.dynamic_dims(program, dims)
     try:
-        verify.check_ranges(ranges, list(example_input.shape))
+        verify.check_ranges(found.ranges, {name: list(x.shape) for name, x in examples.items()})
     except verify.ShapeCheckError as err:
         raise ExportError(str(err)) from None
-    return program.model_proto, ranges
+    return program.model_proto, found
 
 
-def _check_other_sizes(model: nn.Module, path: Path, shapes: list[tuple], precision: str, mode: str,
+def _check_other_sizes(model: nn.Module, path: Path, shapes: list[dict], precision: str, mode: str,
                        ranges: dict) -> list[dict]:
     """:func:`exporter.onnx.verify.check_other_sizes` on ONNX Runtime CPU (plugin nodes through the
     plugin's reference op); a file that fails is removed, since nothing may use it."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import onnx
 
 from exporter.onnx.precision import file_precision
-from exporter.shapes import parse_shape
+from exporter.shapes import parse_named_shape
 from exporter.trt.sidecar import sidecar_path
 from plugins.library import import_tensorrt, load_library
 from plugins.spec import PLUGIN_NAME
@@ -106,9 +106,9 @@ def parse_shapes(text: str | None) -> dict[str | None, Shape]:
         return {}
     shapes = {}
     for item in text.split(","):
-        name, _, dims = item.rpartition(":")
         try:
-            shapes[name or None] = parse_shape(dims.replace(",", "x"))
+            name, dims = parse_named_shape(item)
+            shapes[name] = dims
         except ValueError:
             raise ValueError(f"shape {item!r} is not like 1x3x224x224 (or name:1x3x224x224) with positive dims") \
                 from None
@@ -208,12 +208,14 @@ def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_sha
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX model {onnx_path} does not exist")
-    trt = import_tensorrt()
+    # Everything that can be checked without TensorRT is checked first: a wrong profile is refused
+    # with its reason on any machine, before the (heavy) import.
     summary = summarize_onnx(onnx_path)
     profiles = resolve_profiles(summary.inputs, parse_shapes(min_shapes), parse_shapes(opt_shapes),
                                 parse_shapes(max_shapes))
     if workspace_mb is not None and workspace_mb < 1:
         raise ValueError(f"workspace_mb={workspace_mb} must be >= 1")
+    trt = import_tensorrt()
     library = None
     if summary.plugin_nodes or plugin_library is not None:
         library = load_library(plugin_library)

@@ -106,3 +106,52 @@ def test_uncapturable_model_gets_one_paragraph(tmp_path):
     text = str(info.value)
     assert "cannot export DataDependent" in text and "torch.export" in text
     assert "\n" not in text and len(text) < 1000
+
+
+TWO_INPUTS = "tests.helpers.export_models:two_input_factory"
+
+
+@pytest.mark.parametrize("shapes", [["2,3,16,16", "2,8"], ["gain:2x8", "image:2x3x16x16"]],
+                         ids=["in-order", "named"])
+def test_cli_exports_a_two_input_model(tmp_path, capsys, shapes):
+    """--input-names and one --input-shape per input (in order, or name:shape in any order)."""
+    out = tmp_path / "two.onnx"
+    argv = ["export", TWO_INPUTS, "-o", str(out), "--input-names", "image,gain", "--dynamic-hw"]
+    assert main(argv + [a for s in shapes for a in ("--input-shape", s)]) == 0
+    printed = capsys.readouterr().out
+    assert "inputs image ['batch', 3, 'height', 'width'], gain ['batch', 8]" in printed
+    assert "Conv->Mul mode, dynamic H/W" in printed and "image 1x3x17x17 + gain 1x8" in printed
+    session = ort_session(out)
+    assert [i.name for i in session.get_inputs()] == ["image", "gain"]
+    from tests.helpers.export_models import two_input_factory
+
+    image, gain = torch.randn(3, 3, 21, 18), torch.rand(3, 8)
+    with torch.no_grad():
+        want = two_input_factory()(image, gain).double().numpy()
+    assert rel_err(session.run(None, {"image": image.numpy(), "gain": gain.numpy()})[0], want) <= 1e-5
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--input-names", "image,gain"], "give --input-shape for each of the inputs image, gain"),
+    (["--input-names", "image,gain", "--input-shape", "2,3,8,8"], "1 --input-shape(s) for 2 --input-names"),
+    (["--input-names", "image,gain", "--input-shape", "image:2x3x8x8", "--input-shape", "mask:2x8"],
+     "give one shape per input name"),
+    (["--input-shape", "image:2x3x8x8", "--input-shape", "2,8"], "name every shape"),
+    (["--input-shape", "2,8"], "four positive integers"),
+])
+def test_cli_input_shapes_that_do_not_fit_the_names(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        main(["export", TWO_INPUTS, "-o", str(tmp_path / "m.onnx"), *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_cli_dynamic_hw_for_named_inputs(tmp_path, capsys):
+    out = tmp_path / "two.onnx"
+    base = ["export", TWO_INPUTS, "-o", str(out), "--input-names", "image,gain", "--input-shape", "2,3,16,16",
+            "--input-shape", "2,8"]
+    assert main(base + ["--dynamic-hw-inputs", "image"]) == 0
+    assert "inputs image ['batch', 3, 'height', 'width'], gain ['batch', 8]" in capsys.readouterr().out
+    assert main(base + ["--dynamic-hw-inputs", "gain"]) == 2
+    assert "names 'gain' of shape [2, 8], which is not an [N, C, H, W] input" in capsys.readouterr().err
+    assert main(base + ["--dynamic-hw-inputs", "image", "--no-dynamic-hw"]) == 2
+    assert "--dynamic-hw-inputs keeps H and W dynamic" in capsys.readouterr().err

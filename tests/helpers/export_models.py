@@ -89,3 +89,36 @@ def torch_out(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         out = model(x)
     return (next(iter(out.values())) if isinstance(out, dict) else out).double().numpy()
+
+
+class ImageAndGain(nn.Module):
+    """Two inputs: an image ``[N, 3, H, W]`` and a per-channel gain ``[N, 8]`` applied after the first
+    rectified conv. Output ``[N, 4, ceil(H/2), ceil(W/2)]``."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.stem = RFConv2d(3, 8, 3, padding=1)
+        self.head = RFConv2d(8, 4, 3, stride=2, padding=1)
+
+    def forward(self, image: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.stem(image) * gain[:, :, None, None]))
+
+
+class ImageAndDepth(nn.Module):
+    """Two images of one size: RGB ``[N, 3, H, W]`` and depth ``[N, 1, H, W]``, each through its own
+    rectified conv, summed. Output ``[N, 8, H, W]``."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.rgb = RFConv2d(3, 8, 3, padding=1)
+        self.depth = RFConv2d(1, 8, 5, padding=2)
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.rgb(rgb) + self.depth(depth))
+
+
+def two_input_factory() -> nn.Module:
+    """For ``package.module:factory`` specs in CLI tests: :class:`ImageAndGain`."""
+    return ImageAndGain(1)

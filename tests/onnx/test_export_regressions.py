@@ -11,13 +11,14 @@ import warnings
 import numpy as np
 import onnxruntime
 import pytest
+import sympy
 import torch
 import torchvision
 from torch import nn
 
 from exporter import RFConv2d, export_onnx, rectify_model
 from exporter.onnx.export import ExportError, _first_line
-from exporter.onnx.verify import verification_shapes
+from exporter.onnx.verify import AXES, DynamicDims, verification_shapes
 from plugins.ort_reference import inference_session
 
 
@@ -65,20 +66,42 @@ def test_dynamic_exports_report_the_sizes_they_were_checked_at(tmp_path):
     report = export_onnx(model, torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", dynamic_hw=True)
     assert [v["shape"] for v in report.verified] == [[2, 3, 17, 17], [2, 3, 33, 35]]
     assert all(v["rel_err"] <= 1e-5 for v in report.verified)
-    assert report.dynamic_ranges["height"][1] == float("inf") and "checked on ONNX Runtime" in report.summary()
+    assert report.dynamic_ranges["input"]["height"][1] == float("inf") and "checked on ONNX Runtime" in report.summary()
     static = export_onnx(model, torch.randn(1, 3, 16, 16), tmp_path / "s.onnx", dynamic_batch=False)
     assert static.verified == [] and static.dynamic_ranges == {}
 
 
+def _dims(shape, dynamic_batch, dynamic_hw, ranges=None):
+    """The :class:`DynamicDims` torch.export gives a one-input model: one symbol per dynamic dim."""
+    wanted = ([0] if dynamic_batch else []) + ([2, 3] if dynamic_hw else [])
+    symbols = {d: sympy.Symbol(f"s{d}") for d in wanted}
+    kept = {AXES[d]: (ranges or {}).get(AXES[d], (2, float("inf"))) for d in wanted}
+    return {"input": shape}, DynamicDims({"input": kept}, {"input": symbols},
+                                         {s: shape[d] for d, s in symbols.items()})
+
+
 def test_verification_shapes_are_odd_and_larger():
-    assert verification_shapes([1, 3, 224, 224], True, True) == [(2, 3, 225, 225), (2, 3, 449, 451)]
-    assert verification_shapes([2, 3, 193, 171], True, True) == [(1, 3, 195, 173), (1, 3, 387, 345)]
-    assert verification_shapes([1, 3, 224, 224], True, False) == [(2, 3, 224, 224)]
-    assert verification_shapes([1, 3, 224, 224], False, False) == []
+    def shapes(*args):
+        return [s["input"] for s in verification_shapes(*_dims(*args))]
+
+    assert shapes([1, 3, 224, 224], True, True) == [(2, 3, 225, 225), (2, 3, 449, 451)]
+    assert shapes([2, 3, 193, 171], True, True) == [(1, 3, 195, 173), (1, 3, 387, 345)]
+    assert shapes([1, 3, 224, 224], True, False) == [(2, 3, 224, 224)]
+    assert shapes([1, 3, 224, 224], False, False) == []
     inf = float("inf")
     beyond = {"batch": (0, 2), "height": (17, 32), "width": (17, 40)}  # checked past torch.export's bounds
-    assert verification_shapes([1, 3, 32, 32], True, True, beyond) == [(3, 3, 33, 41), (3, 3, 65, 67)]
-    assert verification_shapes([1, 3, 32, 32], True, False, {"batch": (0, inf)}) == [(2, 3, 32, 32)]
+    assert shapes([1, 3, 32, 32], True, True, beyond) == [(3, 3, 33, 41), (3, 3, 65, 67)]
+    assert shapes([1, 3, 32, 32], True, False, {"batch": (0, inf)}) == [(2, 3, 32, 32)]
+
+
+def test_verification_shapes_follow_symbol_expressions():
+    """A second input whose height torch.export wrote as 2*s0 gets twice the first's; a width of a
+    symbol that no dimension has alone (s1 + 1) stays the example's."""
+    s0, s1, inf = sympy.Symbol("s0"), sympy.Symbol("s1"), float("inf")
+    found = DynamicDims({"a": {"height": (2, inf)}, "b": {"height": (4, inf), "width": (2, inf)}},
+                        {"a": {2: s0}, "b": {2: 2 * s0, 3: s1 + 1}}, {s0: 8, s1: 4})
+    assert verification_shapes({"a": [1, 3, 8, 8], "b": [1, 3, 16, 5]}, found) == [
+        {"a": (1, 3, 9, 8), "b": (1, 3, 18, 5)}, {"a": (1, 3, 17, 8), "b": (1, 3, 34, 5)}]
 
 
 @pytest.mark.parametrize("settings", [{}, {"dynamic_hw": True}, {"precision": "fp16"}],
@@ -215,3 +238,15 @@ def test_detection_backbone_example_runs(tmp_path):
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     assert example.main(["--out", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({}, "Conv->Mul mode, static H/W"),
+    ({"dynamic_hw": True}, "Conv->Mul mode, dynamic H/W"),
+    ({"mode": "plugin", "dynamic_hw": True}, "RFConvRectify plugin mode, dynamic H/W"),
+])
+def test_summary_names_the_mode_and_whether_hw_is_dynamic(tmp_path, settings, words):
+    """A --dynamic-hw file's summary said 'static mode' (the name of the Conv->Mul mode)."""
+    model = nn.Sequential(RFConv2d(3, 4, 3, padding=1), nn.ReLU(), RFConv2d(4, 4, 3, stride=2, padding=1))
+    report = export_onnx(model, torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", **settings)
+    assert words in report.summary().splitlines()[0]

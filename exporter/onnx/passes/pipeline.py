@@ -27,13 +27,13 @@ def run_passes(
     compact_scales: bool,
     precision: str,
     keep_io_types: bool,
-    example_shape: Sequence[int] | None = None,
+    example_shapes: Sequence[Sequence[int]] | None = None,
     step: Callable[[str], None] = lambda message: None,
 ) -> list[RectifiedConv]:
     """Run every pass the settings ask for on ``graph`` (in place), in the order above.
 
-    ``example_shape`` (N, C, H, W) is the input the graph was traced with: plugin mode reads a
-    dynamic-H/W export's factors at that size.
+    ``example_shapes`` are the shapes the graph was traced with, one per graph input: plugin mode
+    reads a dynamic-H/W export's factors at those sizes.
     Returns the rectified convs found after folding, before plugin mode replaces them (the
     export's count of rectified layers). ``step`` receives a line for each long step.
     """
@@ -51,7 +51,7 @@ def run_passes(
         fold_batchnorm(graph)
     if mode == "plugin":
         step("rewriting rectified convs as TensorRT plugin nodes")
-        plugin_mode.apply(graph, example_shape)
+        plugin_mode.apply(graph, example_shapes)
     if compact_scales:
         compact_scale_constants(graph)
     if precision == "fp16":

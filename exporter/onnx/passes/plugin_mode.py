@@ -135,10 +135,10 @@ def _is_channel_bias(tensor: gs.Tensor, channels: int) -> bool:
     return shape == (1, channels, 1, 1)
 
 
-def static_twin_factors(graph: gs.Graph, input_shape) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
+def static_twin_factors(graph: gs.Graph, input_shapes) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
     """For each rectified conv of ``graph`` whose factor is computed in the graph (by Conv name): the
-    factor ``[.., Ho, Wo]`` and the conv input's ``(H, W)`` in pixels when the graph input has
-    ``input_shape`` (N, C, H, W).
+    factor ``[.., Ho, Wo]`` and the conv input's ``(H, W)`` in pixels when the graph inputs have
+    ``input_shapes`` (one shape per graph input, in order; e.g. ``[(N, C, H, W)]``).
 
     A copy of the graph outputs those tensors and runs once on ONNX Runtime (CPU) on zeros: the
     factor depends on the input's shape only. (onnx-graphsurgeon's shape folding cannot be used
@@ -157,8 +157,10 @@ def static_twin_factors(graph: gs.Graph, input_shape) -> dict[str, tuple[np.ndar
     twin.outputs = outputs
     model = gs.export_onnx(twin.cleanup())
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    source = twin.inputs[0]
-    values = session.run(None, {source.name: np.zeros(input_shape, dtype=source.dtype or np.float32)})
+    if len(input_shapes) != len(twin.inputs):
+        raise ValueError(f"plugin mode: {len(input_shapes)} example shape(s) for a graph of {len(twin.inputs)} inputs")
+    values = session.run(None, {source.name: np.zeros(shape, dtype=source.dtype or np.float32)
+                                for source, shape in zip(twin.inputs, input_shapes, strict=True)})
     return {m.conv.name: (values[2 * i], (int(values[2 * i + 1][2]), int(values[2 * i + 1][3])))
             for i, m in enumerate(matches)}
 
@@ -205,12 +207,13 @@ def _rewrite(graph: gs.Graph, conv: gs.Node, mul: gs.Node, scale: np.ndarray,
     return plugin
 
 
-def apply(graph: gs.Graph, example_shape=None) -> gs.Graph:
+def apply(graph: gs.Graph, example_shapes=None) -> gs.Graph:
     """Rewrite every rectified conv of ``graph`` (in place) into a plugin node; returns ``graph``.
 
-    Factors computed in the graph (a dynamic-H/W export) are read at ``example_shape`` (the
-    export's example input, N, C, H, W) from :func:`static_twin_factors`. Raises ValueError when
-    such a factor is met without ``example_shape``, or when a factor matches no rectification.
+    Factors computed in the graph (a dynamic-H/W export) are read at ``example_shapes`` (the
+    export's example inputs' shapes, one per graph input) from :func:`static_twin_factors`. Raises
+    ValueError when such a factor is met without ``example_shapes``, or when a factor matches no
+    rectification.
     """
     matches = find_rectified_convs(graph)
     twin, kept = None, []
@@ -221,15 +224,15 @@ def apply(graph: gs.Graph, example_shape=None) -> gs.Graph:
             except UnmatchedFactor:
                 kept.append(match.conv.name)
             continue
-        if example_shape is None:
+        if example_shapes is None:
             raise ValueError(
                 f"plugin mode: the factor after Conv {match.conv.name!r} is computed in the graph (a dynamic "
-                "H/W export); give the example input shape (example_shape) to read it, or export with static H/W"
+                "H/W export); give the example input shapes (example_shapes) to read it, or export with static H/W"
             )
-        twin = static_twin_factors(graph, example_shape) if twin is None else twin
+        twin = static_twin_factors(graph, example_shapes) if twin is None else twin
         if match.conv.name not in twin:
             raise ValueError(f"plugin mode: the factor after Conv {match.conv.name!r} does not fold to a constant "
-                             f"at the example input {list(example_shape)}")
+                             f"at the example input shapes {[list(shape) for shape in example_shapes]}")
         _rewrite(graph, match.conv, match.mul, *twin[match.conv.name])
     if kept:
         warnings.warn(
