@@ -336,6 +336,23 @@ class _SizeResult:
     floors: dict
 
 
+def _copy_as(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A copy of ``model`` on the CPU in eval mode with floating parameters and buffers in ``dtype``.
+
+    Each tensor is converted straight into the copy (``deepcopy``'s memo hands it the converted
+    tensor), instead of being cloned and then converted: on RF-ResNet-50 the clone was a third
+    of the float64 reference's cost outside its forward pass.
+    """
+    memo = {}
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if id(tensor) in memo:
+            continue
+        value = tensor.detach().to("cpu", dtype if tensor.is_floating_point() else tensor.dtype, copy=True)
+        memo[id(tensor)] = torch.nn.Parameter(value, requires_grad=False) \
+            if isinstance(tensor, torch.nn.Parameter) else value
+    return copy.deepcopy(model, memo).eval()
+
+
 def _reference_runs(setup: _Setup, onnx_model, verdict: _Verdict, taps, copies: dict) -> tuple[list, RunResults]:
     """PyTorch in float64 on the CPU (and in fp16 for an fp16 floor), untimed, with the same taps.
 
@@ -349,7 +366,7 @@ def _reference_runs(setup: _Setup, onnx_model, verdict: _Verdict, taps, copies: 
     output_names = [out.name for out in onnx_model.graph.output if out.name not in tapped]
     for name, dtype in wanted:
         if dtype not in copies:
-            copies[dtype] = copy.deepcopy(setup.torch_model).to("cpu", dtype).eval()
+            copies[dtype] = _copy_as(setup.torch_model, dtype)
         model = copies[dtype]
         metadata = torch_input_metadata(setup.torch_inputs, model)
         runner = TorchRunner(model, metadata, output_names, device="cpu", taps=taps, name=name)

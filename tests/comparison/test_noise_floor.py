@@ -4,6 +4,7 @@ alarms on honest exports: every export mode at two input sizes with three seeds 
 The full-size registry sweep is ``tests/comparison/test_noise_floor_registry.py`` (``slow``).
 """
 
+import copy
 import json
 from pathlib import Path
 
@@ -157,3 +158,28 @@ def test_dynamic_file_saves_every_size(exports, net, tmp_path, form):
         (run,) = RunResults.load_streaming(paths["results"])
         saved_ort = dict(run)["ort-cpu"][0]["output"]
         np.testing.assert_allclose(saved_ort, session.run(None, {"input": feed["input"]})[0], rtol=1e-6, atol=1e-6)
+
+
+def test_reference_copy_converts_without_touching_the_model():
+    """The float64 reference model: every floating parameter and buffer in float64, integer buffers
+    kept, tied weights still tied, outputs equal to deepcopy + double, the caller's model unchanged."""
+    from torch import nn
+
+    from exporter.comparison.compare import _copy_as
+
+    net = small_rf_net(0)
+    head = nn.Linear(4, 4)
+    tied = nn.Sequential(head, nn.ReLU(), nn.Linear(4, 4))
+    tied[2].weight = head.weight
+    for model in (net, tied):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        copy64 = _copy_as(model, torch.float64)
+        assert not copy64.training
+        for name, value in copy64.state_dict().items():
+            assert value.dtype == (torch.float64 if before[name].is_floating_point() else before[name].dtype), name
+        assert all(torch.equal(v, before[k]) and v.dtype == before[k].dtype for k, v in model.state_dict().items())
+    copied = _copy_as(tied, torch.float64)
+    assert copied[2].weight is copied[0].weight
+    x = torch.randn(2, 3, 20, 20, dtype=torch.float64)
+    with torch.inference_mode():
+        assert torch.equal(_copy_as(net, torch.float64)(x), copy.deepcopy(net).double().eval()(x))
