@@ -269,11 +269,15 @@ def _columns(rows: list[tuple]) -> list[str]:
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two arrays flattened, in float64. ``einsum`` rather than BLAS ``dot``,
+    whose threads contend with PyTorch's and ONNX Runtime's: on 800k elements (RF-ResNet-50's
+    first layer) the median was 8.9 ms with ``dot`` against 4.5 ms with ``einsum`` on the shared
+    2-core machine, and the layers take one each per backend and size."""
     a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    na, nb = np.sqrt(np.einsum("i,i->", a, a)), np.sqrt(np.einsum("i,i->", b, b))
     if na == 0 or nb == 0:
         return 1.0 if na == nb else 0.0
-    return float(np.dot(a, b) / (na * nb))
+    return float(np.einsum("i,i->", a, b) / (na * nb))
 
 
 def output_stats(

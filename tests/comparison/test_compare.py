@@ -281,3 +281,16 @@ def test_plugin_mode_export_on_cpu_and_per_layer(tiny_model, tmp_path):
     for divergence in report.per_layer.first_divergence:
         assert divergence.layer["torch_module"] == DAMAGED_MODULE and divergence.layer["fused_bias"] == shift
         assert divergence.layer["fused_bias_reference"] == "PyTorch BatchNorm '4'"  # not the damaged file
+
+
+def test_cosine_similarity_against_its_definition():
+    from exporter.comparison.report import _cosine
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 8, 5, 5)).astype(np.float32)
+    expected = float(np.sum(a.astype(np.float64) * b) / np.sqrt(np.sum(np.square(a, dtype=np.float64))
+                                                                * np.sum(np.square(b, dtype=np.float64))))
+    assert _cosine(a, b) == pytest.approx(expected, rel=1e-12)
+    assert _cosine(a, 3 * a) == pytest.approx(1.0, rel=1e-12) and _cosine(a, -a) == pytest.approx(-1.0, rel=1e-12)
+    zero = np.zeros_like(a)
+    assert _cosine(zero, zero) == 1.0 and _cosine(a, zero) == 0.0
