@@ -73,7 +73,7 @@ from exporter.comparison.defaults import (
     check_sizes,
     tolerance_precision,
 )
-from exporter.comparison.feeds import load_feeds, resolve_input_metadata, save_feeds
+from exporter.onnx.feeds import load_feeds, resolve_input_metadata, save_feeds
 from exporter.comparison.layerwise import (
     LayerMatchError,
     border_rings,
