@@ -63,12 +63,30 @@ class RectifiedLayer:
         return f"rectified conv #{self.index}: Conv {self.conv!r} -> {self.node!r}{scale}{where}"
 
 
+def _dequantized(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The float32 value of a ``DequantizeLinear`` of constants (an int8 file's weights), else None."""
+    if not all(name in values for name in node.input if name):
+        return None
+    data, scale = values[node.input[0]].astype(np.float64), values[node.input[1]].astype(np.float64)
+    zero = values[node.input[2]].astype(np.float64) if len(node.input) > 2 and node.input[2] else np.zeros_like(scale)
+    if scale.ndim == 1 and scale.size > 1:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % data.ndim
+        shape = [1] * data.ndim
+        shape[axis] = scale.size
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return ((data - zero) * scale).astype(np.float32)
+
+
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Initializers and ``Constant`` node values by tensor name."""
+    """Initializers, ``Constant`` node values and dequantized constants by tensor name."""
     values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        elif node.op_type == "DequantizeLinear":
+            value = _dequantized(node, values)
+            if value is not None:
+                values[node.output[0]] = value
     return values
 
 

@@ -44,7 +44,19 @@ from exporter.quantize.placement import dedicate_qdq_pairs, float_nodes
 from exporter.quantize.rules import RULES, check_qdq, format_violations
 
 CALIBRATION_BATCH_LIMIT = 4
-"""Min-max calibration folds its per-sample ranges after this many samples (bounded memory)."""
+"""Min-max calibration folds its per-sample ranges after about this many samples (bounded memory)."""
+
+
+def _fold_every(samples: int) -> dict:
+    """ONNX Runtime's ``CalibMaxIntermediateOutputs`` for ``samples``: at least
+    :data:`CALIBRATION_BATCH_LIMIT`, and not a divisor of ``samples`` (ORT 1.32 raises "No data is
+    collected" when the last fold leaves nothing behind); none when all fit in one fold."""
+    if samples <= CALIBRATION_BATCH_LIMIT:
+        return {}
+    every = CALIBRATION_BATCH_LIMIT
+    while samples % every == 0:
+        every += 1
+    return {"CalibMaxIntermediateOutputs": every}
 
 
 class QuantizeError(ValueError):
@@ -108,7 +120,8 @@ def _check_settings(source: Path, path: Path, method: str, activations: str, sam
     if not source.is_file():
         raise QuantizeError(f"ONNX model {source} does not exist" + (" (it is a directory)" if source.is_dir() else ""))
     if path.is_dir():
-        raise QuantizeError(f"cannot write {path}: it is a directory; give a file name such as {path / 'model_int8.onnx'}")
+        raise QuantizeError(f"cannot write {path}: it is a directory; give a file name such as "
+                            f"{path / 'model_int8.onnx'}")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise QuantizeError(f"cannot write {path}: directory {parent} does not exist; create it or choose another path")
@@ -190,7 +203,8 @@ def quantize_onnx(
     folded = fold_batchnorm(graph)
     keep_float = float_nodes(graph)
     by_name = {n.name: n for n in graph.nodes}
-    by_tensor = {t.name: n for n in graph.nodes for t in [*n.outputs, *n.inputs[1:2]] if n.op == "Conv" or t in n.outputs}
+    by_tensor = {t.name: n for n in graph.nodes for t in n.outputs}
+    by_tensor.update({n.inputs[1].name: n for n in graph.nodes if n.op == "Conv"})  # a conv by its weight
     excluded = []
     for name in exclude:
         node = by_name.get(name) or by_tensor.get(name)
@@ -216,8 +230,8 @@ def quantize_onnx(
         "ActivationSymmetric": activations == "int8",
         "WeightSymmetric": True,
         "QuantizeBias": False,
-        "CalibMaxIntermediateOutputs": CALIBRATION_BATCH_LIMIT,
         "CalibPercentile": PERCENTILE,
+        **_fold_every(len(feeds)),
     }
     with tempfile.TemporaryDirectory(prefix="rfconv-quantize-", dir=path.parent if str(path.parent) else ".") as work:
         staged, quantized = Path(work) / "prepared.onnx", Path(work) / "quantized.onnx"

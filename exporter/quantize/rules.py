@@ -83,8 +83,10 @@ def _is_weight_dq(node: gs.Node) -> bool:
     if node.op != "DequantizeLinear":
         return False
     source = node.inputs[0]
-    return isinstance(source, gs.Constant) or bool(
-        source.inputs and source.inputs[0].op == "QuantizeLinear" and isinstance(source.inputs[0].inputs[0], gs.Constant))
+    if isinstance(source, gs.Constant):
+        return True
+    return bool(source.inputs) and source.inputs[0].op == "QuantizeLinear" \
+        and isinstance(source.inputs[0].inputs[0], gs.Constant)
 
 
 def _is_constant_q(node: gs.Node) -> bool:
@@ -109,7 +111,8 @@ def _check_types(nodes, activations: str) -> list[Violation]:
         allowed = {"int8"} if weight or activations == "int8" else {"int8", "uint8"}
         if dtype not in allowed:
             what = "constant" if weight else "activation"
-            found.append(Violation("int8", node.name, f"{what} quantized as {dtype}, not {' or '.join(sorted(allowed))}"))
+            wanted = " or ".join(sorted(allowed))
+            found.append(Violation("int8", node.name, f"{what} quantized as {dtype}, not {wanted}"))
         zero = _values(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2].name else None
         symmetric_required = weight or activations == "int8"
         if symmetric_required and zero is not None and np.any(zero != 0):

@@ -3,8 +3,9 @@
 A rectified conv is a ``Conv`` on data (not one that only counts taps over a ones map, as a
 dynamic-size export does to compute the factor) whose only consumer is a ``Mul`` by a *spatial*
 factor, directly or through one ``QuantizeLinear -> DequantizeLinear`` pair (an int8 file of
-:mod:`exporter.quantize`: the conv's int8 output is dequantized and the factor applied in fp32): a tensor that does not depend on the data (a constant, or ops on the input's shape only,
-as in a dynamic-size export) and broadcasts over batch and channels (``[Ho, Wo]``,
+:mod:`exporter.quantize`: the conv's int8 output is dequantized and the factor applied in fp32):
+a tensor that does not depend on the data (a constant, or ops on the input's shape only, as in a
+dynamic-size export) and broadcasts over batch and channels (``[Ho, Wo]``,
 ``[1, Ho, Wo]`` or ``[1, 1, Ho, Wo]``) while varying over space (``Ho x Wo`` is not ``1 x 1``).
 Per-channel constants ``[1, C, 1, 1]`` and scalars are not rectification. A computed factor
 whose shape the graph does not record counts when it is data-independent.
