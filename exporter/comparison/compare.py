@@ -210,6 +210,9 @@ def _ring_errors(results: RunResults, pairs: list[PairResult], rings: dict):
                       for c, r in zip(runs[pair.backend], runs[pair.reference], strict=True)]
             stats.ring_max_abs = float(max(np.max(e[..., ring], initial=0.0) for e in errors))
             stats.interior_max_abs = float(max(np.max(e[..., ~ring], initial=0.0) for e in errors))
+            refs = [np.abs(np.asarray(r[stats.output], np.float64)) for r in runs[pair.reference]]
+            stats.ring_reference_max = float(max(np.max(r[..., ring], initial=0.0) for r in refs))
+            stats.interior_reference_max = float(max(np.max(r[..., ~ring], initial=0.0) for r in refs))
 
 
 def _first_divergence(pair: PairResult, layers, layer_dicts) -> LayerDivergence:
@@ -288,14 +291,37 @@ def _int8_checks(pairs: list[PairResult], results: RunResults) -> None:
         pair.passed = all(s.passed for s in pair.outputs)
 
 
+def _int8_ring_checks(pairs: list[PairResult]) -> None:
+    """The int8 verdict of a rectified layer: its border ring's error, relative to the ring's
+    largest |reference|, may exceed the interior's relative error by at most
+    ``INT8_VERDICT["ring_ratio"]`` (plus ``ring_slack``). Int8 rounding spreads over ring and
+    interior alike and grows with depth in both; a wrong factor or count shows on the ring."""
+    ratio, slack = INT8_VERDICT["ring_ratio"], INT8_VERDICT["ring_slack"]
+    for pair in pairs:
+        for stats in pair.outputs:
+            if stats.ring_max_abs is None or not stats.ring_reference_max or not stats.interior_reference_max:
+                continue
+            ring = stats.ring_max_abs / stats.ring_reference_max
+            interior = stats.interior_max_abs / stats.interior_reference_max
+            if ring > ratio * interior + slack:
+                stats.passed = False
+                stats.note = (f"border ring error {ring:.3f} of its scale > {ratio:g} x the interior's {interior:.3f}"
+                              f" + {slack:g}")
+        pair.passed = all(s.passed for s in pair.outputs)
+
+
 def _judge(results: RunResults, verdict: _Verdict, outputs: list[str], layer_names: list[str]):
     """(output pairs, layer pairs, floors) of every runner against the first in ``results``."""
     if verdict.mode == "int8":
         # |a - b| <= bound * max|ref| per element: the scale-relative atol with rtol = bound
         tolerance = _compare_runs(results, None, INT8_VERDICT["max_scaled_error"])
         out_pairs = pair_results(results, tolerance, outputs=outputs)
-        layer_pairs = pair_results(results, tolerance, outputs=layer_names) if layer_names else []
-        _int8_checks([*out_pairs, *layer_pairs], results)
+        _int8_checks(out_pairs, results)
+        # layers: statistics for every layer, judged on the ring by _int8_ring_checks (int8 error
+        # accumulates with depth, so the output bounds do not apply to a deep layer)
+        unbounded = {name: float("inf") for name in [*outputs, *layer_names]}
+        layer_pairs = pair_results(results, _compare_runs(results, unbounded, 0.0), outputs=layer_names) \
+            if layer_names else []
         return out_pairs, layer_pairs, {}
     if verdict.mode == "tolerance":
         tolerance, floors, floor_check = _compare_runs(results, verdict.atol, verdict.rtol), {}, None
@@ -437,6 +463,8 @@ def _compare_at(shape, onnx_model, run_path, run_model, layers, references, back
     if layer_pairs:
         _ring_errors(results, layer_pairs, border_rings(onnx_model, layers, {
             name: tuple(meta.shape) for name, meta in metadata.items()}))
+        if verdict.mode == "int8":
+            _int8_ring_checks(layer_pairs)
     return _SizeResult(statuses, results, feeds, metadata, pairs, layer_pairs, floors)
 
 

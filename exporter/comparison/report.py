@@ -53,7 +53,8 @@ class OutputStats:
     ``floor_multiple = max_abs / floor``; ``passed`` then needs ``floor_multiple <= K`` (and the
     tolerance, when one was given). For a rectified layer,
     ``ring_max_abs``/``interior_max_abs`` split ``max_abs`` into the border ring (positions whose
-    factor is not 1) and the interior.
+    factor is not 1) and the interior, ``ring_reference_max``/``interior_reference_max`` the
+    largest |reference| on each.
     """
 
     output: str
@@ -78,6 +79,8 @@ class OutputStats:
     floor_multiple: float | None = None
     ring_max_abs: float | None = None
     interior_max_abs: float | None = None
+    ring_reference_max: float | None = None
+    interior_reference_max: float | None = None
     note: str = ""
 
 
