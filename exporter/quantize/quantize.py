@@ -40,7 +40,7 @@ from exporter.quantize.options import (
     METHODS,
     PERCENTILE,
 )
-from exporter.quantize.placement import dedicate_qdq_pairs, float_nodes
+from exporter.quantize.placement import dedicate_qdq_pairs, float_nodes, shape_only_nodes
 from exporter.quantize.rules import RULES, check_qdq, format_violations
 
 CALIBRATION_BATCH_LIMIT = 4
@@ -74,7 +74,7 @@ class QuantizeReport:
     calibration: str
     samples: int
     quantized_convs: int
-    convs: int
+    convs: int  # convs on data (the ones that count taps on a shape path are apart)
     rectified_convs: int
     float_nodes: list[str]
     excluded: list[str]
@@ -86,6 +86,7 @@ class QuantizeReport:
     seconds: float
     calibration_seconds: float
     violations: int = 0
+    shape_path_convs: int = 0
     notices: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -97,8 +98,10 @@ class QuantizeReport:
             f"fp32 file) in {self.seconds:.1f} s ({self.calibration_seconds:.1f} s calibrating)",
             f"  {self.activations} activations per tensor, int8 weights per channel, symmetric; {target}",
             f"  calibration: {self.samples} sample(s) of {self.calibration}, {self.method}",
-            f"  int8 convs: {self.quantized_convs} of {self.convs}; rectified convs: {self.rectified_convs}, "
-            f"each factor applied in fp32 after its conv's int8 output",
+            f"  int8 convs: {self.quantized_convs} of {self.convs}"
+            + (f" ({self.shape_path_convs} more compute the factor from shapes, in fp32)"
+               if self.shape_path_convs else "")
+            + f"; rectified convs: {self.rectified_convs}, each factor applied in fp32 after its conv's int8 output",
             f"  left in fp32: {len(self.float_nodes)} node(s) of rectification tails and shape paths"
             + (f", {len(self.excluded)} excluded by name ({', '.join(self.excluded[:4])}"
                + (", ..." if len(self.excluded) > 4 else "") + ")" if self.excluded else ""),
@@ -201,7 +204,10 @@ def quantize_onnx(
     model = _load(source)
     graph = gs.import_onnx(model)
     folded = fold_batchnorm(graph)
-    keep_float = float_nodes(graph)
+    try:
+        keep_float = float_nodes(graph)
+    except ValueError as err:
+        raise QuantizeError(f"{source}: {err}") from None
     by_name = {n.name: n for n in graph.nodes}
     by_tensor = {t.name: n for n in graph.nodes for t in n.outputs}
     by_tensor.update({n.inputs[1].name: n for n in graph.nodes if n.op == "Conv"})  # a conv by its weight
@@ -214,6 +220,7 @@ def quantize_onnx(
                                 f"{', '.join(convs)})")
         excluded.append(node.name)
     rectified = len(find_rectified_convs(graph))
+    shape_convs = {n.name for n in shape_only_nodes(graph) if n.op == "Conv"}
     prepared = gs.export_onnx(graph)
     try:
         with _quiet():
@@ -261,7 +268,7 @@ def quantize_onnx(
         final = Path(work) / "final.onnx"
         onnx.save(result, str(final))
         os.replace(final, path)
-    convs = [n for n in result.graph.node if n.op_type == "Conv"]
+    convs = [n for n in result.graph.node if n.op_type == "Conv" and n.name not in shape_convs]
     dequantized = {n.output[0] for n in result.graph.node if n.op_type == "DequantizeLinear"}
     notices = []
     if folded.into_conv or folded.through_scale:
@@ -273,5 +280,5 @@ def quantize_onnx(
         batchnorms_folded=folded.into_conv + folded.through_scale,
         nodes_by_type=dict(Counter(n.op_type for n in result.graph.node)), file_bytes=path.stat().st_size,
         source_bytes=source.stat().st_size, seconds=time.perf_counter() - start,
-        calibration_seconds=calibration_seconds, violations=0, notices=notices,
+        calibration_seconds=calibration_seconds, violations=0, shape_path_convs=len(shape_convs), notices=notices,
     )

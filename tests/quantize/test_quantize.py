@@ -20,7 +20,7 @@ from exporter.onnx.precision import file_precision
 from exporter.quantize.placement import dedicate_qdq_pairs
 from exporter.quantize.quantize import QuantizeError, quantize_onnx
 from exporter.quantize.rules import check_qdq
-from tests.helpers.export_models import ort_session, randomize_batchnorm
+from tests.helpers.export_models import ort_session, randomize_batchnorm, small_rf_net
 from tests.quantize.conftest import SIZE
 
 
@@ -181,3 +181,20 @@ def test_cli_quantize_prints_progress_and_summary(quantized, tmp_path, capsys):
 def test_cli_quantize_error_names_the_flag(quantized, tmp_path, capsys):
     assert main(["quantize", str(quantized.fp32), "-o", str(tmp_path / "x.onnx"), "--calibration", "nope"]) == 2
     assert "rfconv-deploy quantize: error: --calibration nope is not 'random'" in capsys.readouterr().err
+
+
+def test_dynamic_hw_file_keeps_its_factor_computation_in_fp32(tmp_path):
+    fp32, int8 = tmp_path / "dyn.onnx", tmp_path / "dyn_int8.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(small_rf_net(0), torch.randn(1, 3, SIZE, SIZE), fp32, dynamic_hw=True)
+    with pytest.raises(QuantizeError, match="input_shape"):
+        quantize_onnx(fp32, int8, samples=2)
+    report = quantize_onnx(fp32, int8, samples=4, input_shape=(1, 3, SIZE, SIZE))
+    assert report.quantized_convs == report.convs == 8 and report.shape_path_convs > 0
+    assert check_qdq(onnx.load(str(int8))) == []
+    for hw in (SIZE, 31):  # the factor is still computed at the file's size
+        x = np.random.default_rng(hw).uniform(-2, 2, (2, 3, hw, hw)).astype(np.float32)
+        want = ort_session(fp32).run(None, {"input": x})[0]
+        got = ort_session(int8).run(None, {"input": x})[0]
+        assert np.dot(got.ravel(), want.ravel()) / np.linalg.norm(got) / np.linalg.norm(want) > 0.99
