@@ -192,8 +192,9 @@ def quantize_onnx(
     calibrate the activation ranges with ``method`` (one of :data:`METHODS`). ``activations``
     ``"int8"`` writes TensorRT's symmetric int8 Q/DQ (default), ``"uint8"`` the ONNX Runtime CPU
     variant. ``exclude`` names nodes (or conv weight / output tensors) to leave in fp32.
-    ``input_shape`` fixes H and W of a dynamic-H/W file for calibration. ``progress`` receives
-    a line per step and per calibration sample. Raises :class:`QuantizeError` for bad input.
+    ``input_shape`` fixes H and W of a dynamic-H/W file for calibration (the file stays dynamic:
+    its factors are still computed from the input size, in fp32). ``progress`` receives a line
+    per step and per calibration sample. Raises :class:`QuantizeError` for bad input.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
