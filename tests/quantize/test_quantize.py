@@ -198,3 +198,24 @@ def test_dynamic_hw_file_keeps_its_factor_computation_in_fp32(tmp_path):
         want = ort_session(fp32).run(None, {"input": x})[0]
         got = ort_session(int8).run(None, {"input": x})[0]
         assert np.dot(got.ravel(), want.ravel()) / np.linalg.norm(got) / np.linalg.norm(want) > 0.99
+
+
+def test_batchnorm_is_folded_before_quantizing(tmp_path):
+    fp32, int8 = tmp_path / "bn.onnx", tmp_path / "bn_int8.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(small_rf_net(0), torch.randn(1, 3, SIZE, SIZE), fp32, fold_bn=False)
+    batchnorms = sum(n.op_type == "BatchNormalization" for n in onnx.load(str(fp32)).graph.node)
+    assert batchnorms > 0
+    report = quantize_onnx(fp32, int8, samples=2)
+    ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
+    assert report.batchnorms_folded == batchnorms and "BatchNormalization" not in ops
+    assert report.quantized_convs == report.convs == 8 and check_qdq(onnx.load(str(int8))) == []
+
+
+def test_image_calibration_without_a_decoder_says_what_to_install(quantized, tmp_path, monkeypatch):
+    from exporter.quantize import calibration
+
+    monkeypatch.setattr(calibration, "_image_decoder_available", lambda: "No module named 'PIL'")
+    with pytest.raises(QuantizeError, match=r"needs Pillow to decode them .*pip install pillow"):
+        quantize_onnx(quantized.fp32, tmp_path / "out.onnx", calibration=str(tmp_path))
