@@ -2,14 +2,14 @@
 
 1. The small CNN of ``deploy_examples/resolution_study.py``, plain and rectified, trained on
    scikit-learn's digits (same seed and schedule as the study), exported, quantized with
-   :func:`exporter.quantize.quantize.quantize_onnx` (calibration: an ``.npz`` of training
+   :func:`exporter.quantize.quantize.quantize_onnx` (calibration: an ``.npz`` of 64 training
    images) and run on ONNX Runtime: test accuracy fp32 vs int8. Target: drop <= 0.5 points.
 2. RF-ResNet-50 and the plain ResNet-50 (seeded weights, calibrated BatchNorm, the same weights),
    quantized the same way from seeded random calibration inputs: cosine similarity of the int8
    logits to fp32 on held-out random inputs. Target: RF >= plain - 0.005.
 
-Run: ``python -m benchmarks.quantize_accuracy [--epochs 15] [--samples 16] [--method percentile]
-[--skip-resnet]``.
+Run: ``python -m benchmarks.quantize_accuracy [--epochs 15] [--samples 16] [--digits-samples 64]
+[--method percentile] [--skip-resnet]``.
 """
 
 from __future__ import annotations
@@ -46,7 +46,23 @@ def _export(model, example, path: Path) -> Path:
 
 
 def digits(epochs: int, samples: int, method: str, folder: Path, seed: int = 0) -> dict:
-    """Test accuracy fp32 vs int8 of the resolution study's CNN, plain and rectified."""
+    """Test accuracy fp32 vs int8 of the resolution study's CNN, plain and rectified.
+
+    Trains with one torch thread (restored afterwards): the trained weights, and so the
+    accuracies, depend on the thread count, and one thread is also the fastest for this CNN on
+    a shared machine. ``samples`` training images calibrate.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _digits(epochs, samples, method, folder, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _digits(epochs: int, samples: int, method: str, folder: Path, seed: int) -> dict:
     import torch
 
     sys.path.insert(0, str(ROOT / "deploy_examples"))
@@ -117,7 +133,8 @@ def resnet(samples: int, method: str, folder: Path, evaluation: int = 8) -> dict
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--samples", type=int, default=16, help="ResNet-50 calibration samples (random)")
+    parser.add_argument("--digits-samples", type=int, default=64, help="digits calibration samples (training images)")
     parser.add_argument("--method", default="percentile")
     parser.add_argument("--skip-resnet", action="store_true")
     parser.add_argument("--json", help="also write the result here")
@@ -127,8 +144,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory(prefix="quantize_accuracy_") as work:
         folder = Path(work)
-        result = {"method": args.method, "samples": args.samples,
-                  "digits": digits(args.epochs, args.samples, args.method, folder)}
+        result = {"method": args.method, "samples": args.samples, "digits_samples": args.digits_samples,
+                  "digits": digits(args.epochs, args.digits_samples, args.method, folder)}
         if not args.skip_resnet:
             result["resnet50"] = resnet(args.samples, args.method, folder)
     drops = [row["drop_points"] for row in result["digits"]["models"].values()]
