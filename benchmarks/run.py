@@ -19,6 +19,8 @@ BENCHMARKS = (
     "serving_abuse",  # issue 15: serving throughput and p50/p99 with and without abusive clients
     "serving_protocols",  # issue 14: gRPC vs HTTP binary vs HTTP JSON vs in-process ORT, batch 1 and 8
     "light_paths",  # issue 11: serve idle RSS and --help time vs the tree before the package layout
+    "quantize_latency",  # issue 17: ONNX Runtime CPU latency of INT8 RF vs plain and vs fp32, kernels picked
+    "quantize_accuracy",  # issue 17: INT8 accuracy, trained digits CNNs and RF-ResNet-50 vs plain
 )
 
 

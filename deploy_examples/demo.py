@@ -2,9 +2,9 @@
 
 1. `rfconv-deploy info`: which backends exist here.
 2. `rfconv-deploy export`: static ONNX (Conv -> Mul(scale), BN folded), dynamic-H/W ONNX, and the
-   plugin-mode ONNX for TensorRT.
+   plugin-mode ONNX for TensorRT; `rfconv-deploy quantize`: the static file as INT8 Q/DQ.
 3. `rfconv-deploy compare`: every available backend against PyTorch (unavailable ones are listed
-   as skipped with the reason), for each file.
+   as skipped with the reason), for each file (the INT8 one by the int8 verdict).
 4. `rfconv-deploy bench`: RF vs plain latency on every available backend.
 5. One summary table: what passed, the largest error per backend, latency ratios, and where the
    files are.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from exporter.cli import main as cli
 
-STEPS = 9
+STEPS = 10
 
 
 class Progress:
@@ -52,6 +52,24 @@ def max_error(report: dict) -> dict[str, float | None]:
     return found
 
 
+def cosines(report: dict) -> dict[str, float]:
+    """The smallest output cosine similarity of each compared backend."""
+    return {pair["backend"]: min(o["cosine_similarity"] for o in pair["outputs"]) for pair in report["comparisons"]
+            if all(o["cosine_similarity"] is not None for o in pair["outputs"])}
+
+
+def int8_latency(reports: dict) -> str:
+    """ONNX Runtime CPU mean latency of the INT8 file against the static fp32 one (from compare; one run each)."""
+    def latency(report):
+        ran = [b for b in report["backends"] if b["name"] == "ort-cpu" and b["status"] == "ran"]
+        return ran[0]["mean_latency_ms"] if ran else None
+
+    fp32, int8 = latency(reports["static"]), latency(reports["int8"])
+    if not fp32 or not int8:
+        return "int8 ort-cpu latency: not measured"
+    return f"int8 ort-cpu latency {int8:.1f} ms vs fp32 {fp32:.1f} ms ({int8 / fp32:.2f} x; batch 1, from compare)"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("artifacts/demo"))
@@ -62,7 +80,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     progress = Progress()
     files = {"static": out / f"{model}_static.onnx", "dynamic": out / f"{model}_dynamic.onnx",
-             "plugin": out / f"{model}_plugin.onnx"}
+             "plugin": out / f"{model}_plugin.onnx", "int8": out / f"{model}_int8.onnx"}
 
     progress("Backends on this machine")
     run(["info"])
@@ -73,6 +91,8 @@ def main(argv=None) -> int:
     exports["dynamic"] = run(["export", model, "-o", str(files["dynamic"]), "--dynamic-hw"])
     progress("Export in plugin mode (Conv -> RFConvRectify, for TensorRT)")
     exports["plugin"] = run(["export", model, "-o", str(files["plugin"]), "--mode", "plugin"])
+    progress("Quantize the static file to INT8 Q/DQ (TensorRT-ready; factors in fp32)")
+    exports["int8"] = run(["quantize", str(files["static"]), "-o", str(files["int8"])])
     if any(exports.values()):
         print(f"export failed: {exports}", file=sys.stderr)
         return 1
@@ -82,6 +102,7 @@ def main(argv=None) -> int:
         ("dynamic 224", files["dynamic"], ["--input-shape", "1,3,224,224"]),
         ("dynamic 193x171", files["dynamic"], ["--input-shape", "2,3,193,171"]),
         ("plugin", files["plugin"], []),
+        ("int8", files["int8"], []),
     ]
     reports = {}
     for label, path, extra in checks:
@@ -96,10 +117,13 @@ def main(argv=None) -> int:
     bench = json.loads((out / "bench" / "bench.json").read_text())
 
     print(f"\n{'=' * 78}\nSummary: RF-{model}\n{'=' * 78}")
-    print(f"{'check':<17} {'result':<6} largest error per backend against PyTorch float64 (max|err| / max|ref|)")
+    print(f"{'check':<17} {'result':<6} largest error per backend against PyTorch float64 (max|err| / max|ref|; "
+          "int8: against fp32, with cosine)")
     reasons: dict[tuple[str, str], list[str]] = {}
     for label, report in reports.items():
         errors = ", ".join(f"{b} {e:.1e}" if e is not None else f"{b} n/a" for b, e in max_error(report).items())
+        if report["verdict_mode"] == "int8":
+            errors += "; cosine " + ", ".join(f"{b} {c:.4f}" for b, c in cosines(report).items())
         skipped = [b for b in report["backends"] if b["status"] == "skipped"]
         for b in skipped:
             reasons.setdefault((b["name"], b["detail"]), []).append(label)
@@ -113,6 +137,7 @@ def main(argv=None) -> int:
               f"{row['ratio']:>9.3f}")
     for name, why in bench["skipped"].items():
         print(f"{name:<17} skipped: {why}")
+    print(int8_latency(reports))
     print(f"\nFiles in {out}/: " + ", ".join(p.name for p in files.values())
           + ", compare_*.json, bench/bench.json, bench/bench.png")
     print(f"Total time: {time.perf_counter() - progress.start:.0f} s")

@@ -19,6 +19,8 @@ _IMPORT_STRUCTURE: dict[str, tuple[str, ...]] = {
     "exporter.model.compat": ("install_rfconv_shim",),
     "exporter.model.registry": ("build_model", "load_model", "REGISTRY"),
     "exporter.onnx.export": ("ExportError", "ExportReport", "export_onnx"),
+    "exporter.quantize.quantize": ("QuantizeError", "QuantizeReport", "quantize_onnx"),
+    "exporter.quantize.rules": ("check_qdq",),
     "exporter.trt.engine": ("build_engine",),
     "exporter.comparison.compare": ("compare",),
     "exporter.serving.triton_repo": ("write_repository",),

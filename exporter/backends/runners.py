@@ -217,7 +217,7 @@ class OnnxReferenceRunner(BaseRunner):
 class RunnerOptions:
     """What every backend needs to know besides the ONNX file.
 
-    ``model_precision`` is what the ONNX file holds (``"fp32"``/``"fp16"``); ``precision`` is
+    ``model_precision`` is what the ONNX file holds (``"fp32"``/``"fp16"``/``"int8"``); ``precision`` is
     what was asked for: TensorRT builds an fp32 file in fp16 only when the two differ.
     ``plugin_library`` is the RFConvRectify TensorRT plugin (default: the built one, found by
     :func:`plugins.find_library`), loaded when the model has plugin nodes or when given.
@@ -340,6 +340,10 @@ def _ort_runner(backend: str, onnx_path: str, options: RunnerOptions, plugin_nod
     wanted = provider
     if backend == "ort-trt" and options.precision == "fp16" and options.model_precision == "fp32":
         wanted = (provider, {"trt_fp16_enable": True})
+    elif backend == "ort-trt" and options.model_precision == "int8":
+        # the TensorRT EP builds a weakly typed network: its Q/DQ layers need int8 on (no calibration
+        # table: the scales are in the file); not run here, no GPU
+        wanted = (provider, {"trt_int8_enable": True})
     return OnnxrtRunner(lambda: ort_session(onnx_path, wanted, backend), name=backend)
 
 

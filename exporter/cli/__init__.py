@@ -15,7 +15,7 @@ import sys
 from exporter import __version__
 from exporter.cli.args import as_flags
 
-COMMANDS = ("info", "export", "build", "compare", "serve", "triton", "bench")
+COMMANDS = ("info", "export", "quantize", "build", "compare", "serve", "triton", "bench")
 """Subcommands in the order the help lists them; each is the module ``exporter.cli.<name>``."""
 
 

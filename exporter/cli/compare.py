@@ -59,7 +59,8 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--verdict", choices=VERDICTS, default=VERDICTS[0],
                    help="noise-floor (default): every backend's error against PyTorch in float64 must stay "
                         f"within K={NOISE_FLOOR_MULTIPLE:g} times fp32 (fp16) PyTorch's own, and within the "
-                        "tolerance; tolerance: the tolerance alone, against the first backend")
+                        "tolerance; tolerance: the tolerance alone, against the first backend; int8 (what an int8 "
+                        "Q/DQ file gets): cosine, top-1 and an error bound against fp32 PyTorch")
     p.add_argument("--floor-multiple", type=float, default=NOISE_FLOOR_MULTIPLE,
                    help=f"K of the noise-floor verdict (default {NOISE_FLOOR_MULTIPLE:g})")
     p.add_argument("--outputs-only", action="store_true",

@@ -3,7 +3,6 @@
 The package is called ``comparison`` so that ``exporter.compare`` stays the function.
 
 * :mod:`.defaults`  default backends and tolerances (light, for the CLI).
-* :mod:`.feeds`     the inputs: seeded random, image folders, Polygraphy input JSON.
 * :mod:`.layerwise` the tensor after each rectified conv, in ONNX and in PyTorch.
 * :mod:`.report`    per-pair statistics and the readable / JSON report.
 * :mod:`.compare`   :func:`compare`: run every backend with Polygraphy's ``Comparator`` and check them.

@@ -5,7 +5,7 @@
 rest), checks every backend against the first one that ran with ``Comparator.compare_accuracy``
 and ``SimpleCompareFunc``, and returns a :class:`~exporter.comparison.report.CompareReport`.
 
-Two verdicts (:data:`VERDICTS`):
+Three verdicts (:data:`VERDICTS`):
 
 * ``"noise-floor"`` (default, needs the PyTorch model and the ``torch`` backend): PyTorch also
   runs in float64 on the CPU (``torch-fp64``, the ground truth, untimed). The *noise floor* of
@@ -20,6 +20,9 @@ Two verdicts (:data:`VERDICTS`):
   and for fp16 PyTorch itself exceeds it on deep networks (2 % of the logits' scale on
   RF-ResNet-50 at 64 px), so it would fail honest exports.
 * ``"tolerance"``: the tolerance alone, against the first backend that ran.
+* ``"int8"`` (what an int8 Q/DQ file gets instead of the noise floor): each backend against fp32
+  PyTorch by cosine similarity, top-1 agreement on decided rows and an element-wise error bound
+  relative to the output's scale (:data:`INT8_VERDICT`), per output and per rectified layer.
 
 Tolerances: an element fails where both ``|a-b| > atol`` and ``|a-b| > rtol*|ref|`` (Polygraphy's
 element-wise check). ``rtol`` defaults by precision (:data:`DEFAULT_TOLERANCE`); ``atol``
@@ -69,12 +72,12 @@ from exporter.comparison.defaults import (
     DEFAULT_BACKENDS,
     DEFAULT_TOLERANCE,
     FLOOR_EPS,
+    INT8_VERDICT,
     NOISE_FLOOR_MULTIPLE,
     VERDICTS,
     check_sizes,
     tolerance_precision,
 )
-from exporter.comparison.feeds import load_feeds, resolve_input_metadata, save_feeds
 from exporter.comparison.layerwise import (
     LayerMatchError,
     border_rings,
@@ -92,6 +95,7 @@ from exporter.comparison.report import (
     PerLayerResult,
     pair_results,
 )
+from exporter.onnx.feeds import load_feeds, resolve_input_metadata, save_feeds
 from exporter.onnx.options import PRECISIONS
 from exporter.onnx.precision import file_precision as onnx_file_precision
 
@@ -232,6 +236,9 @@ def _ring_errors(results: RunResults, pairs: list[PairResult], rings: dict):
                       for c, r in zip(runs[pair.backend], runs[pair.reference], strict=True)]
             stats.ring_max_abs = float(max(np.max(e[..., ring], initial=0.0) for e in errors))
             stats.interior_max_abs = float(max(np.max(e[..., ~ring], initial=0.0) for e in errors))
+            refs = [np.abs(np.asarray(r[stats.output], np.float64)) for r in runs[pair.reference]]
+            stats.ring_reference_max = float(max(np.max(r[..., ring], initial=0.0) for r in refs))
+            stats.interior_reference_max = float(max(np.max(r[..., ~ring], initial=0.0) for r in refs))
 
 
 def _first_divergence(pair: PairResult, layers, layer_dicts) -> LayerDivergence:
@@ -282,12 +289,81 @@ def _without_outputs(results: RunResults, runner: str, names: set[str]) -> RunRe
     return kept
 
 
+def _top1_decided(reference: list[np.ndarray], candidate: list[np.ndarray], margin: float):
+    """(agreement, rows) over the rows whose reference top-1 leads its runner-up by at least
+    ``margin`` times the largest |reference|; ``(None, 0)`` when no row is decided."""
+    scale = max(float(np.max(np.abs(r), initial=0.0)) for r in reference)
+    agree = []
+    for ref, cand in zip(reference, candidate, strict=True):
+        top2 = np.sort(np.asarray(ref, np.float64), axis=1)[:, -2:]
+        decided = (top2[:, 1] - top2[:, 0]) >= margin * scale
+        agree.append((np.argmax(ref, 1) == np.argmax(cand, 1))[decided])
+    agree = np.concatenate(agree)
+    return (float(np.mean(agree)), int(agree.size)) if agree.size else (None, 0)
+
+
+def _int8_checks(pairs: list[PairResult], results: RunResults) -> None:
+    """Add the cosine and decided top-1 conditions of :data:`INT8_VERDICT` to ``pairs`` (the
+    error bound is their tolerance already); failing outputs get a note saying which."""
+    runs = dict(results)
+    for pair in pairs:
+        for stats in pair.outputs:
+            if stats.cosine_similarity is None:
+                continue
+            reasons = []
+            if stats.scaled_error is not None and stats.scaled_error > INT8_VERDICT["max_scaled_error"]:
+                reasons.append(f"error {stats.scaled_error:.3f} of scale > {INT8_VERDICT['max_scaled_error']}")
+            if stats.cosine_similarity < INT8_VERDICT["min_cosine"]:
+                reasons.append(f"cosine {stats.cosine_similarity:.4f} < {INT8_VERDICT['min_cosine']}")
+            if stats.top1_agreement is not None:
+                ref = [np.asarray(it[stats.output]) for it in runs[pair.reference]]
+                cand = [np.asarray(it[stats.output]) for it in runs[pair.backend]]
+                stats.top1_decided, stats.top1_decided_rows = _top1_decided(ref, cand, INT8_VERDICT["top1_margin"])
+                if stats.top1_decided is not None and stats.top1_decided < INT8_VERDICT["min_top1"]:
+                    reasons.append(f"top-1 {stats.top1_decided:.2f} of {stats.top1_decided_rows} decided row(s) "
+                                   f"< {INT8_VERDICT['min_top1']}")
+            if reasons:
+                stats.passed = False
+                stats.note = ", ".join([*([stats.note] if stats.note else []), *reasons])
+        pair.passed = all(s.passed for s in pair.outputs)
+
+
+def _int8_ring_checks(pairs: list[PairResult]) -> None:
+    """The int8 verdict of a rectified layer: its border ring's error, relative to the ring's
+    largest |reference|, may exceed the interior's relative error by at most
+    ``INT8_VERDICT["ring_ratio"]`` (plus ``ring_slack``). Int8 rounding spreads over ring and
+    interior alike and grows with depth in both; a wrong factor or count shows on the ring."""
+    ratio, slack = INT8_VERDICT["ring_ratio"], INT8_VERDICT["ring_slack"]
+    for pair in pairs:
+        for stats in pair.outputs:
+            if stats.ring_max_abs is None or not stats.ring_reference_max or not stats.interior_reference_max:
+                continue
+            ring = stats.ring_max_abs / stats.ring_reference_max
+            interior = stats.interior_max_abs / stats.interior_reference_max
+            if ring > ratio * interior + slack:
+                stats.passed = False
+                stats.note = (f"border ring error {ring:.3f} of its scale > {ratio:g} x the interior's {interior:.3f}"
+                              f" + {slack:g}")
+        pair.passed = all(s.passed for s in pair.outputs)
+
+
 def _judge(results: RunResults, verdict: _Verdict, outputs: list[str], layer_names: list[str]):
     """(output pairs, layer pairs, floors) of every runner against the first in ``results``.
 
     Under the noise-floor verdict without a user tolerance, the floor runner has no layer pairs:
     its layer errors are the layers' floors.
     """
+    if verdict.mode == "int8":
+        # |a - b| <= bound * max|ref| per element: the scale-relative atol with rtol = bound
+        tolerance = _compare_runs(results, None, INT8_VERDICT["max_scaled_error"])
+        out_pairs = pair_results(results, tolerance, outputs=outputs)
+        _int8_checks(out_pairs, results)
+        # layers: statistics for every layer, judged on the ring by _int8_ring_checks (int8 error
+        # accumulates with depth, so the output bounds do not apply to a deep layer)
+        unbounded = {name: float("inf") for name in [*outputs, *layer_names]}
+        layer_pairs = pair_results(results, _compare_runs(results, unbounded, 0.0), outputs=layer_names) \
+            if layer_names else []
+        return out_pairs, layer_pairs, {}
     unjudged = None
     if verdict.mode == "tolerance":
         tolerance, floors, floor_check = _compare_runs(results, verdict.atol, verdict.rtol), {}, None
@@ -503,6 +579,8 @@ def _compare_at(shape, onnx_model, run_path, run_model, layers, references, back
     if layer_pairs:
         _ring_errors(results, layer_pairs, border_rings(onnx_model, layers, {
             name: tuple(meta.shape) for name, meta in metadata.items()}))
+        if verdict.mode == "int8":
+            _int8_ring_checks(layer_pairs)
     return _SizeResult(statuses, results, feeds, metadata, pairs, layer_pairs, floors)
 
 
@@ -594,6 +672,13 @@ def compare(
     user_tolerance = rtol is not None or atol is not None
     rtol = DEFAULT_TOLERANCE[precision] if rtol is None else rtol
     verdict_note = ""
+    if file_precision == "int8" and verdict == "noise-floor":
+        verdict = "int8"
+    if verdict == "int8":
+        verdict_note = (f"cosine >= {INT8_VERDICT['min_cosine']}, |err| <= {INT8_VERDICT['max_scaled_error']} x "
+                        f"max|ref|, top-1 >= {INT8_VERDICT['min_top1']:.0%} of decided rows, against fp32 PyTorch")
+        if torch_model is None or "torch" not in backends:
+            verdict, verdict_note = "tolerance", "the int8 verdict needs the PyTorch model and the torch backend"
     if verdict == "noise-floor" and (torch_model is None or "torch" not in backends):
         verdict, verdict_note = "tolerance", "noise-floor needs the PyTorch model and the torch backend"
     floor_precision = "fp32" if precision == "fp32" else "fp16"

@@ -62,14 +62,35 @@ class RectifiedLayer:
         return f"rectified conv #{self.index}: Conv {self.conv!r} -> {self.node!r}{scale}{where}"
 
 
+def _dequantized(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> np.ndarray | None:
+    """The float32 value of a ``DequantizeLinear`` of constants (an int8 file's weights), else None."""
+    if not all(name in values for name in node.input if name):
+        return None
+    data, scale = values[node.input[0]].astype(np.float64), values[node.input[1]].astype(np.float64)
+    zero = values[node.input[2]].astype(np.float64) if len(node.input) > 2 and node.input[2] else np.zeros_like(scale)
+    if scale.ndim == 1 and scale.size > 1:
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % data.ndim
+        shape = [1] * data.ndim
+        shape[axis] = scale.size
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return ((data - zero) * scale).astype(np.float32)
+
+
 def _constants(model: onnx.ModelProto, names: set[str]) -> dict[str, np.ndarray]:
-    """The initializers and ``Constant`` node values among ``names``, by tensor name (only those
-    are converted: a ResNet-50's weights are 100 MB)."""
-    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer if init.name in names}
+    """The initializers, ``Constant`` node values and dequantized constants (an int8 file's
+    weights) among ``names``, by tensor name (only those are converted: a ResNet-50's weights are
+    100 MB)."""
+    dequantize = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.output[0] in names]
+    wanted = set(names) | {name for node in dequantize for name in node.input if name}
+    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer if init.name in wanted}
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value" \
-                and node.output[0] in names:
+                and node.output[0] in wanted:
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        elif node.op_type == "DequantizeLinear" and node.output[0] in names:
+            value = _dequantized(node, values)
+            if value is not None:
+                values[node.output[0]] = value
     return values
 
 

@@ -46,12 +46,15 @@ class OutputStats:
     tolerance that was applied (with ``rtol``): under the noise floor ``K * floor`` with ``rtol``
     0, or ``min(K * floor, rtol * max|ref|)`` when an rtol was given (both checks in one).
     ``cosine_similarity`` is over all elements flattened; ``top1_agreement`` (classifier
-    outputs ``[N, classes]`` only) is the fraction of rows whose argmax agrees. Under the
+    outputs ``[N, classes]`` only) is the fraction of rows whose argmax agrees; under the int8
+    verdict ``top1_decided`` is that fraction over the ``top1_decided_rows`` rows whose
+    reference top-1 is not a near tie (see ``INT8_VERDICT``). Under the
     noise-floor verdict ``floor`` is the output's noise floor (same units as ``max_abs``) and
     ``floor_multiple = max_abs / floor``; ``passed`` then needs ``floor_multiple <= K`` (and the
     tolerance, when one was given). For a rectified layer,
     ``ring_max_abs``/``interior_max_abs`` split ``max_abs`` into the border ring (positions whose
-    factor is not 1) and the interior.
+    factor is not 1) and the interior, ``ring_reference_max``/``interior_reference_max`` the
+    largest |reference| on each.
     """
 
     output: str
@@ -70,10 +73,14 @@ class OutputStats:
     rtol: float | None = None
     cosine_similarity: float | None = None
     top1_agreement: float | None = None
+    top1_decided: float | None = None
+    top1_decided_rows: int | None = None
     floor: float | None = None
     floor_multiple: float | None = None
     ring_max_abs: float | None = None
     interior_max_abs: float | None = None
+    ring_reference_max: float | None = None
+    interior_reference_max: float | None = None
     note: str = ""
 
 
@@ -168,7 +175,9 @@ class CompareReport:
         named = "; ".join(f"{b} first at rectified conv #{layer['index']}"
                           + (f" (PyTorch module {layer['torch_module']!r})" if layer["torch_module"] else "")
                           for b, layer in layers.items())
-        what = "beyond the noise floor or tolerance" if self.verdict_mode == "noise-floor" else "out of tolerance"
+        what = {"noise-floor": "beyond the noise floor or tolerance",
+                "int8": "outside the int8 verdict (cosine, top-1, error bound)"}.get(self.verdict_mode,
+                                                                                      "out of tolerance")
         return f"FAIL: {', '.join(failed)} {what}" + (f"; {named}" if named else "")
 
     def to_dict(self) -> dict:
@@ -251,12 +260,13 @@ def _stats_table(pairs: list[PairResult]) -> list[str]:
 
 def _layer_table(pairs: list[PairResult]) -> list[str]:
     """One row per rectified layer, backend and size: the error on the border ring and the interior."""
-    rows = [("backend", "vs", "input", "layer", "max abs", "x floor", "ring", "interior", "result")]
+    rows = [("backend", "vs", "input", "layer", "max abs", "x floor", "ring", "interior", "cosine", "result")]
     for pair in pairs:
         for index, s in enumerate(pair.outputs):
+            cosine = f"{s.cosine_similarity:.5f}" if s.cosine_similarity is not None else "-"
             rows.append((pair.backend, pair.reference, "x".join(map(str, pair.input_shape or [])) or "-",
                          f"#{index} {s.output}", _fmt(s.max_abs), _fmt(s.floor_multiple), _fmt(s.ring_max_abs),
-                         _fmt(s.interior_max_abs), _result(s)))
+                         _fmt(s.interior_max_abs), cosine, _result(s)))
     return _columns(rows)
 
 

@@ -81,6 +81,14 @@ def _external_data_files(path: Path) -> list[str]:
     return sorted(files)
 
 
+def _has_qdq(path: Path) -> bool:
+    """True for an ONNX file with QuantizeLinear/DequantizeLinear nodes (weights are not read)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
+
+
 def build_config(
     name: str,
     inputs: list[TensorSpec] | None,
@@ -92,6 +100,7 @@ def build_config(
     accelerator: str = "tensorrt",
     instance_kind: str = "gpu",
     queue_policy: tuple[int, int] | None = None,
+    int8: bool = False,
 ):
     """A Triton ``ModelConfig`` message: the one description of a model, written to ``config.pbtxt``
     by :func:`write_repository` and answered by ``serve`` (``/v2/models/NAME/config``, gRPC ``ModelConfig``).
@@ -131,7 +140,8 @@ def build_config(
     if not plan and accelerator == "tensorrt":
         trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         half = any(spec.datatype == "FP16" for spec in inputs or [])
-        trt.parameters["precision_mode"] = "FP16" if half else "FP32"
+        # a Q/DQ (int8) file: ONNX Runtime's TensorRT EP builds its Q/DQ layers only with int8 on
+        trt.parameters["precision_mode"] = "INT8" if int8 else "FP16" if half else "FP32"
         trt.parameters["max_workspace_size_bytes"] = str(TRT_WORKSPACE_BYTES)
     elif not plan and accelerator != "cuda":
         raise ValueError(f"accelerator {accelerator!r} is not one of tensorrt, cuda")
@@ -251,7 +261,7 @@ def write_repository(
         notes = [f"start: tritonserver --model-repository={repo}"]
     config = build_config(
         name, inputs, outputs, plan=plan, max_batch=max_batch, max_delay_us=max_delay_us,
-        accelerator=accelerator,
+        accelerator=accelerator, int8=not plan and _has_qdq(model_path),
     )
 
     external = [] if plan else _external_data_files(model_path)

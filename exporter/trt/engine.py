@@ -40,7 +40,7 @@ class OnnxSummary:
 
     inputs: dict[str, tuple]  # name -> dims (int, or str/None for a dynamic dimension)
     plugin_nodes: int
-    precision: str  # "fp32", "fp16" or "mixed" (exporter.onnx.precision.file_precision)
+    precision: str  # "fp32", "fp16", "int8" (Q/DQ) or "mixed" (exporter.onnx.precision.file_precision)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from polygraphy.json import load_json
 
 from exporter.backends.runners import LayerTap, OnnxReferenceRunner, TorchRunner
 from exporter.comparison.compare import compare
-from exporter.comparison.feeds import (
+from exporter.onnx.feeds import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     RANDOM_RANGE,

@@ -2,8 +2,10 @@
 
 A rectified conv is a ``Conv`` on data (not one that only counts taps over a ones map, as a
 dynamic-size export does to compute the factor) whose only consumer is a ``Mul`` by a *spatial*
-factor: a tensor that does not depend on the data (a constant, or ops on the input's shape only,
-as in a dynamic-size export) and broadcasts over batch and channels (``[Ho, Wo]``,
+factor, directly or through one ``QuantizeLinear -> DequantizeLinear`` pair (an int8 file of
+:mod:`exporter.quantize`: the conv's int8 output is dequantized and the factor applied in fp32):
+a tensor that does not depend on the data (a constant, or ops on the input's shape only, as in a
+dynamic-size export) and broadcasts over batch and channels (``[Ho, Wo]``,
 ``[1, Ho, Wo]`` or ``[1, 1, Ho, Wo]``) while varying over space (``Ho x Wo`` is not ``1 x 1``).
 Per-channel constants ``[1, C, 1, 1]`` and scalars are not rectification. A computed factor
 whose shape the graph does not record counts when it is data-independent.
@@ -24,11 +26,13 @@ SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 
 @dataclass
 class RectifiedConv:
-    """One ``Conv -> Mul(scale)`` match: the nodes and the scale tensor (input of ``mul``)."""
+    """One ``Conv -> Mul(scale)`` match: the nodes and the scale tensor (input of ``mul``);
+    ``qdq`` holds the ``QuantizeLinear``/``DequantizeLinear`` pair between them in an int8 file."""
 
     conv: gs.Node
     mul: gs.Node
     scale: gs.Tensor
+    qdq: tuple[gs.Node, gs.Node] | None = None
 
     @property
     def scale_index(self) -> int:
@@ -67,20 +71,37 @@ def _is_spatial_factor(tensor: gs.Tensor) -> bool:
     return all(d == 1 for d in shape[:-2]) and shape[-2:] != [1, 1]
 
 
+def _only_consumer(tensor: gs.Tensor) -> gs.Node | None:
+    return tensor.outputs[0] if len(tensor.outputs) == 1 else None
+
+
+def _through_qdq(conv: gs.Node) -> tuple[gs.Tensor, tuple[gs.Node, gs.Node] | None]:
+    """The tensor the conv's value reaches the next op in, and the Q/DQ pair it passed (or None)."""
+    q = _only_consumer(conv.outputs[0])
+    if q is None or q.op != "QuantizeLinear":
+        return conv.outputs[0], None
+    dq = _only_consumer(q.outputs[0])
+    if dq is None or dq.op != "DequantizeLinear":
+        return conv.outputs[0], None
+    return dq.outputs[0], (q, dq)
+
+
 def find_rectified_convs(graph: gs.Graph) -> list[RectifiedConv]:
-    """Every ``Conv -> Mul(spatial factor)`` in ``graph``, in node order."""
+    """Every ``Conv [-> QuantizeLinear -> DequantizeLinear] -> Mul(spatial factor)`` in ``graph``,
+    in node order."""
     found = []
     seen: dict = {}
     for conv in graph.nodes:
         if conv.op != "Conv" or len(conv.outputs[0].outputs) != 1:
             continue
-        mul = conv.outputs[0].outputs[0]
-        if mul.op != "Mul" or len(mul.inputs) != 2:
+        value, qdq = _through_qdq(conv)
+        mul = _only_consumer(value)
+        if mul is None or mul.op != "Mul" or len(mul.inputs) != 2:
             continue
-        other = mul.inputs[1] if mul.inputs[0] is conv.outputs[0] else mul.inputs[0]
-        if other is conv.outputs[0] or not is_data_independent(other, seen):
+        other = mul.inputs[1] if mul.inputs[0] is value else mul.inputs[0]
+        if other is value or not is_data_independent(other, seen):
             continue
         if not _is_spatial_factor(other) or is_data_independent(conv.outputs[0], seen):
             continue
-        found.append(RectifiedConv(conv, mul, other))
+        found.append(RectifiedConv(conv, mul, other, qdq))
     return found
