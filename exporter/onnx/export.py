@@ -388,7 +388,8 @@ def export_onnx(
         out = _write(graph, path, keep_small_constants=compact_scales)
         shapes = verify.verification_shapes({name: list(x.shape) for name, x in examples.items()}, found)
         step(f"checking the file on ONNX Runtime at {', '.join(_sizes_text(s) for s in shapes)}")
-        verified = _check_other_sizes(model, path, shapes, precision, mode, ranges) if shapes else []
+        verified = _check_other_sizes(model, path, shapes, precision, mode, ranges,
+                                      {name: list(x.shape) for name, x in examples.items()}) if shapes else []
 
     nodes = Counter(node.op_type for node in out.graph.node)
     scales = set() if dynamic_hw else {m.scale.name for m in find_rectified_convs(graph)}
@@ -461,7 +462,7 @@ def _trace(model: nn.Module, examples: dict[str, torch.Tensor], opset, dims: dic
 
 
 def _check_other_sizes(model: nn.Module, path: Path, shapes: list[dict], precision: str, mode: str,
-                       ranges: dict) -> list[dict]:
+                       ranges: dict, example_shapes: dict) -> list[dict]:
     """:func:`exporter.onnx.verify.check_other_sizes` on ONNX Runtime CPU (plugin nodes through the
     plugin's reference op); a file that fails is removed, since nothing may use it."""
     import onnxruntime
@@ -473,7 +474,7 @@ def _check_other_sizes(model: nn.Module, path: Path, shapes: list[dict], precisi
     else:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     try:
-        return verify.check_other_sizes(path, model, shapes, precision, session, ranges)
+        return verify.check_other_sizes(path, model, shapes, precision, session, ranges, example_shapes)
     except verify.ShapeCheckError as err:
         for written in (path, path.with_name(path.name + ".data")):
             written.unlink(missing_ok=True)

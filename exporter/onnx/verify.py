@@ -13,7 +13,9 @@ dimension dynamic, and is then wrong, or fails, at other sizes. Two checks, both
 * :func:`check_other_sizes` runs the written file on ONNX Runtime against the PyTorch model at
   :func:`verification_shapes` (batch 2; an odd size and a much larger size for dynamic H/W, the
   same for every dimension of one symbol) and refuses a file whose error there is of the order
-  of a wrong result (:data:`VERIFY_RTOL`), not of rounding, which ``compare`` checks precisely.
+  of a wrong result (:data:`VERIFY_RTOL`, or :data:`ROUNDING_MULTIPLE` times the file's error at
+  the example's shapes when fp16 rounding alone is larger), not of rounding, which ``compare``
+  checks precisely.
 
 Shapes of several inputs are dicts ``{input name: shape}`` in the model's argument order.
 """
@@ -30,6 +32,15 @@ AXES = {0: "batch", 2: "height", 3: "width"}
 VERIFY_RTOL = {"fp32": 1e-3, "fp16": 3e-2}
 """Largest ``max|onnx - torch| / max|torch|`` accepted at the other sizes, by precision: ten times
 the comparison's default, far below the errors of a specialised file (order 1 and more)."""
+ROUNDING_MULTIPLE = 4.0
+"""At the other sizes the error may also reach this many times the file's error at the example's
+shapes, where the traced file is right by construction: that error is rounding. fp16 rounding in
+deep networks passes :data:`VERIFY_RTOL` at every size alike (the registry sweep of 2026-12-02:
+ResNeSt-50 0.081 at batch 2, FCN/DeepLabV3-ResNet-50 0.032-0.037 at 128 px), while a file
+specialised to the example errs by order 1 at other sizes (ResNet-18 from 32 px: 76)."""
+EXAMPLE_RTOL_LIMIT = 10.0
+"""The example's own error may scale the bound (:data:`ROUNDING_MULTIPLE`) only up to this many
+times :data:`VERIFY_RTOL`; above it the file is refused as wrong at the example size too."""
 INF = float("inf")
 
 
@@ -172,13 +183,16 @@ def verification_shapes(example_shapes: Mapping[str, Sequence[int]], found: Dyna
 
 
 def check_other_sizes(path, model: torch.nn.Module, shape_sets: Sequence[Mapping[str, tuple]], precision: str,
-                      session, ranges: Mapping | None = None) -> list[dict]:
+                      session, ranges: Mapping | None = None,
+                      example_shapes: Mapping[str, Sequence[int]] | None = None) -> list[dict]:
     """Run ``session`` (ONNX Runtime, on the file at ``path``) and ``model`` at each of ``shape_sets``.
 
     Returns one ``{"shape", "inputs", "rel_err"}`` per set (``shape``: the first input's, ``inputs``:
     every input's by name); raises :class:`ShapeCheckError` when ONNX Runtime fails, an output's
-    shape contradicts the one the file declares, or the error exceeds :data:`VERIFY_RTOL`
-    (naming torch.export's bounds, if any).
+    shape contradicts the one the file declares, or the error exceeds the bound (naming
+    torch.export's bounds, if any). The bound is :data:`VERIFY_RTOL`, or :data:`ROUNDING_MULTIPLE`
+    times the error at ``example_shapes`` (measured first, on other random inputs) when that is
+    larger: rounding, not a specialised size.
     """
     ranges = ranges or {}
     kept = describe_bounds(ranges)
@@ -186,39 +200,61 @@ def check_other_sizes(path, model: torch.nn.Module, shape_sets: Sequence[Mapping
            f"{_advice(bounded(ranges))}" if kept else
            "a size was fixed to the example's while tracing (a pooling to a fixed output, a reshape with the "
            "example's batch): export with a larger example input or fewer dynamic dimensions")
-    dtypes = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in session.get_inputs()}
-    checked = []
     generator = torch.Generator().manual_seed(0)
-    for shapes in shape_sets:
-        xs = {name: torch.randn(shape, generator=generator) for name, shape in shapes.items()}
-        at = " and ".join(str(list(s)) for s in shapes.values())
-        try:
-            got = session.run(None, {name: x.numpy().astype(dtypes[name]) for name, x in xs.items()})
-        except Exception as err:  # noqa: BLE001 - ORT raises its own pybind types
+    allowed, basis = VERIFY_RTOL[precision], ""
+    if example_shapes is not None:
+        example_error = _error_at(path, model, session, example_shapes, generator, why)
+        if not example_error <= EXAMPLE_RTOL_LIMIT * VERIFY_RTOL[precision]:
             raise ShapeCheckError(
-                f"{path} declares dynamic dimensions but ONNX Runtime fails at input {at} "
-                f"({type(err).__name__}: {str(err).strip().splitlines()[0][:300]}); {why}"
-            ) from None
-        declared = [(o.name, o.shape) for o in session.get_outputs()]
-        for (name, dims), value in zip(declared, got, strict=True):
-            fixed = [(d, v) for d, v in zip(dims, value.shape, strict=False) if isinstance(d, int)]
-            if len(dims) != value.ndim or any(d != v for d, v in fixed):
-                raise ShapeCheckError(
-                    f"{path} declares output {name!r} as {list(dims)}, but at input {at} it is "
-                    f"{list(value.shape)}: the declared shape was fixed to the example's; {why}"
-                )
-        with torch.no_grad():
-            want = model(*xs.values())
-        wants = [want] if isinstance(want, torch.Tensor) else list(want.values() if isinstance(want, dict) else want)
-        error = max(_relative_error(g, wt.float().numpy()) for g, wt in zip(got, wants, strict=False))
+                f"{path} is wrong at the example's own input {_at(example_shapes)}: relative error "
+                f"{example_error:.3g} against PyTorch; compare it to find the layer that differs"
+            )
+        if ROUNDING_MULTIPLE * example_error > allowed:
+            allowed = ROUNDING_MULTIPLE * example_error
+            basis = f", {ROUNDING_MULTIPLE:g} x its error {example_error:.3g} at the example's size"
+    checked = []
+    for shapes in shape_sets:
+        error = _error_at(path, model, session, shapes, generator, why)
         checked.append({"shape": list(next(iter(shapes.values()))), "inputs": {n: list(s) for n, s in shapes.items()},
                         "rel_err": error})
-        if not error <= VERIFY_RTOL[precision]:
+        if not error <= allowed:
             raise ShapeCheckError(
-                f"{path} is wrong at input {at}: relative error {error:.3g} against PyTorch "
-                f"(allowed {VERIFY_RTOL[precision]}); {why}"
+                f"{path} is wrong at input {_at(shapes)}: relative error {error:.3g} against PyTorch "
+                f"(allowed {allowed:.3g}{basis}); {why}"
             )
     return checked
+
+
+def _at(shapes: Mapping[str, Sequence[int]]) -> str:
+    return " and ".join(str(list(s)) for s in shapes.values())
+
+
+def _error_at(path, model: torch.nn.Module, session, shapes: Mapping[str, Sequence[int]], generator, why: str) -> float:
+    """The largest output's relative error of ``session`` against ``model`` on random inputs of
+    ``shapes``; :class:`ShapeCheckError` when ONNX Runtime fails or an output contradicts the shape
+    the file declares."""
+    dtypes = {i.name: np.float16 if i.type == "tensor(float16)" else np.float32 for i in session.get_inputs()}
+    xs = {name: torch.randn(tuple(shape), generator=generator) for name, shape in shapes.items()}
+    at = _at(shapes)
+    try:
+        got = session.run(None, {name: x.numpy().astype(dtypes[name]) for name, x in xs.items()})
+    except Exception as err:  # noqa: BLE001 - ORT raises its own pybind types
+        raise ShapeCheckError(
+            f"{path} declares dynamic dimensions but ONNX Runtime fails at input {at} "
+            f"({type(err).__name__}: {str(err).strip().splitlines()[0][:300]}); {why}"
+        ) from None
+    declared = [(o.name, o.shape) for o in session.get_outputs()]
+    for (name, dims), value in zip(declared, got, strict=True):
+        fixed = [(d, v) for d, v in zip(dims, value.shape, strict=False) if isinstance(d, int)]
+        if len(dims) != value.ndim or any(d != v for d, v in fixed):
+            raise ShapeCheckError(
+                f"{path} declares output {name!r} as {list(dims)}, but at input {at} it is "
+                f"{list(value.shape)}: the declared shape was fixed to the example's; {why}"
+            )
+    with torch.no_grad():
+        want = model(*xs.values())
+    wants = [want] if isinstance(want, torch.Tensor) else list(want.values() if isinstance(want, dict) else want)
+    return max(_relative_error(g, wt.float().numpy()) for g, wt in zip(got, wants, strict=False))
 
 
 def _relative_error(got: np.ndarray, want: np.ndarray) -> float:

@@ -51,14 +51,45 @@ def test_three_convs_from_a_3x3_example_are_refused(tmp_path):
     assert all(isinstance(d, str) for d in report.output_shapes[0][2:])  # from 16x16 the output stays symbolic
 
 
-def test_fixed_adaptive_pool_with_dynamic_hw_is_refused_and_removed(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_fixed_adaptive_pool_with_dynamic_hw_is_refused_and_removed(tmp_path, precision):
     """AlexNet-style AdaptiveAvgPool2d((6, 6)) became a fixed pool; the file 'succeeded' and was wrong
-    (or failed) at any other size."""
+    (or failed) at any other size. In fp16 too, where the bound may grow with the rounding error."""
     model = nn.Sequential(RFConv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d((2, 2)), nn.Flatten(), nn.Linear(16, 5))
     path = tmp_path / "pool.onnx"
     with pytest.raises(ExportError, match=r"wrong at input \[2, 3, 9, 9\].*the file was removed"):
-        export_onnx(model, torch.randn(1, 3, 8, 8), path, dynamic_hw=True)
+        export_onnx(model, torch.randn(1, 3, 8, 8), path, dynamic_hw=True, precision=precision)
     assert not path.exists()
+
+
+class _Cancelling(nn.Module):
+    """``a(x) - b(x)`` with ``b``'s weights 0.995 x ``a``'s: the output is 0.5 % of each conv's, so
+    fp16's rounding of the two is a few % of it at every input size (a stand-in for deep networks
+    in fp16: PyTorch's own fp16 ResNeSt-50 is 8.7 % off float64 at 224 px)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = RFConv2d(3, 4, 3, padding=1)
+        self.b = RFConv2d(3, 4, 3, padding=1)
+        with torch.no_grad():
+            self.b.weight.copy_(0.995 * self.a.weight)
+            self.b.bias.copy_(0.995 * self.a.bias)
+
+    def forward(self, x):
+        return self.a(x) - self.b(x)
+
+
+def test_fp16_rounding_above_the_fixed_bound_is_not_taken_for_a_fixed_size(tmp_path):
+    """The registry sweep's failing case: ResNeSt-50, FCN and DeepLabV3 exported in fp16 with dynamic
+    H/W were refused ('a size was fixed to the example's') for errors of 0.032-0.081 at batch 2,
+    which are fp16 rounding, as large at the example's size. The bound now grows with that error;
+    a fixed size (the test above, in fp16) is still refused."""
+    path = tmp_path / "m.onnx"
+    report = export_onnx(_Cancelling(), torch.randn(1, 3, 16, 16), path, dynamic_hw=True, precision="fp16")
+    assert report.verified and max(v["rel_err"] for v in report.verified) > 0.03
+    x = torch.randn(2, 3, 23, 19)
+    assert _ort_error(path, _Cancelling(), x) < 0.3
 
 
 def test_dynamic_exports_report_the_sizes_they_were_checked_at(tmp_path):

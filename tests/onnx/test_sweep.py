@@ -9,6 +9,7 @@ segmentation models, the zoo's failing cases) is marked ``slow``:
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import numpy as np
@@ -30,6 +31,10 @@ MODES = {
     "plugin-dynamic": {"mode": "plugin", "dynamic_hw": True},
 }
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max|onnx - torch| / max|torch|
+# An fp16 file can be no closer to fp32 PyTorch than PyTorch in fp16 is: on deep networks that is
+# more than 2e-2 (ResNet-101 4.6 %, ResNeSt-50 8.7 % at 224 px), so fp16 is also allowed this many
+# times PyTorch fp16's own error on the same input (ONNX Runtime's is about half of it).
+FP16_OWN_ERROR_MULTIPLE = 2.0
 # RF-ResNeSt-50's calibrated BatchNorm is ill-conditioned at odd sizes: there PyTorch fp32 itself is
 # 4e-4 to 8e-4 away from float64 (tests/onnx/test_export_registry.py), so ONNX Runtime is held to 1e-3.
 ODD_SIZE_TOLERANCE = {"resnest50": 1e-3}
@@ -60,12 +65,17 @@ def check(model: nn.Module, hw: tuple[int, int], mode: str, tmp_path, odd_tolera
     for size in sizes:
         x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(size[0]))
         got = session.run(None, {"input": x.numpy()})
-        for g, want in zip(got, _outputs(model.eval(), x), strict=True):
+        wants = _outputs(model.eval(), x)
+        halves = _outputs(copy.deepcopy(model).half(), x.half()) if settings.get("precision") == "fp16" else None
+        for index, (g, want) in enumerate(zip(got, wants, strict=True)):
             error = float(np.abs(g - want).max() / np.abs(want).max())
             allowed = TOLERANCE[settings.get("precision", "fp32")]
+            if halves is not None:
+                own = float(np.abs(halves[index].astype(np.float64) - want).max() / np.abs(want).max())
+                allowed = max(allowed, FP16_OWN_ERROR_MULTIPLE * own)
             if odd_tolerance is not None and size[0] % 2:
                 allowed = max(allowed, odd_tolerance)
-            assert error <= allowed, (mode, size, error)
+            assert error <= allowed, (mode, size, error, allowed)
     return "ok"
 
 
