@@ -697,7 +697,9 @@ def compare(
             if external:  # the weights are read now: the copy in workdir carries them
                 onnx.save(run_model, str(run_path))
             else:
-                run_path.write_bytes(serialized + layer_outputs_suffix(onnx_model, layers))
+                with open(run_path, "wb") as layered:  # two writes: no 100 MB concatenation
+                    layered.write(serialized)
+                    layered.write(layer_outputs_suffix(onnx_model, layers))
         options = RunnerOptions(precision, file_precision, torch_device,
                                 str(plugin_library) if plugin_library is not None else None)
         copies: dict = {}  # the PyTorch model in float64 (and fp16), made once for every size
