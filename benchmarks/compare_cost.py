@@ -20,6 +20,7 @@ threads; less moved by other load than wall time) are taken.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -63,9 +64,7 @@ class _Baseline:
         tree.mkdir()
         archive = subprocess.run(["git", "archive", "--format=tar", rev], check=True, capture_output=True,
                                  cwd=Path(__file__).resolve().parents[1]).stdout
-        archive_path = workdir / "baseline.tar"
-        archive_path.write_bytes(archive)
-        with tarfile.open(archive_path) as tar:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(tree, filter="data")
         env = dict(os.environ, PYTHONPATH=str(tree))
         self.proc = subprocess.Popen([sys.executable, "-c", WORKER, model, str(onnx_path)], cwd=tree, env=env,

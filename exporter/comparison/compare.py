@@ -699,7 +699,7 @@ def compare(
             else:
                 with open(run_path, "wb") as layered:  # two writes: no 100 MB concatenation
                     layered.write(serialized)
-                    layered.write(layer_outputs_suffix(onnx_model, layers))
+                    layered.write(layer_outputs_suffix(onnx_model, run_model))
         options = RunnerOptions(precision, file_precision, torch_device,
                                 str(plugin_library) if plugin_library is not None else None)
         copies: dict = {}  # the PyTorch model in float64 (and fp16), made once for every size

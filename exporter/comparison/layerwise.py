@@ -188,38 +188,32 @@ def _shape_skeleton(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] |
     return onnx.shape_inference.infer_shapes(result)
 
 
-def _layer_output_values(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> list[onnx.ValueInfoProto]:
-    """The graph outputs :func:`with_layer_outputs` adds: each layer tensor that is not a model
-    output yet, with the type shape inference gives it, or none (a custom op's output, which
-    runtimes then infer)."""
+def with_layer_outputs(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> onnx.ModelProto:
+    """A copy of ``model`` that also outputs every layer's tensor (after the original outputs; a
+    layer whose tensor is a model output already is not repeated). A layer output carries the
+    type shape inference gives it, or none (a custom op's output, which runtimes then infer)."""
     inferred = {value.name: value for value in _shape_skeleton(model).graph.value_info}
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
     outputs = {out.name for out in model.graph.output}
-    values = []
     for layer in layers:
         if layer.tensor not in outputs:
             outputs.add(layer.tensor)
-            values.append(inferred.get(layer.tensor) or onnx.ValueInfoProto(name=layer.tensor))
-    return values
-
-
-def with_layer_outputs(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> onnx.ModelProto:
-    """A copy of ``model`` that also outputs every layer's tensor (after the original outputs; a
-    layer whose tensor is a model output already is not repeated)."""
-    result = onnx.ModelProto()
-    result.CopyFrom(model)
-    result.graph.output.extend(_layer_output_values(model, layers))
+            result.graph.output.append(inferred.get(layer.tensor) or onnx.ValueInfoProto(name=layer.tensor))
     return result
 
 
-def layer_outputs_suffix(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> bytes:
-    """Bytes that, appended to the serialized ``model``, make it :func:`with_layer_outputs`.
+def layer_outputs_suffix(model: onnx.ModelProto, layered: onnx.ModelProto) -> bytes:
+    """Bytes that, appended to the serialized ``model``, make it ``layered`` (its
+    :func:`with_layer_outputs` copy).
 
-    A serialized ``ModelProto`` holding only the added graph outputs: protobuf parses
+    A serialized ``ModelProto`` holding only the outputs ``layered`` adds: protobuf parses
     concatenated messages as one, merging ``graph`` and appending to its repeated ``output``.
     Writing ``file bytes + suffix`` spares serializing the weights again (0.15 s of a 1.1 s
-    default compare of RF-ResNet-50, benchmarks/README.md "Compare cost").
+    default compare of RF-ResNet-50, benchmarks/README.md "Cost of the default compare").
     """
-    return onnx.ModelProto(graph=onnx.GraphProto(output=_layer_output_values(model, layers))).SerializeToString()
+    added = layered.graph.output[len(model.graph.output):]
+    return onnx.ModelProto(graph=onnx.GraphProto(output=added)).SerializeToString()
 
 
 def border_rings(

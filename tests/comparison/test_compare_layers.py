@@ -329,8 +329,8 @@ def test_layer_outputs_suffix_appended_to_the_file_is_the_layered_model(tmp_path
     export_onnx(small_rf_net(0), torch.randn(1, 3, 24, 24), path)
     model = onnx.load(str(path))
     layers = find_rectified_layers(model)
-    merged = onnx.load_from_string(path.read_bytes() + layer_outputs_suffix(model, layers))
     expected = with_layer_outputs(model, layers)
+    merged = onnx.load_from_string(path.read_bytes() + layer_outputs_suffix(model, expected))
     assert len(merged.graph.output) == len(model.graph.output) + len(layers) - 1  # the last layer is the output
     assert merged.SerializeToString() == expected.SerializeToString()
 
