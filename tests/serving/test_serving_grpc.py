@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,20 +32,6 @@ from tests.serving.test_serving_server import MAX_BODY_MB, images
 
 TIMEOUT = 30.0
 PIXELS = int(np.prod(IMAGE_SHAPE))
-
-
-@pytest.fixture(scope="module")
-def reference():
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(tiny_models().dynamic), providers=["CPUExecutionProvider"])
-    lock = threading.Lock()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with lock:
-            return session.run(["logits"], {"input": x})[0]
-
-    return run
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
@@ -32,19 +31,6 @@ from tests.helpers.serving_models import IMAGE_SHAPE, tiny_models
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 30.0
 MAX_BODY_MB = 0.25
-
-
-@pytest.fixture(scope="module")
-def reference():
-    """Direct ONNX Runtime on the model file: ``reference(x) -> logits``."""
-    session = onnxruntime.InferenceSession(str(tiny_models().dynamic), providers=["CPUExecutionProvider"])
-    lock = threading.Lock()
-
-    def run(x: np.ndarray) -> np.ndarray:
-        with lock:
-            return session.run(["logits"], {"input": x})[0]
-
-    return run
 
 
 @pytest.fixture(scope="module")
