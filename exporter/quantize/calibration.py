@@ -97,21 +97,29 @@ def calibration_feeds(
 
 class FeedReader(CalibrationDataReader):
     """ONNX Runtime's calibration data reader over prepared feeds; ``progress(done, total)`` is
-    called as the calibrator takes each sample (it runs the model on it right after)."""
+    called as the calibrator takes each sample (it runs the model on it right after).
+
+    ``set_range`` limits it to ``feeds[start:end]``: ONNX Runtime's ``CalibStridedMinMax`` option
+    calls it for each stride and collects each stride on its own (any calibration method), so only
+    one stride's activations are held in memory at a time.
+    """
 
     def __init__(self, feeds: list[OrderedDict], progress: Callable[[int, int], None] | None = None):
         self._feeds = feeds
-        self._next = 0
+        self._next, self._end = 0, len(feeds)
         self._progress = progress
 
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._next, self._end = start_index, min(end_index, len(self._feeds))
+
     def get_next(self) -> dict | None:
-        if self._next >= len(self._feeds):
+        if self._next >= self._end:
             return None
         feed = self._feeds[self._next]
         self._next += 1
         if self._progress is not None:
             self._progress(self._next, len(self._feeds))
         return dict(feed)
-
-    def rewind(self) -> None:
-        self._next = 0
