@@ -31,7 +31,8 @@ def register(sub) -> argparse.ArgumentParser:
                    help=f"calibration inputs: {CALIBRATION_SOURCES} (arrays named after the inputs, samples "
                         "along the first axis); images get ImageNet preprocessing (default: random)")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
-                   help=f"calibration samples, batch 1 each (default {DEFAULT_SAMPLES})")
+                   help=f"calibration samples, batch 1 each (default {DEFAULT_SAMPLES}; rectified models gain from 64, "
+                        "benchmarks/README.md 'INT8')")
     p.add_argument("--method", choices=METHODS, default=DEFAULT_METHOD,
                    help=f"activation range calibration (default {DEFAULT_METHOD})")
     p.add_argument("--activations", choices=ACTIVATIONS, default=DEFAULT_ACTIVATIONS,

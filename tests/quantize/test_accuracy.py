@@ -18,19 +18,24 @@ def test_trained_digits_cnns_lose_at_most_half_a_point(tmp_path):
         assert row["drop_points"] <= 0.5, (kind, row)
 
 
-@pytest.mark.slow
-def test_resnet50_int8_logits_stay_close_to_fp32(tmp_path):
-    result = quantize_accuracy.resnet(samples=16, method="percentile", folder=tmp_path)
-    assert result["models"]["plain"]["cosine"] > 0.98
-    assert result["models"]["rf"]["cosine"] > 0.98
+@pytest.fixture(scope="module")
+def resnet_result(tmp_path_factory):
+    return quantize_accuracy.resnet(samples=64, method="percentile", folder=tmp_path_factory.mktemp("resnet"))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 17 target not met: RF-ResNet-50 int8 cosine 0.983 vs plain 0.993 "
-                                       "(-0.0098, target -0.005), benchmarks/README.md 'INT8'")
-def test_resnet50_rf_int8_cosine_within_0_005_of_plain(tmp_path):
-    result = quantize_accuracy.resnet(samples=16, method="percentile", folder=tmp_path)
-    assert result["rf_minus_plain"] >= -0.005
+def test_resnet50_int8_logits_stay_close_to_fp32(resnet_result):
+    for kind, row in resnet_result["models"].items():
+        assert row["cosine"] > 0.98, (kind, row)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 17 target not met: RF-ResNet-50 int8 cosine 0.9853 vs the plain "
+                                       "model's 0.9929 (-0.0076) and 0.9904 with its own BatchNorm (-0.0051); "
+                                       "target -0.005, benchmarks/README.md 'INT8'")
+def test_resnet50_rf_int8_cosine_within_0_005_of_plain(resnet_result):
+    assert resnet_result["rf_minus_plain"] >= -0.005
+    assert resnet_result["rf_minus_plain_own_bn"] >= -0.005
 
 
 def test_cosine_helper_is_one_for_identical_and_lower_otherwise():
