@@ -392,22 +392,30 @@ GAIN_MATCH_RTOL = 2e-3  # fp16 weights carry the gain to about 1e-3
 """A channel's gain in the file matches a BatchNorm's when within this relative difference."""
 
 
-def _folded_batchnorm(model: torch.nn.Module, gain: np.ndarray) -> tuple[str, np.ndarray, np.ndarray] | None:
-    """The BatchNorm folded into a conv whose file gain per channel is ``gain``: ``(name, a, c)``
-    with its own ``a = gamma / sqrt(var + eps)`` and shift ``c = beta - mean * a``, float64.
+def _batchnorm_affines(model: torch.nn.Module) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Every affine BatchNorm2d with running statistics as ``(name, a, c)``: its per-channel
+    ``a = gamma / sqrt(var + eps)`` and shift ``c = beta - mean * a``, float64."""
+    affines = []
+    for name, bn in model.named_modules():
+        if isinstance(bn, torch.nn.BatchNorm2d) and bn.affine and bn.track_running_stats:
+            a = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().cpu().numpy()
+            shift = bn.bias.detach().double().cpu().numpy() - bn.running_mean.double().cpu().numpy() * a
+            affines.append((name, a, shift))
+    return affines
 
-    The BatchNorm is the one whose ``a`` matches ``gain`` on most channels, so a fold that is
-    wrong on a few channels is still found, and the reference takes ``a`` and ``c`` from PyTorch:
-    it stays independent of the file being checked. ``None`` when no BatchNorm matches.
+
+def _folded_batchnorm(affines: list[tuple[str, np.ndarray, np.ndarray]],
+                      gain: np.ndarray) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """The BatchNorm folded into a conv whose file gain per channel is ``gain``: one of
+    :func:`_batchnorm_affines`, the one whose ``a`` matches ``gain`` on most channels, so a fold
+    that is wrong on a few channels is still found, and the reference takes ``a`` and ``c`` from
+    PyTorch: it stays independent of the file being checked. ``None`` when no BatchNorm matches.
     """
     best, best_share = None, 0.5
-    for name, bn in model.named_modules():
-        if isinstance(bn, torch.nn.BatchNorm2d) and bn.num_features == gain.size and bn.affine \
-                and bn.track_running_stats:
-            a = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().cpu().numpy()
+    for name, a, shift in affines:
+        if a.size == gain.size:
             share = float(np.mean(np.abs(a - gain) <= GAIN_MATCH_RTOL * np.abs(a) + 1e-6))
             if share > best_share:
-                shift = bn.bias.detach().double().cpu().numpy() - bn.running_mean.double().cpu().numpy() * a
                 best, best_share = (name, a, shift), share
     return best
 
@@ -429,6 +437,7 @@ def layer_taps(
     constants = _layer_constants(onnx_model, layers)
     names = match_modules(layers, torch_model, inputs, constants)
     modules = rectifying_modules(torch_model)
+    affines = _batchnorm_affines(torch_model)
     references = []
     for layer, name in zip(layers, names, strict=True):
         module = modules[name]
@@ -445,7 +454,7 @@ def layer_taps(
         if module.bias is not None and layer.conv_bias in constants:
             pairs.append((constants[layer.conv_bias], module.bias.detach().cpu().numpy()))
         gain = _channel_gain(*zip(*pairs, strict=True))
-        folded = None if np.allclose(gain, 1.0, rtol=GAIN_MATCH_RTOL) else _folded_batchnorm(torch_model, gain)
+        folded = None if np.allclose(gain, 1.0, rtol=GAIN_MATCH_RTOL) else _folded_batchnorm(affines, gain)
         if folded is not None:
             gain = folded[1]
         shift, source = None, None
