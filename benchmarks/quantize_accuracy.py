@@ -117,16 +117,13 @@ def _logits(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _resnet50s() -> dict:
-    """RF-ResNet-50, the registry's plain ResNet-50 (same weights and BatchNorm statistics) and a
-    plain ResNet-50 with the same seeded weights and BatchNorm calibrated on itself."""
-    import torch
+    """RF-ResNet-50, the registry's plain ResNet-50 (same weights and BatchNorm statistics) and
+    that plain model with its BatchNorm calibrated again, on itself (same seed, so the same
+    gamma and beta and calibration images)."""
+    from exporter.model.registry import build_model, calibrate_batchnorm
 
-    from exporter.model.registry import REGISTRY, build_model, calibrate_batchnorm
-
-    torch.manual_seed(0)
-    own = calibrate_batchnorm(REGISTRY["resnet50"].build(False, False), seed=0)
     return {"rf": build_model("resnet50", rectify=True), "plain": build_model("resnet50", rectify=False),
-            "plain_own_bn": own}
+            "plain_own_bn": calibrate_batchnorm(build_model("resnet50", rectify=False), seed=0)}
 
 
 def resnet(samples: int, method: str, folder: Path, evaluation: int = 32) -> dict:
