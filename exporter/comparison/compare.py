@@ -82,8 +82,10 @@ from exporter.comparison.layerwise import (
     LayerMatchError,
     border_rings,
     find_rectified_layers,
+    initializer_offsets,
     layer_outputs_suffix,
     layer_taps,
+    layered_by_reference,
     unmatched_modules,
     with_layer_outputs,
 )
@@ -513,6 +515,61 @@ def _save_results(results: RunResults, path: str) -> str:
     return path
 
 
+LOADERS_REFUSING_LINKS = ("onnx-ref", "trt", "ort-trt")
+"""Backends whose ONNX loader reads the layered model's weights other than ONNX Runtime's own:
+``onnx``'s (onnx-ref, and the plugin's reference session for plugin nodes) refuses external data
+in a hard-linked file, and TensorRT's parser (trt, and ONNX Runtime's TensorRT EP) is not
+verified here, so they get the layered file whole."""
+
+
+def _links_readable(backends: Sequence[str], run_model: onnx.ModelProto) -> bool:
+    """Whether every backend that can run here reads a layered model whose weights are external
+    data in a hard link to the original file (see :data:`LOADERS_REFUSING_LINKS`)."""
+    if custom_ops(run_model):
+        return False
+    return not any(_can_run(name) for name in backends if name in LOADERS_REFUSING_LINKS)
+
+
+def _can_run(backend: str) -> bool:
+    """Whether ``backend`` of :data:`LOADERS_REFUSING_LINKS` is installed here (onnx-ref always is)."""
+    if backend == "trt":
+        return availability.tensorrt().available
+    if backend == "ort-trt":
+        return availability.ort_provider(availability.ORT_PROVIDERS[backend], backend).available
+    return True
+
+
+def _write_layered(onnx_path: Path, serialized: bytes, onnx_model, run_model, workdir: Path, backends,
+                   external: bool) -> Path:
+    """Write ``run_model`` (``onnx_model`` with every layer's tensor as an output) into ``workdir``.
+
+    Cheapest first: when the backends read it (:func:`_links_readable`) and the file can be
+    hard-linked into ``workdir``, a small model whose weights are external data at their offsets
+    in the link (:func:`~exporter.comparison.layerwise.layered_by_reference`), so the 100 MB of
+    weights are not written again (benchmarks/README.md, "Cost of the default compare");
+    otherwise the file's bytes and a suffix declaring the outputs; a file with external data
+    (its weights read already) is saved whole.
+    """
+    path = workdir / "layers.onnx"
+    if external:
+        onnx.save(run_model, str(path))
+        return path
+    if _links_readable(backends, run_model):
+        weights = workdir / "weights.onnx"
+        try:
+            os.link(onnx_path, weights)
+        except OSError:  # another file system, or links not allowed: the copy below
+            pass
+        else:
+            by_reference = layered_by_reference(run_model, initializer_offsets(serialized), weights.name)
+            path.write_bytes(by_reference.SerializeToString())
+            return path
+    with open(path, "wb") as layered:  # two writes: no 100 MB concatenation
+        layered.write(serialized)
+        layered.write(layer_outputs_suffix(onnx_model, run_model))
+    return path
+
+
 def _dynamic_hw(metadata: TensorMetadata) -> bool:
     """True when the (single) input is ``[N, C, H, W]`` with H or W not fixed in the file."""
     if len(metadata) != 1:
@@ -693,13 +750,7 @@ def compare(
         run_path, run_model = onnx_path, onnx_model
         if layers:
             run_model = with_layer_outputs(onnx_model, layers)
-            run_path = Path(workdir) / "layers.onnx"
-            if external:  # the weights are read now: the copy in workdir carries them
-                onnx.save(run_model, str(run_path))
-            else:
-                with open(run_path, "wb") as layered:  # two writes: no 100 MB concatenation
-                    layered.write(serialized)
-                    layered.write(layer_outputs_suffix(onnx_model, run_model))
+            run_path = _write_layered(onnx_path, serialized, onnx_model, run_model, Path(workdir), backends, external)
         options = RunnerOptions(precision, file_precision, torch_device,
                                 str(plugin_library) if plugin_library is not None else None)
         copies: dict = {}  # the PyTorch model in float64 (and fp16), made once for every size

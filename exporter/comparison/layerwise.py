@@ -216,6 +216,105 @@ def layer_outputs_suffix(model: onnx.ModelProto, layered: onnx.ModelProto) -> by
     return onnx.ModelProto(graph=onnx.GraphProto(output=added)).SerializeToString()
 
 
+BY_REFERENCE_MIN_BYTES = 1024
+"""Initializers of at least this many bytes are read from the original file by
+:func:`layered_by_reference`; smaller ones stay in the layered model."""
+
+_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_NAME, _TENSOR_RAW_DATA = 7, 5, 8, 9  # onnx.proto field numbers
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The protobuf varint at ``data[pos:]``: (value, position after it)."""
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _length_delimited(data: bytes, start: int, end: int):
+    """``(field number, start, end)`` of every length-delimited field of the message in
+    ``data[start:end]``; other fields are skipped."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(data, pos)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            size, pos = _varint(data, pos)
+            yield key >> 3, pos, pos + size
+            pos += size
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire} at byte {pos}")
+
+
+def initializer_offsets(serialized: bytes) -> dict[str, tuple[int, int]]:
+    """Where each initializer's ``raw_data`` lies in a serialized ``ModelProto``: name ->
+    ``(offset, length)`` in bytes, read off the protobuf wire format (nothing is parsed or copied).
+    Initializers that keep their values in typed fields (``float_data``...) are not listed."""
+    offsets = {}
+    for field, start, end in _length_delimited(serialized, 0, len(serialized)):
+        if field != _MODEL_GRAPH:
+            continue
+        for g_field, g_start, g_end in _length_delimited(serialized, start, end):
+            if g_field != _GRAPH_INITIALIZER:
+                continue
+            name, raw = None, None
+            for t_field, t_start, t_end in _length_delimited(serialized, g_start, g_end):
+                if t_field == _TENSOR_NAME:
+                    name = bytes(serialized[t_start:t_end]).decode()
+                elif t_field == _TENSOR_RAW_DATA:
+                    raw = (t_start, t_end - t_start)
+            if name is not None and raw is not None:
+                offsets[name] = raw
+    return offsets
+
+
+def _copy_fields(source, target, skip: str) -> None:
+    """Copy every set field of the protobuf message ``source`` into ``target`` except ``skip``."""
+    for field, value in source.ListFields():
+        if field.name == skip:
+            continue
+        if field.is_repeated:
+            getattr(target, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(target, field.name).CopyFrom(value)
+        else:
+            setattr(target, field.name, value)
+
+
+def layered_by_reference(layered: onnx.ModelProto, offsets: dict[str, tuple[int, int]],
+                         weights_file: str) -> onnx.ModelProto:
+    """A copy of ``layered`` (a :func:`with_layer_outputs` model) whose initializers of at least
+    :data:`BY_REFERENCE_MIN_BYTES` are external data at their :func:`initializer_offsets` in
+    ``weights_file`` (the original file, relative to where the copy is saved), so that the weights
+    are neither copied nor written again. An initializer whose recorded length is not its
+    shape's size in bytes stays in the copy."""
+    result = onnx.ModelProto()
+    _copy_fields(layered, result, skip="graph")
+    _copy_fields(layered.graph, result.graph, skip="initializer")
+    for tensor in layered.graph.initializer:
+        offset, length = offsets.get(tensor.name, (0, 0))
+        sized = tensor.data_type != onnx.TensorProto.STRING and length == int(np.prod(tensor.dims)) * \
+            onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        if sized and length >= BY_REFERENCE_MIN_BYTES:
+            reference = result.graph.initializer.add(name=tensor.name, dims=tensor.dims, data_type=tensor.data_type,
+                                                     data_location=onnx.TensorProto.EXTERNAL)
+            for key, value in (("location", weights_file), ("offset", str(offset)), ("length", str(length))):
+                reference.external_data.add(key=key, value=value)
+        else:
+            result.graph.initializer.append(tensor)
+    return result
+
+
 def border_rings(
     model: onnx.ModelProto, layers: list[RectifiedLayer], input_shapes: dict[str, tuple[int, ...]]
 ) -> dict[str, np.ndarray | None]:

@@ -335,6 +335,76 @@ def test_layer_outputs_suffix_appended_to_the_file_is_the_layered_model(tmp_path
     assert merged.SerializeToString() == expected.SerializeToString()
 
 
+def _small_rf_export(tmp_path):
+    from exporter.onnx.export import export_onnx
+    from tests.helpers.export_models import small_rf_net
+
+    net = small_rf_net(0)
+    path = tmp_path / "m.onnx"
+    export_onnx(net, torch.randn(1, 3, 24, 24), path)
+    return net, path
+
+
+def test_layered_model_by_reference_reads_the_original_weights(tmp_path):
+    """The layered model whose weights point into a hard link of the original file (what compare
+    hands ONNX Runtime, instead of writing the weights again) carries no weights itself and runs
+    exactly as the layered model with its weights inside."""
+    import onnxruntime
+
+    from exporter.comparison.layerwise import BY_REFERENCE_MIN_BYTES, initializer_offsets, layered_by_reference
+
+    _, path = _small_rf_export(tmp_path)
+    serialized = path.read_bytes()
+    model = onnx.load_from_string(serialized)
+    offsets = initializer_offsets(serialized)
+    by_name = {t.name: t for t in model.graph.initializer}
+    assert offsets and all(serialized[o:o + n] == by_name[name].raw_data for name, (o, n) in offsets.items())
+    layered = with_layer_outputs(model, find_rectified_layers(model))
+    small = layered_by_reference(layered, offsets, "weights.onnx")
+    referenced = [t for t in small.graph.initializer if t.data_location == TensorProto.EXTERNAL]
+    assert referenced and all(not t.raw_data for t in referenced)
+    assert {t.name for t in referenced} == {n for n, (_, size) in offsets.items() if size >= BY_REFERENCE_MIN_BYTES}
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "weights.onnx").hardlink_to(path)
+    (folder / "layers.onnx").write_bytes(small.SerializeToString())
+    x = {"input": np.random.default_rng(0).standard_normal((1, 3, 24, 24)).astype(np.float32)}
+    want = onnxruntime.InferenceSession(layered.SerializeToString()).run(None, x)
+    got = onnxruntime.InferenceSession(str(folder / "layers.onnx")).run(None, x)
+    assert len(got) == len(layered.graph.output)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backends, linked", [(("torch", "ort-cpu"), True), (("torch", "ort-cpu", "onnx-ref"), False)])
+def test_compare_links_the_weights_only_for_loaders_that_take_a_link(tmp_path, monkeypatch, backends, linked):
+    """onnx's loader (onnx-ref) refuses external data in a hard-linked file, so with it the layered
+    file is written whole; with ONNX Runtime alone the weights are linked. Both pass."""
+    import os
+
+    from exporter.comparison import compare as compare_module
+
+    links, link = [], os.link
+    monkeypatch.setattr(compare_module.os, "link", lambda src, dst: (links.append(dst), link(src, dst)))
+    net, path = _small_rf_export(tmp_path)
+    report = compare(path, net, backends=backends)
+    assert report.passed, report.summary()
+    assert bool(links) == linked
+
+
+def test_compare_writes_the_layered_file_whole_where_no_link_can_be_made(tmp_path, monkeypatch):
+    """A hard link fails across file systems: the layered file is then written whole, and passes."""
+    from exporter.comparison import compare as compare_module
+
+    def refuse(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(compare_module.os, "link", refuse)
+    net, path = _small_rf_export(tmp_path)
+    report = compare(path, net, backends=("torch", "ort-cpu"))
+    assert report.passed and report.per_layer.pairs, report.summary()
+
+
 def test_compare_reads_a_file_with_external_weights(tmp_path):
     """A file whose weights live beside it (external data) is compared layer by layer as well: the
     layered copy carries the weights, it does not point at a file it cannot find."""
