@@ -33,6 +33,7 @@ from polygraphy.datatype import DataType
 
 from exporter.backends import availability
 from exporter.backends.availability import BACKENDS, ORT_PROVIDERS
+from exporter.onnx.precision import tensorrt_ep_precision_options
 from plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME, RectifySpec
 
 # Domains whose ops ONNX Runtime and onnx.reference implement; anything else is a custom op.
@@ -338,12 +339,9 @@ def _ort_runner(backend: str, onnx_path: str, options: RunnerOptions, plugin_nod
 
         return OnnxrtRunner(lambda: inference_session(onnx_path), name=backend)
     wanted = provider
-    if backend == "ort-trt" and options.precision == "fp16" and options.model_precision == "fp32":
-        wanted = (provider, {"trt_fp16_enable": True})
-    elif backend == "ort-trt" and options.model_precision == "int8":
-        # the TensorRT EP builds a weakly typed network: its Q/DQ layers need int8 on (no calibration
-        # table: the scales are in the file); not run here, no GPU
-        wanted = (provider, {"trt_int8_enable": True})
+    if backend == "ort-trt":  # not run here, no GPU
+        precision_options = tensorrt_ep_precision_options(options.model_precision, options.precision == "fp16")
+        wanted = (provider, precision_options) if precision_options else provider
     return OnnxrtRunner(lambda: ort_session(onnx_path, wanted, backend), name=backend)
 
 

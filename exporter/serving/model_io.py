@@ -1,13 +1,16 @@
-"""Inputs and outputs of an ONNX file, read from the graph without creating a session.
+"""Inputs, outputs and precision of an ONNX file, read from the graph without creating a session.
 
-Used where the tensors are needed before (or instead of) ONNX Runtime: the Triton config, and
-the TensorRT execution provider's optimization profile, which must be set when the session is made.
+Used where they are needed before (or instead of) ONNX Runtime: the Triton config, and the
+TensorRT execution provider's optimization profile and int8 switch, which must be set when the
+session is made.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from exporter.onnx.precision import file_precision
 from exporter.serving.datatypes import kserve_from_onnx
 from exporter.serving.session import TensorSpec, existing_file
 
@@ -20,8 +23,18 @@ def _spec(value_info) -> TensorSpec:
     return TensorSpec(value_info.name, kserve_from_onnx(tensor.elem_type), dims)
 
 
-def onnx_io(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Graph inputs (initializers excluded) and outputs, ``-1`` for symbolic dims; weights are not read."""
+@dataclass(frozen=True)
+class GraphSummary:
+    """What serving needs of an ONNX graph: tensors in graph order (``-1`` for symbolic dims) and
+    the file's precision (:func:`exporter.onnx.precision.file_precision`)."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    precision: str
+
+
+def graph_summary(path: str | Path) -> GraphSummary:
+    """Graph inputs (initializers excluded), outputs and precision; weights are not read."""
     import onnx
 
     path = existing_file(path, "ONNX model")
@@ -31,4 +44,10 @@ def onnx_io(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
         raise ValueError(f"{path} is not a readable ONNX model: {err}") from None
     weights = {t.name for t in model.graph.initializer}
     inputs = [_spec(v) for v in model.graph.input if v.name not in weights]
-    return inputs, [_spec(v) for v in model.graph.output]
+    return GraphSummary(inputs, [_spec(v) for v in model.graph.output], file_precision(model))
+
+
+def onnx_io(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Graph inputs (initializers excluded) and outputs, ``-1`` for symbolic dims; weights are not read."""
+    summary = graph_summary(path)
+    return summary.inputs, summary.outputs

@@ -45,7 +45,8 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.backends.availability import TENSORRT_EP
-from exporter.serving.model_io import onnx_io
+from exporter.onnx.precision import tensorrt_ep_precision_options
+from exporter.serving.model_io import graph_summary
 from exporter.serving.protocol import (
     BINARY_EXTENSION,
     HEADER_LENGTH,
@@ -387,9 +388,15 @@ def load_service(model_path: str | Path, config: ServeConfig, provider: str = "a
     """
     providers = select_providers(provider)
     if TENSORRT_EP in providers:
-        inputs, _ = onnx_io(model_path)
-        providers = select_providers(provider, tensorrt_options=tensorrt_ep_options(inputs, config.max_batch))
+        providers = select_providers(provider, tensorrt_options=tensorrt_session_options(model_path, config.max_batch))
     return InferenceService(OrtModel(model_path, providers), config)
+
+
+def tensorrt_session_options(model_path: str | Path, max_batch: int) -> dict[str, str]:
+    """The TensorRT EP's options for ``model_path``: its batch profile (:func:`tensorrt_ep_options`)
+    and its precision switch (a Q/DQ file needs int8 on, :func:`tensorrt_ep_precision_options`)."""
+    summary = graph_summary(model_path)
+    return {**tensorrt_ep_options(summary.inputs, max_batch), **tensorrt_ep_precision_options(summary.precision)}
 
 
 def serve_forever(service: InferenceService, host: str, port: int, grpc_port: int | None = None) -> None:

@@ -180,13 +180,19 @@ class InferenceService:
         if self._config_message is None:
             from exporter.serving.triton_repo import build_config
 
+            tensorrt, int8 = self.model.providers[0] == TENSORRT_EP, False
+            if tensorrt:  # the EP's precision switch (a Q/DQ file: int8); only then is the graph read
+                from exporter.serving.model_io import graph_summary
+
+                int8 = graph_summary(self.model.path).precision == "int8"
             self._config_message = build_config(
                 self.config.name, self.model.inputs, self.model.outputs, plan=False,
                 max_batch=self.config.max_batch if self.model.batchable else 0,
                 max_delay_us=round(self.config.max_delay_ms * 1000),
-                accelerator="tensorrt" if self.model.providers[0] == TENSORRT_EP else "cuda",
+                accelerator="tensorrt" if tensorrt else "cuda",
                 instance_kind="gpu" if self.model.device == "cuda" else "cpu",
                 queue_policy=(self.config.max_queue, round(self.config.max_queue_delay_ms * 1000)),
+                int8=int8,
             )
         return self._config_message
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from exporter.serving.datatypes import triton_type
-from exporter.serving.model_io import onnx_io
+from exporter.serving.model_io import graph_summary, onnx_io
 from exporter.serving.session import TensorSpec, existing_file, leading_dims_dynamic
 from exporter.trt.sidecar import read_sidecar
 
@@ -79,14 +79,6 @@ def _external_data_files(path: Path) -> list[str]:
         if not (folder / location).is_file():
             raise ValueError(f"{path.name}: external data file {folder / location} does not exist")
     return sorted(files)
-
-
-def _has_qdq(path: Path) -> bool:
-    """True for an ONNX file with QuantizeLinear/DequantizeLinear nodes (weights are not read)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
 
 
 def build_config(
@@ -253,15 +245,17 @@ def write_repository(
             raise ValueError(f"plugin_lib {plugin_lib} has a name the repository layout uses; rename the library")
     sidecar = read_sidecar(model_path) if plan else None
     version_compatible = None if sidecar is None else bool(sidecar.get("version_compatible"))
+    int8 = False
     if plan:
         inputs, outputs, notes = _plan_io(model_path, Path(onnx_path) if onnx_path else None)
         notes += plugin_instructions(repo, plugin_lib, version_compatible)
     else:
-        inputs, outputs = onnx_io(model_path)
+        summary = graph_summary(model_path)
+        inputs, outputs, int8 = summary.inputs, summary.outputs, summary.precision == "int8"
         notes = [f"start: tritonserver --model-repository={repo}"]
     config = build_config(
         name, inputs, outputs, plan=plan, max_batch=max_batch, max_delay_us=max_delay_us,
-        accelerator=accelerator, int8=not plan and _has_qdq(model_path),
+        accelerator=accelerator, int8=int8,
     )
 
     external = [] if plan else _external_data_files(model_path)

@@ -67,3 +67,28 @@ def test_triton_repository_of_an_int8_file(quantized, tmp_path):
     fp32 = write_repository(quantized.fp32, tmp_path / "repo", name="rf_fp32")
     (accelerator,) = fp32.config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.parameters["precision_mode"] == "FP32"
+
+
+def test_a_file_with_excluded_convs_is_judged_and_served_as_int8(quantized, tmp_path):
+    """``quantize --exclude`` leaves convs fp32 between Q/DQ ones: the file is still a Q/DQ file.
+    It was read as ``"mixed"`` and judged by the fp32 noise floor (FAIL at its first rectified
+    layer), and neither ORT's TensorRT EP in ``serve`` nor ``compare``'s ``ort-trt`` got int8 on."""
+    from exporter.onnx.precision import file_precision
+    from exporter.quantize.quantize import quantize_onnx
+    from exporter.serving.triton_repo import write_repository
+
+    graph = gs.import_onnx(onnx.load(str(quantized.fp32)))
+    excluded = find_rectified_convs(graph)[1].conv.name
+    partial = tmp_path / "partial_int8.onnx"
+    report = quantize_onnx(quantized.fp32, partial, samples=8, exclude=[excluded])
+    assert report.quantized_convs == report.convs - 1
+    assert file_precision(onnx.load(str(partial))) == "int8"
+    judged = compare(partial, quantized.model, backends=BACKENDS, iterations=2, batch_size=2)
+    assert judged.verdict_mode == "int8" and judged.passed, judged.format_table()
+    from exporter.serving.server import tensorrt_session_options
+
+    assert tensorrt_session_options(partial, 8)["trt_int8_enable"] == "True"
+    assert "trt_int8_enable" not in tensorrt_session_options(quantized.fp32, 8)
+    written = write_repository(partial, tmp_path / "repo", name="partial_int8")
+    (accelerator,) = written.config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert accelerator.parameters["precision_mode"] == "INT8"
