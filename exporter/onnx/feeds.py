@@ -155,7 +155,27 @@ def json_feeds(
                 f"(it has {', '.join(feed.keys()) or 'none'})"
             )
     feeds = feeds[:iterations] if iterations is not None else feeds
-    return [OrderedDict((n, np.asarray(feed[n])) for n in metadata) for feed in feeds]
+    loaded = [OrderedDict((n, np.asarray(feed[n])) for n in metadata) for feed in feeds]
+    for feed in loaded:
+        for name, (_, shape) in metadata.items():
+            _check_saved_shape(path, name, feed[name].shape, list(shape))
+    return loaded
+
+
+def _check_saved_shape(path, name: str, saved: tuple[int, ...], fed: list) -> None:
+    """Refuse a saved input whose shape is not the one this run feeds (``fed``: concrete dims, or
+    names for dims the run leaves free), saying which option sets it (API names; the CLI shows
+    its flags)."""
+    fixed = [d if isinstance(d, int) and d >= 0 else None for d in fed]
+    if len(saved) == len(fixed) and all(f is None or f == s for f, s in zip(fixed, saved, strict=True)):
+        return
+    start = f"{path}: input {name!r} has shape {tuple(saved)} but this run feeds it as {fed}: "
+    if len(saved) == len(fixed) and all(f is None or f == s for f, s in zip(fixed[1:], saved[1:], strict=True)):
+        raise ValueError(start + f"the inputs were saved at batch {saved[0]}; pass batch_size={saved[0]} "
+                         "for a file with a dynamic batch")
+    raise ValueError(start + "the file's other dimensions are fixed; a file with dynamic H/W runs at input_shape "
+                     "and at each of sizes, and saved inputs hold one size: name only "
+                     "that size (compare saves the other sizes' inputs beside them, FILE-HxW.json)")
 
 
 def load_feeds(

@@ -152,6 +152,23 @@ def test_input_json_must_name_the_model_inputs(tmp_path):
         json_feeds(tmp_path / "bad.json", resolve_input_metadata(conv_model()))
 
 
+def test_input_json_of_another_batch_or_size_says_which_option(conv_path, tmp_path):
+    """Saved inputs of batch 4 fed at the default batch 1 ran into Polygraphy's shape errors on
+    every backend ("a backend failed to run"); now the file is refused with the option to pass."""
+    from polygraphy.json import save_json
+
+    model = torch_conv(onnx.load(str(conv_path)))
+    save_json([{"x": np.zeros((4, 3, 8, 8), np.float32)}], str(tmp_path / "batch4.json"))
+    with pytest.raises(ValueError, match=r"batch4.json: input 'x' has shape \(4, 3, 8, 8\).*\[1, 3, 8, 8\].*"
+                                         r"batch_size=4"):
+        compare(conv_path, model, backends=["torch", "ort-cpu"], inputs=str(tmp_path / "batch4.json"))
+    assert compare(conv_path, model, backends=["torch", "ort-cpu"], inputs=str(tmp_path / "batch4.json"),
+                   batch_size=4).passed
+    save_json([{"x": np.zeros((1, 3, 9, 8), np.float32)}], str(tmp_path / "size.json"))
+    with pytest.raises(ValueError, match=r"size.json: input 'x' has shape \(1, 3, 9, 8\).*fixed"):
+        json_feeds(tmp_path / "size.json", resolve_input_metadata(conv_model()))
+
+
 @pytest.fixture()
 def correctness_checks():
     """Polygraphy's own check that a runner's state after deactivate() equals its state before."""
