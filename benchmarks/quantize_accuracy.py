@@ -13,7 +13,7 @@
    RF >= plain - 0.005.
 
 Run: ``python -m benchmarks.quantize_accuracy [--epochs 15] [--samples 64] [--evaluation 32] [--digits-samples 64]
-[--method percentile] [--skip-resnet]``.
+[--method percentile] [--skip-resnet] [--exclude-stem]``.
 """
 
 from __future__ import annotations
@@ -126,8 +126,10 @@ def _resnet50s() -> dict:
             "plain_own_bn": calibrate_batchnorm(build_model("resnet50", rectify=False), seed=0)}
 
 
-def resnet(samples: int, method: str, folder: Path, evaluation: int = 32) -> dict:
-    """Cosine of int8 to fp32 logits of the models of :func:`_resnet50s` on ``evaluation`` inputs."""
+def resnet(samples: int, method: str, folder: Path, evaluation: int = 32, exclude_stem: bool = False) -> dict:
+    """Cosine of int8 to fp32 logits of the models of :func:`_resnet50s` on ``evaluation`` inputs;
+    ``exclude_stem`` leaves each model's first conv (the 7 x 7 stem) in fp32."""
+    import onnx
     import torch
 
     from exporter.onnx.feeds import RANDOM_RANGE
@@ -139,7 +141,8 @@ def resnet(samples: int, method: str, folder: Path, evaluation: int = 32) -> dic
     for kind, model in _resnet50s().items():
         fp32 = _export(model, torch.zeros(1, 3, 224, 224), folder / f"resnet50_{kind}.onnx")
         int8 = folder / f"resnet50_{kind}_int8.onnx"
-        quantize_onnx(fp32, int8, samples=samples, method=method)
+        stem = [next(n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv")] if exclude_stem else []
+        quantize_onnx(fp32, int8, samples=samples, method=method, exclude=stem)
         want, got = _logits(fp32, x), _logits(int8, x)
         centred_got, centred_want = got - got.mean(0), want - want.mean(0)
         rows[kind] = {"cosine": _cosines(got, want),
@@ -166,6 +169,7 @@ def main(argv=None) -> int:
     parser.add_argument("--digits-samples", type=int, default=64, help="digits calibration samples (training images)")
     parser.add_argument("--method", default="percentile")
     parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument("--exclude-stem", action="store_true", help="leave each ResNet-50's first conv in fp32")
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)
     import torch
@@ -176,7 +180,7 @@ def main(argv=None) -> int:
         result = {"method": args.method, "samples": args.samples, "digits_samples": args.digits_samples,
                   "digits": digits(args.epochs, args.digits_samples, args.method, folder)}
         if not args.skip_resnet:
-            result["resnet50"] = resnet(args.samples, args.method, folder, args.evaluation)
+            result["resnet50"] = resnet(args.samples, args.method, folder, args.evaluation, args.exclude_stem)
     drops = [row["drop_points"] for row in result["digits"]["models"].values()]
     print(f"digits: largest int8 drop {max(drops):+.2f} points (target <= 0.5)")
     if "resnet50" in result:
