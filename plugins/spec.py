@@ -9,10 +9,10 @@ other attributes to the plugin creator as fields (ints -> kINT32, string -> kCHA
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from exporter.model.scale import COUNT_MODES, rectify_scale
+if TYPE_CHECKING:
+    import torch
 
 PLUGIN_NAME = "RFConvRectify"
 PLUGIN_VERSION = "1"
@@ -35,6 +35,8 @@ class RectifySpec:
     activation: str = "none"
 
     def __post_init__(self):
+        from exporter.model.scale import COUNT_MODES  # with torch: the rule's one definition lives there
+
         for name in PAIR_ATTRIBUTES:
             value = getattr(self, name)
             if len(value) != 2 or not all(isinstance(v, int) for v in value):
@@ -65,7 +67,13 @@ class RectifySpec:
         return cls(**fields, average_mode=bool(attrs.get("average_mode", 0)),
                    count_mode=text(attrs.get("count_mode", "exact")), activation=text(attrs.get("activation", "none")))
 
-    def scale(self, in_hw, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The factor ``[Ho, Wo]`` for a conv input of ``in_hw`` pixels (see exporter.model.scale.rectify_scale)."""
+    def scale(self, in_hw, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The factor ``[Ho, Wo]`` (``dtype``, default float32) for a conv input of ``in_hw`` pixels
+        (see exporter.model.scale.rectify_scale)."""
+        import torch
+
+        from exporter.model.scale import rectify_scale
+
+        dtype = torch.float32 if dtype is None else dtype
         return rectify_scale(in_hw, self.kernel, self.stride, self.padding, self.dilation, self.average_mode,
                              self.count_mode, dtype=dtype)

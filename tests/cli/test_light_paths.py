@@ -1,5 +1,6 @@
-"""Light paths stay light: serving, the Triton writer and ``--help`` never load torch,
-torchvision or onnx-graphsurgeon (checked in a fresh interpreter through ``sys.modules``)."""
+"""Light paths stay light: serving, the Triton writer, the TensorRT engine builder (an ONNX file
+in, a plan out) and ``--help`` never load torch, torchvision or onnx-graphsurgeon (checked in a
+fresh interpreter through ``sys.modules``)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,9 @@ for argv in [["--help"]] + [[command, "--help"] for command in COMMANDS]:
     "import exporter.serving.triton_repo",
     "import exporter.serving.grpc_server, exporter.serving.metrics, exporter.serving.kserve, prometheus_client, yaml",
     HELP,
-], ids=["exporter", "serving.server", "serving.triton_repo", "serving.grpc-metrics-kserve", "cli-help"])
+    "import exporter.trt.engine, plugins",
+], ids=["exporter", "serving.server", "serving.triton_repo", "serving.grpc-metrics-kserve", "cli-help",
+        "trt.engine-plugins"])
 def test_imports_load_no_torch(code):
     assert heavy_modules_after(code) == []
 
