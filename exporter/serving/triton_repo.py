@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from exporter.serving.datatypes import triton_type
 from exporter.serving.model_io import graph_summary, onnx_io
-from exporter.serving.session import TensorSpec, existing_file, leading_dims_dynamic
+from exporter.serving.session import TensorSpec, existing_file, leading_dims_dynamic, tensorrt_ep_options
 from exporter.trt.sidecar import read_sidecar
 
 ONNX_SUFFIXES = (".onnx",)
@@ -102,6 +102,8 @@ def build_config(
     ``instance_kind``: ``gpu`` or ``cpu`` (``KIND_GPU`` / ``KIND_CPU``). ``queue_policy``
     ``(max_queue_size, timeout_us)``, for batched models: the dynamic batcher's default queue
     policy, rejecting past either bound and letting a request's own timeout shorten the wait.
+    ``int8`` (a Q/DQ file) sets the TensorRT accelerator's ``precision_mode INT8``; a batched file
+    with fixed other dims also gets the EP's batch profile (:func:`~.session.tensorrt_ep_options`).
     """
     pb = model_config_pb2()
     config = pb.ModelConfig(name=name)
@@ -135,6 +137,8 @@ def build_config(
         # a Q/DQ (int8) file: ONNX Runtime's TensorRT EP builds its Q/DQ layers only with int8 on
         trt.parameters["precision_mode"] = "INT8" if int8 else "FP16" if half else "FP32"
         trt.parameters["max_workspace_size_bytes"] = str(TRT_WORKSPACE_BYTES)
+        if batched and inputs:  # one engine for every batch the dynamic batcher forms, as serve's
+            trt.parameters.update(tensorrt_ep_options(inputs, max_batch))
     elif not plan and accelerator != "cuda":
         raise ValueError(f"accelerator {accelerator!r} is not one of tensorrt, cuda")
     return config

@@ -56,6 +56,14 @@ def test_onnx_repository_with_dynamic_batch(tmp_path):
     assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP32"
+    # the TensorRT EP's profile covers every batch the dynamic batcher forms, as serve's does:
+    # without it the EP builds a new engine whenever a larger batch arrives
+    shape = "x".join(str(d) for d in IMAGE_SHAPE)
+    assert dict(accelerator.parameters) == {
+        "precision_mode": "FP32", "max_workspace_size_bytes": accelerator.parameters["max_workspace_size_bytes"],
+        "trt_profile_min_shapes": f"input:1x{shape}", "trt_profile_opt_shapes": f"input:16x{shape}",
+        "trt_profile_max_shapes": f"input:16x{shape}",
+    }
 
 
 def test_fixed_batch_model_gets_full_dims_and_no_batching(tmp_path):
