@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from polygraphy import util
 from polygraphy.backend.onnx import util as onnx_util
 from polygraphy.common import TensorMetadata
 from polygraphy.comparator import DataLoader
@@ -166,11 +167,10 @@ def _check_saved_shape(path, name: str, saved: tuple[int, ...], fed: list) -> No
     """Refuse a saved input whose shape is not the one this run feeds (``fed``: concrete dims, or
     names for dims the run leaves free), saying which option sets it (API names; the CLI shows
     its flags)."""
-    fixed = [d if isinstance(d, int) and d >= 0 else None for d in fed]
-    if len(saved) == len(fixed) and all(f is None or f == s for f, s in zip(fixed, saved, strict=True)):
+    if util.is_valid_shape_override(saved, fed):
         return
     start = f"{path}: input {name!r} has shape {tuple(saved)} but this run feeds it as {fed}: "
-    if len(saved) == len(fixed) and all(f is None or f == s for f, s in zip(fixed[1:], saved[1:], strict=True)):
+    if len(saved) == len(fed) and util.is_valid_shape_override(saved[1:], fed[1:]):
         raise ValueError(start + f"the inputs were saved at batch {saved[0]}; pass batch_size={saved[0]} "
                          "for a file with a dynamic batch")
     raise ValueError(start + "the file's other dimensions are fixed; a file with dynamic H/W runs at input_shape "
