@@ -13,7 +13,7 @@
    RF >= plain - 0.005.
 
 Run: ``python -m benchmarks.quantize_accuracy [--epochs 15] [--samples 64] [--evaluation 32] [--digits-samples 64]
-[--method percentile] [--skip-resnet] [--exclude-stem]``.
+[--method percentile] [--seed 0] [--skip-digits] [--skip-resnet] [--exclude-stem]``.
 """
 
 from __future__ import annotations
@@ -126,9 +126,11 @@ def _resnet50s() -> dict:
             "plain_own_bn": calibrate_batchnorm(build_model("resnet50", rectify=False), seed=0)}
 
 
-def resnet(samples: int, method: str, folder: Path, evaluation: int = 32, exclude_stem: bool = False) -> dict:
+def resnet(samples: int, method: str, folder: Path, evaluation: int = 32, exclude_stem: bool = False,
+           seed: int = 0) -> dict:
     """Cosine of int8 to fp32 logits of the models of :func:`_resnet50s` on ``evaluation`` inputs;
-    ``exclude_stem`` leaves each model's first conv (the 7 x 7 stem) in fp32."""
+    ``seed`` draws the random calibration inputs (the same for every model); ``exclude_stem``
+    leaves each model's first conv (the 7 x 7 stem) in fp32."""
     import onnx
     import torch
 
@@ -142,7 +144,7 @@ def resnet(samples: int, method: str, folder: Path, evaluation: int = 32, exclud
         fp32 = _export(model, torch.zeros(1, 3, 224, 224), folder / f"resnet50_{kind}.onnx")
         int8 = folder / f"resnet50_{kind}_int8.onnx"
         stem = [next(n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv")] if exclude_stem else []
-        quantize_onnx(fp32, int8, samples=samples, method=method, exclude=stem)
+        quantize_onnx(fp32, int8, samples=samples, method=method, exclude=stem, seed=seed)
         want, got = _logits(fp32, x), _logits(int8, x)
         centred_got, centred_want = got - got.mean(0), want - want.mean(0)
         rows[kind] = {"cosine": _cosines(got, want),
@@ -156,7 +158,7 @@ def resnet(samples: int, method: str, folder: Path, evaluation: int = 32, exclud
               f"centred on the inputs' mean {row['centred_cosine']:.4f}, the mean holds {row['mean_share']:.3f} of "
               f"the logits' energy)  scaled error {row['scaled_error']:.3f}  top-1 agreement "
               f"{row['top1_agreement']:.2f}", flush=True)
-    return {"evaluation_inputs": evaluation, "models": rows,
+    return {"evaluation_inputs": evaluation, "calibration_seed": seed, "models": rows,
             "rf_minus_plain": rows["rf"]["cosine"] - rows["plain"]["cosine"],
             "rf_minus_plain_own_bn": rows["rf"]["cosine"] - rows["plain_own_bn"]["cosine"]}
 
@@ -168,6 +170,8 @@ def main(argv=None) -> int:
     parser.add_argument("--evaluation", type=int, default=32, help="ResNet-50 evaluation inputs (random)")
     parser.add_argument("--digits-samples", type=int, default=64, help="digits calibration samples (training images)")
     parser.add_argument("--method", default="percentile")
+    parser.add_argument("--seed", type=int, default=0, help="ResNet-50 calibration draw")
+    parser.add_argument("--skip-digits", action="store_true")
     parser.add_argument("--skip-resnet", action="store_true")
     parser.add_argument("--exclude-stem", action="store_true", help="leave each ResNet-50's first conv in fp32")
     parser.add_argument("--json", help="also write the result here")
@@ -177,12 +181,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory(prefix="quantize_accuracy_") as work:
         folder = Path(work)
-        result = {"method": args.method, "samples": args.samples, "digits_samples": args.digits_samples,
-                  "digits": digits(args.epochs, args.digits_samples, args.method, folder)}
+        result = {"method": args.method, "samples": args.samples, "digits_samples": args.digits_samples}
+        if not args.skip_digits:
+            result["digits"] = digits(args.epochs, args.digits_samples, args.method, folder)
         if not args.skip_resnet:
-            result["resnet50"] = resnet(args.samples, args.method, folder, args.evaluation, args.exclude_stem)
-    drops = [row["drop_points"] for row in result["digits"]["models"].values()]
-    print(f"digits: largest int8 drop {max(drops):+.2f} points (target <= 0.5)")
+            result["resnet50"] = resnet(args.samples, args.method, folder, args.evaluation, args.exclude_stem,
+                                        args.seed)
+    if "digits" in result:
+        drops = [row["drop_points"] for row in result["digits"]["models"].values()]
+        print(f"digits: largest int8 drop {max(drops):+.2f} points (target <= 0.5)")
     if "resnet50" in result:
         print(f"RF-ResNet-50 int8 cosine - plain's: {result['resnet50']['rf_minus_plain']:+.4f} (the registry's "
               f"plain model), {result['resnet50']['rf_minus_plain_own_bn']:+.4f} (BatchNorm calibrated on the plain "
