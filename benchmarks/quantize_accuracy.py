@@ -31,13 +31,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _session(path: Path):
+def _session(model: Path | bytes):
+    """A 2-thread CPU session of the file ``model`` or of a serialized model."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                providers=["CPUExecutionProvider"])
 
 
 def _export(model, example, path: Path) -> Path:

@@ -89,25 +89,28 @@ def equalize(graph, gains: list[np.ndarray]) -> list[str]:
 
 
 def factor_gains(graph) -> list[np.ndarray]:
-    """Per site, the factor of its rectified conv (the ``Mul``'s constant)."""
+    """Per site, the factor of its rectified conv (the ``Mul``'s constant: a static-size file)."""
+    import onnx_graphsurgeon as gs
+
     gains = []
     for tail, _ in equalization_sites(graph):
-        constant = next(t for t in tail[0].inputs if hasattr(t, "values"))
+        constant = next(t for t in tail[0].inputs if isinstance(t, gs.Constant))
         gains.append(np.asarray(constant.values, np.float32).reshape(1, 1, *constant.values.shape[-2:]))
     return gains
 
 
-def measured_gains(path: Path, graph, feeds: list[dict]) -> list[np.ndarray]:
-    """Per site, each position's largest ``|y|`` over ``feeds`` and the channels, over the
-    interior's median, floored at 1 (a border no larger than the interior keeps gain 1)."""
+def measured_gains(model, graph, feeds: list[dict]) -> list[np.ndarray]:
+    """Per site of ``graph`` (imported from the ``onnx.ModelProto`` ``model``), each position's
+    largest ``|y|`` over ``feeds`` and the channels, over the interior's median, floored at 1 (a
+    border no larger than the interior keeps gain 1). Runs a copy of ``model`` that also outputs
+    the sites' tensors, in memory."""
     import onnx
 
     names = [tail[-1].outputs[0].name for tail, _ in equalization_sites(graph)]
-    model = onnx.load(str(path))
-    model.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
-    probe = path.with_name(path.stem + "_probe.onnx")
-    onnx.save(model, str(probe))
-    session = _session(probe)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    session = _session(probe.SerializeToString())
     peaks = [None] * len(names)
     for feed in feeds:
         for index, value in enumerate(session.run(names, feed)):
@@ -142,21 +145,23 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="quantize_equalization_") as work:
         folder = Path(work)
         fp32 = _export(build_model("resnet50", rectify=True), torch.zeros(1, 3, 224, 224), folder / "rf.onnx")
+        fp32_model = onnx.load(str(fp32))
         want = _logits(fp32, x)
         for seed in args.seeds:
-            feeds = calibration_feeds(onnx.load(str(fp32)), samples=args.samples, seed=seed)
+            feeds = calibration_feeds(fp32_model, samples=args.samples, seed=seed)
             cosines = {}
             for kind in ("kept", *GAINS):
                 source, exclude = fp32, []
                 if kind != "kept":
-                    graph = gs.import_onnx(onnx.load(str(fp32)))
-                    gains = factor_gains(graph) if kind == "factor" else measured_gains(fp32, graph, feeds)
+                    graph = gs.import_onnx(fp32_model)
+                    gains = factor_gains(graph) if kind == "factor" else measured_gains(fp32_model, graph, feeds)
                     exclude = equalize(graph, gains)
                     source = folder / f"rf_{kind}.onnx"
                     onnx.save(gs.export_onnx(graph), str(source))
                     drift = float(np.abs(_logits(source, x[:4]) - want[:4]).max())
-                    print(f"  {kind}: {len(exclude)} tensors equalized; fp32 logits moved by {drift:.1e} at most",
-                          flush=True)
+                    peaks = " ".join(f"{float(g.max()):.1f}" for g in gains)
+                    print(f"  {kind}: {len(exclude)} tensors equalized (largest gain of each, in order: {peaks}); "
+                          f"fp32 logits moved by {drift:.1e} at most", flush=True)
                 int8 = folder / f"rf_{kind}_int8.onnx"
                 quantize_onnx(source, int8, samples=args.samples, method="percentile", exclude=exclude, seed=seed)
                 cosines[kind] = _cosines(_logits(int8, x), want)
