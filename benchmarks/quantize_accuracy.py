@@ -7,13 +7,17 @@
 2. RF-ResNet-50 and two plain ResNet-50s (seeded weights, calibrated BatchNorm): the registry's
    plain model (the RF model's weights and BatchNorm statistics, ``build_model(rectify=False)``)
    and one whose BatchNorm is calibrated on the plain architecture itself, as training it would
-   have. Each is quantized the same way from seeded random calibration inputs; reported: the
-   cosine similarity of the int8 logits to fp32 over held-out random inputs (also per input, and
-   centred on the inputs' mean logits, which hold most of a seeded network's output). Target:
-   RF >= plain - 0.005.
+   have. Each is quantized the same way and evaluated on held-out inputs; reported: the cosine
+   similarity of the int8 logits to fp32 (also per input, and centred on the inputs' mean logits,
+   which hold most of a seeded network's output). Target: RF >= plain - 0.005. Two kinds of
+   data (``--data``): ``random``, i.i.d. uniform pixels (seeded calibration draws, other seeded
+   inputs to evaluate); ``photos``, random crops of scikit-learn's two sample photographs,
+   calibrated from one (``--calibration-photo``, through the toolkit's folder-of-images loader)
+   and evaluated on the other.
 
 Run: ``python -m benchmarks.quantize_accuracy [--epochs 15] [--samples 64] [--evaluation 32] [--digits-samples 64]
-[--method percentile] [--seed 0] [--skip-digits] [--skip-resnet] [--exclude-stem]``.
+[--method percentile] [--data random|photos] [--calibration-photo china|flower] [--seed 0] [--skip-digits]
+[--skip-resnet] [--exclude-stem]``.
 """
 
 from __future__ import annotations
@@ -128,25 +132,82 @@ def _resnet50s() -> dict:
             "plain_own_bn": calibrate_batchnorm(build_model("resnet50", rectify=False), seed=0)}
 
 
+PHOTOS = ("china", "flower")  # scikit-learn's sample photographs (sklearn/datasets/images/*.jpg, 640 x 427)
+EVALUATION_SEED = 1000  # draws the evaluation inputs (random pixels or photo crops), never a calibration seed
+
+
+def photo_crops(photo: str, count: int, seed: int, folder: Path) -> Path:
+    """Write ``count`` random square crops of the sample photograph ``photo`` (one of :data:`PHOTOS`)
+    as PNG files into ``folder / photo`` and return that folder.
+
+    Each crop's side is 50-100 % of the photo's short side (427 px), placed at random and mirrored
+    half the time (``seed`` draws them); the toolkit's image loader then resizes and centre-crops
+    it to 224 x 224 and normalises it like ImageNet evaluation.
+    """
+    from PIL import Image, ImageOps
+    from sklearn.datasets import load_sample_image
+
+    if photo not in PHOTOS:
+        raise ValueError(f"photo {photo!r} is not one of {', '.join(PHOTOS)}")
+    image = Image.fromarray(load_sample_image(f"{photo}.jpg"))
+    rng = np.random.default_rng(seed)
+    target = folder / photo
+    target.mkdir(parents=True)
+    short = min(image.size)
+    for index in range(count):
+        side = int(short * rng.uniform(0.5, 1.0))
+        left, top = int(rng.integers(0, image.width - side + 1)), int(rng.integers(0, image.height - side + 1))
+        crop = image.crop((left, top, left + side, top + side))
+        if rng.random() < 0.5:
+            crop = ImageOps.mirror(crop)
+        crop.save(target / f"{index:03d}.png")
+    return target
+
+
+def _evaluation_inputs(data: str, count: int, calibration_photo: str, fp32: Path, folder: Path) -> np.ndarray:
+    """``[count, 3, 224, 224]`` float32 held-out inputs: seeded random pixels, or crops of the photo
+    that does not calibrate, read by the same loader as calibration images."""
+    import onnx
+
+    from exporter.onnx.feeds import RANDOM_RANGE
+    from exporter.quantize.calibration import calibration_feeds
+
+    if data == "random":
+        low, high = RANDOM_RANGE
+        return np.random.default_rng(EVALUATION_SEED).uniform(low, high, (count, 3, 224, 224)).astype(np.float32)
+    other = next(photo for photo in PHOTOS if photo != calibration_photo)
+    crops = photo_crops(other, count, EVALUATION_SEED, folder / "evaluation")
+    feeds = calibration_feeds(onnx.load(str(fp32)), str(crops), samples=count)
+    return np.concatenate([feed["input"] for feed in feeds])
+
+
 def resnet(samples: int, method: str, folder: Path, evaluation: int = 32, exclude_stem: bool = False,
-           seed: int = 0) -> dict:
-    """Cosine of int8 to fp32 logits of the models of :func:`_resnet50s` on ``evaluation`` inputs;
-    ``seed`` draws the random calibration inputs (the same for every model); ``exclude_stem``
-    leaves each model's first conv (the 7 x 7 stem) in fp32."""
+           seed: int = 0, data: str = "random", calibration_photo: str = "china") -> dict:
+    """Cosine of int8 to fp32 logits of the models of :func:`_resnet50s` on ``evaluation`` inputs.
+
+    ``data`` is ``"random"`` (``seed`` draws the random calibration inputs) or ``"photos"``
+    (``samples`` crops of ``calibration_photo`` drawn with ``seed`` calibrate, crops of the other
+    photo evaluate); every model gets the same calibration and evaluation inputs.
+    ``exclude_stem`` leaves each model's first conv (the 7 x 7 stem) in fp32.
+    """
     import onnx
     import torch
 
-    from exporter.onnx.feeds import RANDOM_RANGE
     from exporter.quantize.quantize import quantize_onnx
 
-    low, high = RANDOM_RANGE
-    x = np.random.default_rng(1000).uniform(low, high, (evaluation, 3, 224, 224)).astype(np.float32)
+    if data not in ("random", "photos"):
+        raise ValueError(f"data {data!r} is not 'random' or 'photos'")
+    calibration = str(photo_crops(calibration_photo, samples, seed, folder / "calibration")) \
+        if data == "photos" else "random"
+    x = None
     rows = {}
     for kind, model in _resnet50s().items():
         fp32 = _export(model, torch.zeros(1, 3, 224, 224), folder / f"resnet50_{kind}.onnx")
+        if x is None:
+            x = _evaluation_inputs(data, evaluation, calibration_photo, fp32, folder)
         int8 = folder / f"resnet50_{kind}_int8.onnx"
         stem = [next(n.name for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv")] if exclude_stem else []
-        quantize_onnx(fp32, int8, samples=samples, method=method, exclude=stem, seed=seed)
+        quantize_onnx(fp32, int8, calibration=calibration, samples=samples, method=method, exclude=stem, seed=seed)
         want, got = _logits(fp32, x), _logits(int8, x)
         centred_got, centred_want = got - got.mean(0), want - want.mean(0)
         rows[kind] = {"cosine": _cosines(got, want),
@@ -160,7 +221,8 @@ def resnet(samples: int, method: str, folder: Path, evaluation: int = 32, exclud
               f"centred on the inputs' mean {row['centred_cosine']:.4f}, the mean holds {row['mean_share']:.3f} of "
               f"the logits' energy)  scaled error {row['scaled_error']:.3f}  top-1 agreement "
               f"{row['top1_agreement']:.2f}", flush=True)
-    return {"evaluation_inputs": evaluation, "calibration_seed": seed, "models": rows,
+    return {"data": data, "calibration_photo": calibration_photo if data == "photos" else None,
+            "evaluation_inputs": evaluation, "calibration_seed": seed, "models": rows,
             "rf_minus_plain": rows["rf"]["cosine"] - rows["plain"]["cosine"],
             "rf_minus_plain_own_bn": rows["rf"]["cosine"] - rows["plain_own_bn"]["cosine"]}
 
@@ -168,10 +230,14 @@ def resnet(samples: int, method: str, folder: Path, evaluation: int = 32, exclud
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--samples", type=int, default=64, help="ResNet-50 calibration samples (random)")
-    parser.add_argument("--evaluation", type=int, default=32, help="ResNet-50 evaluation inputs (random)")
+    parser.add_argument("--samples", type=int, default=64, help="ResNet-50 calibration samples")
+    parser.add_argument("--evaluation", type=int, default=32, help="ResNet-50 evaluation inputs")
     parser.add_argument("--digits-samples", type=int, default=64, help="digits calibration samples (training images)")
     parser.add_argument("--method", default="percentile")
+    parser.add_argument("--data", choices=("random", "photos"), default="random",
+                        help="ResNet-50 inputs: i.i.d. random pixels, or crops of scikit-learn's sample photographs")
+    parser.add_argument("--calibration-photo", choices=PHOTOS, default="china",
+                        help="with --data photos: the photo whose crops calibrate (the other one evaluates)")
     parser.add_argument("--seed", type=int, default=0, help="ResNet-50 calibration draw")
     parser.add_argument("--skip-digits", action="store_true")
     parser.add_argument("--skip-resnet", action="store_true")
@@ -188,7 +254,7 @@ def main(argv=None) -> int:
             result["digits"] = digits(args.epochs, args.digits_samples, args.method, folder)
         if not args.skip_resnet:
             result["resnet50"] = resnet(args.samples, args.method, folder, args.evaluation, args.exclude_stem,
-                                        args.seed)
+                                        args.seed, args.data, args.calibration_photo)
     if "digits" in result:
         drops = [row["drop_points"] for row in result["digits"]["models"].values()]
         print(f"digits: largest int8 drop {max(drops):+.2f} points (target <= 0.5)")
