@@ -16,7 +16,7 @@
    and evaluated on the other.
 
 Run: ``python -m benchmarks.quantize_accuracy [--epochs 15] [--samples 64] [--evaluation 32] [--digits-samples 64]
-[--method percentile] [--data random|photos] [--calibration-photo china|flower] [--seed 0] [--skip-digits]
+[--method percentile] [--data random photos] [--calibration-photo china|flower] [--seed 0] [--skip-digits]
 [--skip-resnet] [--exclude-stem]``.
 """
 
@@ -197,6 +197,7 @@ def resnet(samples: int, method: str, folder: Path, evaluation: int = 32, exclud
 
     if data not in ("random", "photos"):
         raise ValueError(f"data {data!r} is not 'random' or 'photos'")
+    folder.mkdir(parents=True, exist_ok=True)
     calibration = str(photo_crops(calibration_photo, samples, seed, folder / "calibration")) \
         if data == "photos" else "random"
     x = None
@@ -234,8 +235,9 @@ def main(argv=None) -> int:
     parser.add_argument("--evaluation", type=int, default=32, help="ResNet-50 evaluation inputs")
     parser.add_argument("--digits-samples", type=int, default=64, help="digits calibration samples (training images)")
     parser.add_argument("--method", default="percentile")
-    parser.add_argument("--data", choices=("random", "photos"), default="random",
-                        help="ResNet-50 inputs: i.i.d. random pixels, or crops of scikit-learn's sample photographs")
+    parser.add_argument("--data", nargs="+", choices=("random", "photos"), default=["random", "photos"],
+                        help="ResNet-50 inputs, each measured in turn: i.i.d. random pixels, crops of scikit-learn's "
+                             "sample photographs (default: both)")
     parser.add_argument("--calibration-photo", choices=PHOTOS, default="china",
                         help="with --data photos: the photo whose crops calibrate (the other one evaluates)")
     parser.add_argument("--seed", type=int, default=0, help="ResNet-50 calibration draw")
@@ -253,15 +255,16 @@ def main(argv=None) -> int:
         if not args.skip_digits:
             result["digits"] = digits(args.epochs, args.digits_samples, args.method, folder)
         if not args.skip_resnet:
-            result["resnet50"] = resnet(args.samples, args.method, folder, args.evaluation, args.exclude_stem,
-                                        args.seed, args.data, args.calibration_photo)
+            result["resnet50"] = {data: resnet(args.samples, args.method, folder / data, args.evaluation,
+                                               args.exclude_stem, args.seed, data, args.calibration_photo)
+                                  for data in args.data}
     if "digits" in result:
         drops = [row["drop_points"] for row in result["digits"]["models"].values()]
         print(f"digits: largest int8 drop {max(drops):+.2f} points (target <= 0.5)")
-    if "resnet50" in result:
-        print(f"RF-ResNet-50 int8 cosine - plain's: {result['resnet50']['rf_minus_plain']:+.4f} (the registry's "
-              f"plain model), {result['resnet50']['rf_minus_plain_own_bn']:+.4f} (BatchNorm calibrated on the plain "
-              "model; target >= -0.005)")
+    for data, row in result.get("resnet50", {}).items():
+        print(f"RF-ResNet-50 int8 cosine - plain's on {data}: {row['rf_minus_plain']:+.4f} (the registry's plain "
+              f"model), {row['rf_minus_plain_own_bn']:+.4f} (BatchNorm calibrated on the plain model; "
+              "target >= -0.005)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
