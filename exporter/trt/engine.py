@@ -26,12 +26,10 @@ from pathlib import Path
 import onnx
 
 from exporter.onnx.precision import file_precision
-from exporter.shapes import parse_named_shape
+from exporter.shapes import parse_shapes, resolve_profiles
 from exporter.trt.sidecar import sidecar_path
 from plugins.library import import_tensorrt, load_library
 from plugins.spec import PLUGIN_NAME
-
-Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -41,22 +39,6 @@ class OnnxSummary:
     inputs: dict[str, tuple]  # name -> dims (int, or str/None for a dynamic dimension)
     plugin_nodes: int
     precision: str  # "fp32", "fp16", "int8" (Q/DQ) or "mixed" (exporter.onnx.precision.file_precision)
-
-
-@dataclass
-class InputProfile:
-    """Shapes of one network input: ``min <= opt <= max`` element-wise (all equal when static).
-
-    ``dynamic`` is whether the ONNX input has a dynamic dimension: TensorRT then needs an
-    optimization profile for it, even when ``min == opt == max`` (one fixed shape of a dynamic
-    input, as ``--opt-shape`` alone gives for the default dynamic-batch export).
-    """
-
-    name: str
-    min: Shape
-    opt: Shape
-    max: Shape
-    dynamic: bool = False
 
 
 @dataclass
@@ -100,69 +82,6 @@ def summarize_onnx(path: Path) -> OnnxSummary:
     return OnnxSummary(inputs, plugins, precision)
 
 
-def parse_shapes(text: str | None) -> dict[str | None, Shape]:
-    """``"input:1x3x224x224,other:1x8"`` or ``"1x3x224x224"`` (the only input) -> {name: shape}."""
-    if not text:
-        return {}
-    shapes = {}
-    for item in text.split(","):
-        try:
-            name, dims = parse_named_shape(item)
-            shapes[name] = dims
-        except ValueError:
-            raise ValueError(f"shape {item!r} is not like 1x3x224x224 (or name:1x3x224x224) with positive dims") \
-                from None
-    return shapes
-
-
-def _shape_for(name: str, shapes: dict, single: bool) -> Shape | None:
-    if name in shapes:
-        return shapes[name]
-    return shapes.get(None) if single else None
-
-
-def resolve_profiles(inputs: dict[str, tuple], min_shapes: dict, opt_shapes: dict,
-                     max_shapes: dict) -> list[InputProfile]:
-    """One :class:`InputProfile` per input, checked against its static dims.
-
-    A dynamic input needs at least one of min/opt/max; the missing ones default to ``opt`` (or the
-    one given). Raises ValueError naming the input and what to pass.
-    """
-    known = set(inputs) | {None}
-    for given in (min_shapes, opt_shapes, max_shapes):
-        unknown = set(given) - known
-        if unknown:
-            raise ValueError(f"shape given for unknown input(s) {sorted(map(str, unknown))}; the model's inputs are "
-                             f"{sorted(inputs)}")
-        if None in given and len(inputs) != 1:
-            raise ValueError(f"the model has inputs {sorted(inputs)}: name each shape, as input:1x3x224x224")
-    single = len(inputs) == 1
-    profiles = []
-    for name, dims in inputs.items():
-        lo, mid, hi = (_shape_for(name, s, single) for s in (min_shapes, opt_shapes, max_shapes))
-        dynamic = any(not isinstance(d, int) or d < 1 for d in dims)
-        if lo is None and mid is None and hi is None:
-            if dynamic:
-                example = "x".join(str(d) if isinstance(d, int) and d > 0 else "1" for d in dims)
-                raise ValueError(f"input {name!r} has dynamic dims {list(dims)}: give opt_shapes (and min_shapes/"
-                                 f"max_shapes for a range), e.g. opt_shapes={example!r}")
-            profiles.append(InputProfile(name, dims, dims, dims, dynamic))
-            continue
-        given = [(label, shape) for label, shape in (("min", lo), ("opt", mid), ("max", hi)) if shape is not None]
-        mid = mid or lo or hi
-        lo, hi = lo or mid, hi or mid
-        for label, shape in given:
-            if len(shape) != len(dims) or any(isinstance(d, int) and d > 0 and d != s for d, s in zip(dims, shape,
-                                                                                                     strict=True)):
-                raise ValueError(f"{label}_shapes {'x'.join(map(str, shape))} does not fit input {name!r} with dims "
-                                 f"{list(dims)} (rank and static dims must match)")
-        if not all(a <= b <= c for a, b, c in zip(lo, mid, hi, strict=True)):
-            raise ValueError(f"input {name!r}: shapes must satisfy min <= opt <= max in every dim, got "
-                             f"{lo} / {mid} / {hi}")
-        profiles.append(InputProfile(name, lo, mid, hi, dynamic))
-    return profiles
-
-
 def _gpu_name() -> str:
     import torch
 
@@ -193,7 +112,7 @@ def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_sha
                  tf32: bool = False, verbose: bool = False) -> BuildReport:
     """Build a serialized TensorRT engine from ``onnx_path`` and write it to ``plan_path`` plus a sidecar.
 
-    Shapes are strings as for :func:`parse_shapes`. ``plugin_library`` defaults to the built
+    Shapes are strings as for :func:`exporter.shapes.parse_shapes`. ``plugin_library`` defaults to the built
     RFConvRectify library when the model has plugin nodes. ``timing_cache`` is read if it exists and
     written back after the build. ``workspace_mb`` caps TensorRT's workspace pool.
     ``aliased_plugin_io`` enables the preview feature that lets RFConvRectify work in place.

@@ -10,8 +10,9 @@ import pytest
 from onnx import TensorProto
 
 from exporter.cli import build_parser, main
+from exporter.shapes import InputProfile, parse_shapes, resolve_profiles
 from exporter.trt import engine
-from exporter.trt.engine import InputProfile, parse_shapes, resolve_profiles, summarize_onnx
+from exporter.trt.engine import summarize_onnx
 from exporter.trt.sidecar import sidecar_path
 from tests.helpers.contract_graphs import contract_model, make_layer
 

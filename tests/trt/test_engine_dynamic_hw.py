@@ -18,7 +18,8 @@ import torch
 
 from exporter import export_onnx
 from exporter.cli import main
-from exporter.trt.engine import InputProfile, parse_shapes, resolve_profiles, summarize_onnx
+from exporter.shapes import InputProfile, parse_shapes, resolve_profiles
+from exporter.trt.engine import summarize_onnx
 from tests.helpers.export_models import ImageAndGain, small_rf_net
 
 HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
