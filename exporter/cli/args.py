@@ -78,6 +78,16 @@ def load_model(args: argparse.Namespace):
     return load(args.model, rectify=args.rectify, average_mode=args.average_mode, checkpoint=args.checkpoint)
 
 
+def shape_range_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--min-shape/--opt-shape/--max-shape`` (dests ``min_shapes``...: strings for
+    :func:`exporter.shapes.parse_shapes`), the optimization profile of dynamic inputs; ``what``
+    ends the group's description: what the range is for in this command."""
+    group = parser.add_argument_group("shape range of dynamic inputs", f"The TensorRT optimization profile: {what}")
+    for label in ("min", "opt", "max"):
+        group.add_argument(f"--{label}-shape", dest=f"{label}_shapes", metavar="SHAPES",
+                           help=f"{label} shapes, as 1x3x224x224 or name:1x3x224x224[,name:...]")
+
+
 def plugin_library_argument(parser: argparse.ArgumentParser, help: str) -> None:
     """``--plugin-lib``: the RFConvRectify TensorRT plugin library (default: the one CMake built)."""
     parser.add_argument("--plugin-lib", dest="plugin_library", metavar="PATH", help=help)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from exporter.cli.args import plugin_library_argument
+from exporter.cli.args import plugin_library_argument, shape_range_arguments
 
 
 def register(sub) -> argparse.ArgumentParser:
@@ -14,9 +14,8 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("onnx_path", metavar="onnx", help="ONNX model (static or plugin mode)")
     p.add_argument("-o", "--output", dest="plan_path", required=True,
                    help="engine file to write (.plan); a .plan.json sidecar is written next to it")
-    for label in ("min", "opt", "max"):
-        p.add_argument(f"--{label}-shape", dest=f"{label}_shapes", metavar="SHAPES",
-                       help=f"{label} shapes of dynamic inputs, as 1x3x224x224 or name:1x3x224x224[,name:...]")
+    shape_range_arguments(p, "the engine runs shapes from min to max, fastest at opt (needed for every "
+                             "dynamic input; one shape alone gives min = opt = max).")
     plugin_library_argument(p, "RFConvRectify plugin library (default: the built one, when the model has "
                                "plugin nodes)")
     p.add_argument("--timing-cache", metavar="FILE", help="timing cache to read (if present) and update")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from exporter.cli.args import shape_range_arguments
+
 
 def port(text: str) -> int:
     """An argparse ``type`` for a TCP port, 0 (pick a free one) to 65535."""
@@ -57,6 +59,10 @@ def register(sub) -> argparse.ArgumentParser:
                    help="on SIGTERM, seconds queued requests may still run; the rest get 503 (default: 10)")
     p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"],
                    help="ONNX Runtime execution provider (default: auto = TensorRT EP, CUDA EP, CPU, best available)")
+    shape_range_arguments(p, "the shapes this server accepts (others get 400), and with the TensorRT EP the "
+                             "engine's range, so that no new input size builds an engine while serving. The "
+                             "batch (first dim) must run from 1 to at least --max-batch. Default: any shape "
+                             "the model takes.")
     return p
 
 
@@ -73,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = {field: getattr(args, field) for field in CONFIG_FIELDS}
     config = ServeConfig(name=args.name or Path(args.model).stem, **options)
-    service = load_service(args.model, config, args.provider)
+    service = load_service(args.model, config, args.provider, min_shapes=args.min_shapes, opt_shapes=args.opt_shapes,
+                           max_shapes=args.max_shapes)
     print(f"serving model '{config.name}' from {args.model}: {service.describe()}", flush=True)
     serve_forever(service, args.host, args.port, args.grpc_port if args.grpc else None)
     return 0

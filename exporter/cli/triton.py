@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from exporter.cli.args import as_flags
+from exporter.cli.args import as_flags, shape_range_arguments
 
 
 def register(sub) -> argparse.ArgumentParser:
@@ -26,6 +26,9 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--plugin-lib", help="plans: the TensorRT plugin library the engine needs")
     p.add_argument("--onnx", dest="onnx_path",
                    help="plans: the ONNX the plan was built from (default: MODEL.onnx beside it)")
+    shape_range_arguments(p, "ONNX models with --accelerator tensorrt: the TensorRT EP's engine range, so that "
+                             "no new input size builds an engine while serving (other shapes fail). The batch "
+                             "(first dim) must run from 1 to at least --max-batch.")
     k = p.add_argument_group("KServe (scale-out on Kubernetes with the Triton runtime)")
     k.add_argument("--kserve", metavar="FILE.yaml",
                    help="also write a KServe InferenceService (serving.kserve.io/v1beta1) for the repository")
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     written = write_repository(
         args.model, args.repo, name=args.name, max_batch=args.max_batch, max_delay_us=args.max_delay_us,
         accelerator=args.accelerator, plugin_lib=args.plugin_lib, onnx_path=args.onnx_path,
+        min_shapes=args.min_shapes, opt_shapes=args.opt_shapes, max_shapes=args.max_shapes,
     )
     config = written.config
     print(f"wrote {written.model_file} and {written.config_path}")

@@ -46,7 +46,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.backends.availability import TENSORRT_EP
 from exporter.onnx.precision import tensorrt_ep_precision_options
-from exporter.serving.model_io import graph_summary
+from exporter.serving.model_io import GraphSummary, graph_summary
 from exporter.serving.protocol import (
     BINARY_EXTENSION,
     HEADER_LENGTH,
@@ -57,7 +57,15 @@ from exporter.serving.protocol import (
     too_large,
 )
 from exporter.serving.service import InferenceService, ServeConfig
-from exporter.serving.session import OrtModel, select_providers, tensorrt_ep_options
+from exporter.serving.session import (
+    OrtModel,
+    dynamic_past_batch,
+    leading_dims_dynamic,
+    select_providers,
+    served_profiles,
+    tensorrt_ep_options,
+)
+from exporter.shapes import InputProfile
 
 log = logging.getLogger(__name__)
 
@@ -379,24 +387,39 @@ class BackgroundServer:
         self.stop()
 
 
-def load_service(model_path: str | Path, config: ServeConfig, provider: str = "auto") -> InferenceService:
+def load_service(model_path: str | Path, config: ServeConfig, provider: str = "auto", *,
+                 min_shapes: str | None = None, opt_shapes: str | None = None,
+                 max_shapes: str | None = None) -> InferenceService:
     """Load the ONNX model with the best providers and wrap it in a service.
 
-    The TensorRT EP, when used, gets an optimization profile for batches of 1 to ``config.max_batch``;
-    only then is the file's graph read before the session (the profile must exist when the session
-    is made), so a CPU or CUDA server parses the model once and never imports ``onnx``.
+    ``min_shapes``/``opt_shapes``/``max_shapes`` (strings as for :func:`exporter.shapes.parse_shapes`)
+    bound the input shapes the server accepts (:func:`~.session.served_profiles`; others get 400).
+    The TensorRT EP, when used, gets them as its optimization profile, or without them one for
+    batches of 1 to ``config.max_batch`` (:func:`tensorrt_session_options`). Only with shapes or the
+    TensorRT EP is the file's graph read before the session (the profile must exist when the
+    session is made), so a plain CPU or CUDA server parses the model once and never imports ``onnx``.
     """
-    providers = select_providers(provider)
-    if TENSORRT_EP in providers:
-        providers = select_providers(provider, tensorrt_options=tensorrt_session_options(model_path, config.max_batch))
-    return InferenceService(OrtModel(model_path, providers), config)
+    providers, profiles = select_providers(provider), ()
+    if TENSORRT_EP in providers or any((min_shapes, opt_shapes, max_shapes)):
+        summary = graph_summary(model_path)
+        batchable = leading_dims_dynamic(summary.inputs + summary.outputs)
+        profiles = served_profiles(summary.inputs, config.max_batch, batchable, min_shapes, opt_shapes, max_shapes)
+        if TENSORRT_EP in providers:
+            options = tensorrt_session_options(summary, config.max_batch, profiles)
+            providers = select_providers(provider, tensorrt_options=options)
+            if not profiles and dynamic_past_batch(summary.inputs):
+                log.warning("%s has dynamic H/W and no shape range: the TensorRT EP builds an engine for every new "
+                            "input size while serving; give --min-shape/--opt-shape/--max-shape", model_path)
+    return InferenceService(OrtModel(model_path, providers), config, profiles)
 
 
-def tensorrt_session_options(model_path: str | Path, max_batch: int) -> dict[str, str]:
-    """The TensorRT EP's options for ``model_path``: its batch profile (:func:`tensorrt_ep_options`)
-    and its precision switch (a Q/DQ file needs int8 on, :func:`tensorrt_ep_precision_options`)."""
-    summary = graph_summary(model_path)
-    return {**tensorrt_ep_options(summary.inputs, max_batch), **tensorrt_ep_precision_options(summary.precision)}
+def tensorrt_session_options(summary: GraphSummary, max_batch: int,
+                             profiles: tuple[InputProfile, ...] = ()) -> dict[str, str]:
+    """The TensorRT EP's options for a model (its :func:`~.model_io.graph_summary`): its
+    optimization profile (:func:`tensorrt_ep_options`) and its precision switch (a Q/DQ file needs
+    int8 on, :func:`tensorrt_ep_precision_options`)."""
+    return {**tensorrt_ep_options(summary.inputs, max_batch, profiles),
+            **tensorrt_ep_precision_options(summary.precision)}
 
 
 def serve_forever(service: InferenceService, host: str, port: int, grpc_port: int | None = None) -> None:

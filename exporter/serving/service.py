@@ -32,6 +32,7 @@ from exporter.serving.protocol import (
 from exporter.serving.session import OrtModel
 from exporter.serving.stats import RequestStats, failure_reason, statistics_message
 from exporter.serving.validate import check_inputs, resolve_outputs
+from exporter.shapes import InputProfile
 
 MODEL_VERSION = "1"
 PLATFORM = "onnxruntime_onnx"
@@ -105,11 +106,14 @@ class InferenceService:
 
     Decoding, validation and encoding run on ``DECODE_THREADS`` worker threads, never on the
     caller's event loop; only admission (:meth:`~.batcher.DynamicBatcher.submit`) runs there.
+    ``profiles`` (:func:`~.session.served_profiles`) bound the input shapes accepted, ``()`` none;
+    with the TensorRT EP they are its optimization profile.
     """
 
-    def __init__(self, model: OrtModel, config: ServeConfig):
+    def __init__(self, model: OrtModel, config: ServeConfig, profiles: tuple[InputProfile, ...] = ()):
         self.model = model
         self.config = config
+        self.profiles = profiles
         self.batcher = DynamicBatcher(
             model.run,
             max_batch=config.max_batch if model.batchable else 1,
@@ -136,9 +140,10 @@ class InferenceService:
             batching = f"batches of up to {self.config.max_batch} rows within {self.config.max_delay_ms:g} ms"
         else:
             batching = "no batching (the model's batch dimension is fixed): one run per request"
+        shapes = "".join(f"; input '{p.name}' {p.range_text()}" for p in self.profiles if p.dynamic)
         return (
             f"providers {', '.join(self.model.providers)}; {batching}; queue of {self.config.max_queue} rows, "
-            f"{self.config.max_queue_delay_ms:g} ms at most"
+            f"{self.config.max_queue_delay_ms:g} ms at most{shapes}"
         )
 
     def check_model(self, name: str, version: str | None = None) -> None:
@@ -192,7 +197,7 @@ class InferenceService:
                 accelerator="tensorrt" if tensorrt else "cuda",
                 instance_kind="gpu" if self.model.device == "cuda" else "cpu",
                 queue_policy=(self.config.max_queue, round(self.config.max_queue_delay_ms * 1000)),
-                int8=int8,
+                int8=int8, profiles=self.profiles,
             )
         return self._config_message
 
@@ -293,6 +298,7 @@ class InferenceService:
             max_batch_pixels=self.config.max_batch_pixels,
             batchable=self.model.batchable,
             reject_non_finite=self.config.reject_non_finite,
+            profiles=self.profiles,
         )
         return feeds, request, resolve_outputs(request.outputs, self.model.outputs, request.binary_output)
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from exporter.backends.availability import CPU_EP, CUDA_EP, GPU_PROVIDERS, ORT_PROVIDERS, TENSORRT_EP
 from exporter.serving.datatypes import kserve_from_ort
+from exporter.shapes import InputProfile, parse_shapes, resolve_profiles
 
 PROVIDER_PREFERENCE = tuple(ORT_PROVIDERS.values())
 PROVIDER_ALIASES = {"tensorrt": TENSORRT_EP, "cuda": CUDA_EP, "cpu": CPU_EP}
@@ -49,14 +50,51 @@ def leading_dims_dynamic(specs: list[TensorSpec]) -> bool:
     return all(spec.shape and spec.shape[0] == -1 for spec in specs)
 
 
-def tensorrt_ep_options(inputs: list[TensorSpec], max_batch: int) -> dict[str, str]:
-    """TensorRT EP options: one optimization profile for batches of 1 to ``max_batch`` rows.
+def dynamic_past_batch(inputs: list[TensorSpec]) -> bool:
+    """True when some input has a dynamic dimension past the first (H or W of a dynamic-H/W export)."""
+    return any(d < 1 for spec in inputs for d in spec.shape[1:])
 
-    Without it the EP rebuilds its engine whenever a batch larger than any seen before arrives,
-    which under dynamic batching means engine builds while serving. Only set when every input has
-    a dynamic batch and fixed other dims (``name:1x3x224x224`` strings); otherwise empty.
+
+def served_profiles(inputs: list[TensorSpec], max_batch: int, batchable: bool, min_shapes: str | None = None,
+                    opt_shapes: str | None = None, max_shapes: str | None = None) -> tuple[InputProfile, ...]:
+    """The range of input shapes a server accepts, one :class:`~exporter.shapes.InputProfile` per
+    input; ``()`` when no shape is given (any size the model takes).
+
+    Shapes are strings as for :func:`exporter.shapes.parse_shapes`, completed and checked against the
+    model's dims by :func:`exporter.shapes.resolve_profiles`. For a ``batchable`` model the range's
+    first dim must run from 1 (a request of one row runs alone) to at least ``max_batch`` (the
+    largest batch the server stacks). ValueError says what to give.
     """
-    if not leading_dims_dynamic(inputs) or any(d < 1 for spec in inputs for d in spec.shape[1:]):
+    if not (min_shapes or opt_shapes or max_shapes):
+        return ()
+    profiles = resolve_profiles({spec.name: spec.shape for spec in inputs}, parse_shapes(min_shapes),
+                                parse_shapes(opt_shapes), parse_shapes(max_shapes))
+    for profile in profiles if batchable else ():
+        if profile.min[0] != 1 or profile.max[0] < max_batch:
+            low = "x".join(map(str, (1, *profile.min[1:])))
+            high = "x".join(map(str, (max_batch, *profile.max[1:])))
+            raise ValueError(f"input {profile.name!r}: the shape range's batch (first dim) is {profile.min[0]} to "
+                             f"{profile.max[0]}, but this server runs batches of 1 to max_batch={max_batch}: give "
+                             f"min_shapes={low!r} and max_shapes={high!r}")
+    return tuple(profiles)
+
+
+def tensorrt_ep_options(inputs: list[TensorSpec], max_batch: int,
+                        profiles: tuple[InputProfile, ...] = ()) -> dict[str, str]:
+    """TensorRT EP options: one optimization profile (``name:1x3x224x224`` strings).
+
+    With ``profiles`` (:func:`served_profiles`), their min/opt/max shapes for every dynamic input.
+    Otherwise batches of 1 to ``max_batch`` rows, when every input has a dynamic batch and fixed
+    other dims; else empty. Without a profile the EP rebuilds its engine whenever a shape outside
+    all seen before arrives, which under dynamic batching (or any new H x W) means engine builds
+    while serving.
+    """
+    if profiles:
+        dynamic = [profile for profile in profiles if profile.dynamic]
+        return {f"trt_profile_{label}_shapes": ",".join(f"{profile.name}:{'x'.join(map(str, getattr(profile, label)))}"
+                                                          for profile in dynamic)
+                for label in ("min", "opt", "max")}
+    if not leading_dims_dynamic(inputs) or dynamic_past_batch(inputs):
         return {}
 
     def shapes(rows: int) -> str:

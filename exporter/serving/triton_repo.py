@@ -25,7 +25,15 @@ from pathlib import Path, PurePosixPath
 
 from exporter.serving.datatypes import triton_type
 from exporter.serving.model_io import graph_summary, onnx_io
-from exporter.serving.session import TensorSpec, existing_file, leading_dims_dynamic, tensorrt_ep_options
+from exporter.serving.session import (
+    TensorSpec,
+    dynamic_past_batch,
+    existing_file,
+    leading_dims_dynamic,
+    served_profiles,
+    tensorrt_ep_options,
+)
+from exporter.shapes import InputProfile
 from exporter.trt.sidecar import read_sidecar
 
 ONNX_SUFFIXES = (".onnx",)
@@ -93,6 +101,7 @@ def build_config(
     instance_kind: str = "gpu",
     queue_policy: tuple[int, int] | None = None,
     int8: bool = False,
+    profiles: tuple[InputProfile, ...] = (),
 ):
     """A Triton ``ModelConfig`` message: the one description of a model, written to ``config.pbtxt``
     by :func:`write_repository` and answered by ``serve`` (``/v2/models/NAME/config``, gRPC ``ModelConfig``).
@@ -102,8 +111,10 @@ def build_config(
     ``instance_kind``: ``gpu`` or ``cpu`` (``KIND_GPU`` / ``KIND_CPU``). ``queue_policy``
     ``(max_queue_size, timeout_us)``, for batched models: the dynamic batcher's default queue
     policy, rejecting past either bound and letting a request's own timeout shorten the wait.
-    ``int8`` (a Q/DQ file) sets the TensorRT accelerator's ``precision_mode INT8``; a batched file
-    with fixed other dims also gets the EP's batch profile (:func:`~.session.tensorrt_ep_options`).
+    ``int8`` (a Q/DQ file) sets the TensorRT accelerator's ``precision_mode INT8``. The accelerator
+    gets the EP's optimization profile (:func:`~.session.tensorrt_ep_options`): ``profiles``
+    (:func:`~.session.served_profiles`) when given, else for a batched file with fixed other dims
+    batches of 1 to ``max_batch``.
     """
     pb = model_config_pb2()
     config = pb.ModelConfig(name=name)
@@ -137,8 +148,8 @@ def build_config(
         # a Q/DQ (int8) file: ONNX Runtime's TensorRT EP builds its Q/DQ layers only with int8 on
         trt.parameters["precision_mode"] = "INT8" if int8 else "FP16" if half else "FP32"
         trt.parameters["max_workspace_size_bytes"] = str(TRT_WORKSPACE_BYTES)
-        if batched and inputs:  # one engine for every batch the dynamic batcher forms, as serve's
-            trt.parameters.update(tensorrt_ep_options(inputs, max_batch))
+        if inputs and (batched or profiles):  # one engine for every batch (and size) served, as serve's
+            trt.parameters.update(tensorrt_ep_options(inputs, max_batch, profiles))
     elif not plan and accelerator != "cuda":
         raise ValueError(f"accelerator {accelerator!r} is not one of tensorrt, cuda")
     return config
@@ -221,8 +232,16 @@ def write_repository(
     accelerator: str = "tensorrt",
     plugin_lib: str | Path | None = None,
     onnx_path: str | Path | None = None,
+    min_shapes: str | None = None,
+    opt_shapes: str | None = None,
+    max_shapes: str | None = None,
 ) -> TritonRepository:
-    """Write ``repo/name/config.pbtxt`` and ``repo/name/1/model.{onnx,plan}`` (replacing them)."""
+    """Write ``repo/name/config.pbtxt`` and ``repo/name/1/model.{onnx,plan}`` (replacing them).
+
+    ``min_shapes``/``opt_shapes``/``max_shapes`` (ONNX with the ``tensorrt`` accelerator; strings as
+    for :func:`exporter.shapes.parse_shapes`) give the TensorRT EP its optimization profile
+    (:func:`~.session.served_profiles`); inputs outside it then fail in the EP.
+    """
     from google.protobuf import text_format
 
     model_path = existing_file(model_path, "model")
@@ -247,9 +266,15 @@ def write_repository(
         existing_file(plugin_lib, "plugin_lib")
         if plugin_lib.name in ("config.pbtxt", MODEL_VERSION):
             raise ValueError(f"plugin_lib {plugin_lib} has a name the repository layout uses; rename the library")
+    shapes_given = any((min_shapes, opt_shapes, max_shapes))
+    if shapes_given and (plan or accelerator != "tensorrt"):
+        why = "a plan keeps the profile it was built with (rfconv-deploy build)" if plan else \
+            "the CUDA EP takes any shape"
+        raise ValueError(f"min_shapes/opt_shapes/max_shapes set the TensorRT EP's profile of an ONNX model "
+                         f"(accelerator='tensorrt'); {why}")
     sidecar = read_sidecar(model_path) if plan else None
     version_compatible = None if sidecar is None else bool(sidecar.get("version_compatible"))
-    int8 = False
+    int8, profiles = False, ()
     if plan:
         inputs, outputs, notes = _plan_io(model_path, Path(onnx_path) if onnx_path else None)
         notes += plugin_instructions(repo, plugin_lib, version_compatible)
@@ -257,9 +282,17 @@ def write_repository(
         summary = graph_summary(model_path)
         inputs, outputs, int8 = summary.inputs, summary.outputs, summary.precision == "int8"
         notes = [f"start: tritonserver --model-repository={repo}"]
+        batched = max_batch > 0 and leading_dims_dynamic(inputs + outputs)
+        profiles = served_profiles(inputs, max_batch, batched, min_shapes, opt_shapes, max_shapes)
+        if profiles:
+            notes.append("the TensorRT EP's profile: " + "; ".join(
+                f"{p.name} {p.range_text()}" for p in profiles if p.dynamic) + " (other shapes fail)")
+        elif accelerator == "tensorrt" and dynamic_past_batch(inputs):
+            notes.append("dynamic H/W and no profile: the TensorRT EP builds an engine for every new input size "
+                         "while serving; set one with min_shapes/opt_shapes/max_shapes")
     config = build_config(
         name, inputs, outputs, plan=plan, max_batch=max_batch, max_delay_us=max_delay_us,
-        accelerator=accelerator, int8=int8,
+        accelerator=accelerator, int8=int8, profiles=profiles,
     )
 
     external = [] if plan else _external_data_files(model_path)

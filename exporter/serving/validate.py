@@ -12,6 +12,7 @@ from exporter.serving.batcher import pixels
 from exporter.serving.datatypes import FLOAT_TYPES, kserve_datatype
 from exporter.serving.protocol import RequestedOutput, RequestError
 from exporter.serving.session import TensorSpec
+from exporter.shapes import InputProfile
 
 
 def _shape_text(shape) -> str:
@@ -29,6 +30,14 @@ def _check_shape(array: np.ndarray, spec: TensorSpec) -> None:
         )
     if array.size == 0:
         raise RequestError(f"input '{spec.name}' is empty (shape {_shape_text(array.shape)})")
+
+
+def _check_range(array: np.ndarray, profile: InputProfile) -> None:
+    if not profile.contains(array.shape):
+        raise RequestError(
+            f"input '{profile.name}' has shape {_shape_text(array.shape)}, outside the shapes this server "
+            f"accepts: {profile.range_text()} (--min-shape/--max-shape)"
+        )
 
 
 def _check_finite(array: np.ndarray, spec: TensorSpec) -> None:
@@ -50,14 +59,17 @@ def check_inputs(
     max_batch_pixels: int,
     batchable: bool,
     reject_non_finite: bool,
+    profiles: tuple[InputProfile, ...] = (),
 ) -> dict[str, np.ndarray]:
     """The model's feeds, in graph order, from a request's ``inputs``.
 
     Checks names (none missing, none unknown), datatypes, shapes against ``specs`` (``-1`` matches
     any size), for a ``batchable`` model a common batch of 1 to ``max_batch`` rows, at most
-    ``max_batch_pixels`` pixels (rows x H x W, :func:`~.batcher.pixels`), and with
-    ``reject_non_finite`` that float inputs hold no NaN or Inf.
+    ``max_batch_pixels`` pixels (rows x H x W, :func:`~.batcher.pixels`), with
+    ``reject_non_finite`` that float inputs hold no NaN or Inf, and that each input with one of
+    ``profiles`` (:func:`~.session.served_profiles`) lies within its min..max shapes.
     """
+    ranges = {profile.name: profile for profile in profiles}
     names = [spec.name for spec in specs]
     unknown = [name for name in inputs if name not in names]
     if unknown:
@@ -73,6 +85,8 @@ def check_inputs(
                 f"input '{spec.name}' has datatype {datatype} but the model takes {spec.datatype}"
             )
         _check_shape(array, spec)
+        if spec.name in ranges:
+            _check_range(array, ranges[spec.name])
         if reject_non_finite:
             _check_finite(array, spec)
     if batchable:
