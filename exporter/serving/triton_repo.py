@@ -89,6 +89,12 @@ def _external_data_files(path: Path) -> list[str]:
     return sorted(files)
 
 
+def batched(max_batch: int, inputs: list[TensorSpec] | None, outputs: list[TensorSpec] | None) -> bool:
+    """Whether Triton batches the model: ``max_batch > 0`` and every tensor's first dim dynamic
+    (``inputs`` None: a plan whose tensors Triton completes, batched as asked)."""
+    return max_batch > 0 and (inputs is None or leading_dims_dynamic(inputs + (outputs or [])))
+
+
 def build_config(
     name: str,
     inputs: list[TensorSpec] | None,
@@ -122,16 +128,16 @@ def build_config(
         config.platform, config.backend = "tensorrt_plan", "tensorrt"
     else:
         config.platform, config.backend = "onnxruntime_onnx", "onnxruntime"
-    batched = max_batch > 0 and (inputs is None or leading_dims_dynamic(inputs + outputs))
-    config.max_batch_size = max_batch if batched else 0
+    batches = batched(max_batch, inputs, outputs)
+    config.max_batch_size = max_batch if batches else 0
     for specs, field in ((inputs or [], config.input), (outputs or [], config.output)):
         for spec in specs:
             field.add(
                 name=spec.name,
                 data_type=pb.DataType.Value(triton_type(spec.datatype)),
-                dims=spec.shape[1:] if batched else spec.shape,
+                dims=spec.shape[1:] if batches else spec.shape,
             )
-    if batched:
+    if batches:
         config.dynamic_batching.max_queue_delay_microseconds = max_delay_us
         if queue_policy is not None:
             policy = config.dynamic_batching.default_queue_policy
@@ -148,7 +154,7 @@ def build_config(
         # a Q/DQ (int8) file: ONNX Runtime's TensorRT EP builds its Q/DQ layers only with int8 on
         trt.parameters["precision_mode"] = "INT8" if int8 else "FP16" if half else "FP32"
         trt.parameters["max_workspace_size_bytes"] = str(TRT_WORKSPACE_BYTES)
-        if inputs and (batched or profiles):  # one engine for every batch (and size) served, as serve's
+        if inputs and (batches or profiles):  # one engine for every batch (and size) served, as serve's
             trt.parameters.update(tensorrt_ep_options(inputs, max_batch, profiles))
     elif not plan and accelerator != "cuda":
         raise ValueError(f"accelerator {accelerator!r} is not one of tensorrt, cuda")
@@ -282,8 +288,8 @@ def write_repository(
         summary = graph_summary(model_path)
         inputs, outputs, int8 = summary.inputs, summary.outputs, summary.precision == "int8"
         notes = [f"start: tritonserver --model-repository={repo}"]
-        batched = max_batch > 0 and leading_dims_dynamic(inputs + outputs)
-        profiles = served_profiles(inputs, max_batch, batched, min_shapes, opt_shapes, max_shapes)
+        profiles = served_profiles(inputs, max_batch, batched(max_batch, inputs, outputs), min_shapes, opt_shapes,
+                                   max_shapes)
         if profiles:
             notes.append("the TensorRT EP's profile: " + "; ".join(
                 f"{p.name} {p.range_text()}" for p in profiles if p.dynamic) + " (other shapes fail)")
