@@ -59,8 +59,8 @@ from exporter.serving.protocol import (
 from exporter.serving.service import InferenceService, ServeConfig
 from exporter.serving.session import (
     OrtModel,
-    dynamic_past_batch,
     leading_dims_dynamic,
+    missing_profile_note,
     select_providers,
     served_profiles,
     tensorrt_ep_options,
@@ -407,9 +407,9 @@ def load_service(model_path: str | Path, config: ServeConfig, provider: str = "a
         if TENSORRT_EP in providers:
             options = tensorrt_session_options(summary, config.max_batch, profiles)
             providers = select_providers(provider, tensorrt_options=options)
-            if not profiles and dynamic_past_batch(summary.inputs):
-                log.warning("%s has dynamic H/W and no shape range: the TensorRT EP builds an engine for every new "
-                            "input size while serving; give --min-shape/--opt-shape/--max-shape", model_path)
+            note = missing_profile_note(summary.inputs, profiles)
+            if note:
+                log.warning("%s: %s", model_path, note)
     return InferenceService(OrtModel(model_path, providers), config, profiles)
 
 

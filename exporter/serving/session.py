@@ -89,22 +89,25 @@ def tensorrt_ep_options(inputs: list[TensorSpec], max_batch: int,
     all seen before arrives, which under dynamic batching (or any new H x W) means engine builds
     while serving.
     """
-    if profiles:
-        dynamic = [profile for profile in profiles if profile.dynamic]
-        return {f"trt_profile_{label}_shapes": ",".join(f"{profile.name}:{'x'.join(map(str, getattr(profile, label)))}"
-                                                          for profile in dynamic)
-                for label in ("min", "opt", "max")}
-    if not leading_dims_dynamic(inputs) or dynamic_past_batch(inputs):
-        return {}
+    if not profiles:
+        if not leading_dims_dynamic(inputs) or dynamic_past_batch(inputs):
+            return {}
+        profiles = tuple(InputProfile(spec.name, (1, *spec.shape[1:]), (max_batch, *spec.shape[1:]),
+                                      (max_batch, *spec.shape[1:]), dynamic=True) for spec in inputs)
+    dynamic = [profile for profile in profiles if profile.dynamic]
+    return {f"trt_profile_{label}_shapes": ",".join(f"{profile.name}:{'x'.join(map(str, getattr(profile, label)))}"
+                                                      for profile in dynamic)
+            for label in ("min", "opt", "max")}
 
-    def shapes(rows: int) -> str:
-        return ",".join(f"{s.name}:{'x'.join(str(d) for d in (rows, *s.shape[1:]))}" for s in inputs)
 
-    return {
-        "trt_profile_min_shapes": shapes(1),
-        "trt_profile_opt_shapes": shapes(max_batch),
-        "trt_profile_max_shapes": shapes(max_batch),
-    }
+NO_PROFILE_NOTE = ("dynamic H/W and no shape range: the TensorRT EP builds an engine for every new input size while "
+                   "serving; give --min-shape/--opt-shape/--max-shape")
+
+
+def missing_profile_note(inputs: list[TensorSpec], profiles: tuple[InputProfile, ...]) -> str | None:
+    """:data:`NO_PROFILE_NOTE` when the TensorRT EP would serve ``inputs`` without a profile for
+    their H/W (dynamic past the batch, no ``profiles``), else None."""
+    return NO_PROFILE_NOTE if not profiles and dynamic_past_batch(inputs) else None
 
 
 def select_providers(

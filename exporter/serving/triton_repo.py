@@ -27,9 +27,9 @@ from exporter.serving.datatypes import triton_type
 from exporter.serving.model_io import graph_summary, onnx_io
 from exporter.serving.session import (
     TensorSpec,
-    dynamic_past_batch,
     existing_file,
     leading_dims_dynamic,
+    missing_profile_note,
     served_profiles,
     tensorrt_ep_options,
 )
@@ -293,9 +293,8 @@ def write_repository(
         if profiles:
             notes.append("the TensorRT EP's profile: " + "; ".join(
                 f"{p.name} {p.range_text()}" for p in profiles if p.dynamic) + " (other shapes fail)")
-        elif accelerator == "tensorrt" and dynamic_past_batch(inputs):
-            notes.append("dynamic H/W and no profile: the TensorRT EP builds an engine for every new input size "
-                         "while serving; set one with min_shapes/opt_shapes/max_shapes")
+        elif accelerator == "tensorrt" and (note := missing_profile_note(inputs, profiles)):
+            notes.append(note)
     config = build_config(
         name, inputs, outputs, plan=plan, max_batch=max_batch, max_delay_us=max_delay_us,
         accelerator=accelerator, int8=int8, profiles=profiles,
