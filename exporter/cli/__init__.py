@@ -3,7 +3,8 @@
 Each command module declares its arguments in ``register(sub)`` from the shared groups of
 :mod:`.args` and imports its library module only inside ``run(args)``, so ``--help`` and
 ``serve`` never load torch. Library errors name parameters (``opt_shapes``); :func:`main`
-prints them with the command's flags instead (``--opt-shape``), see :func:`.args.as_flags`.
+prints them with the command's flags instead (``--opt-shape``), see :func:`.args.as_flags`, as one
+line; ``rfconv-deploy --debug COMMAND`` also prints the traceback with every chained cause.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from exporter import __version__
 from exporter.cli.args import as_flags
@@ -25,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deploy rectified-convolution CNNs: ONNX export, TensorRT, serving, comparison.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on a failure, print the full traceback (with its causes) instead of one line")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         command = importlib.import_module(f"exporter.cli.{name}")
@@ -39,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ValueError, RuntimeError, OSError) as err:
+        if args.debug:
+            traceback.print_exc()
         print(f"rfconv-deploy {args.command}: error: {as_flags(str(err), args.command_parser)}", file=sys.stderr)
         return 2
 

@@ -9,10 +9,12 @@ Nothing here imports torch: the model is loaded only when a command runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from collections.abc import Callable
 from pathlib import Path
 
+from exporter.config import cli_fields, field_default, flag_of
 from exporter.shapes import parse_named_shape, parse_shape
 
 
@@ -91,6 +93,66 @@ def shape_range_arguments(parser: argparse.ArgumentParser, what: str) -> None:
 def plugin_library_argument(parser: argparse.ArgumentParser, help: str) -> None:
     """``--plugin-lib``: the RFConvRectify TensorRT plugin library (default: the one CMake built)."""
     parser.add_argument("--plugin-lib", dest="plugin_library", metavar="PATH", help=help)
+
+
+def _default_text(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_type: type, *, skip: tuple[str, ...] = (),
+                         only: tuple[str, ...] | None = None) -> None:
+    """Add one argument per :func:`exporter.config.option` field of ``config_type`` to ``parser``.
+
+    The argument's ``dest`` is the field name (so :func:`as_flags` maps library messages that
+    name the field to the flag) and its default is the field's; ``skip`` / ``only`` select
+    fields. Fields with a ``group`` go into argument groups of that title, created once.
+    """
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in cli_fields(config_type):
+        if f.name in skip or (only is not None and f.name not in only):
+            continue
+        meta = f.metadata["cli"]
+        target = parser
+        if meta["group"]:
+            if meta["group"] not in groups:
+                groups[meta["group"]] = parser.add_argument_group(meta["group"])
+            target = groups[meta["group"]]
+        default = field_default(f)
+        help_text = meta["help"]
+        flags = ([meta["short"]] if meta["short"] else []) + [flag_of(f)]
+        kwargs: dict = {"dest": f.name, "default": default}
+        if isinstance(default, bool) or (default is None and f.type in ("bool | None", "Optional[bool]")):
+            if default is True:
+                flags = [meta["negative"] or "--no-" + flag_of(f)[2:]]
+                kwargs["action"] = "store_false"
+            elif default is False:
+                kwargs["action"] = "store_true"
+            else:
+                kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            if meta["parse"] is not None:
+                kwargs["type"] = meta["parse"]
+            elif isinstance(default, (int, float)) and not isinstance(default, bool):
+                kwargs["type"] = type(default)
+            if meta["choices"] is not None:
+                kwargs["choices"] = meta["choices"]
+            if meta["metavar"]:
+                kwargs["metavar"] = meta["metavar"]
+            if meta["nargs"]:
+                kwargs["nargs"] = meta["nargs"]
+            if meta["show_default"] and default is not None and default != () and default is not argparse.SUPPRESS:
+                help_text = f"{help_text} (default: {_default_text(default)})"
+        target.add_argument(*flags, help=help_text, **kwargs)
+
+
+def config_from_args(config_type: type, args: argparse.Namespace, **values):
+    """``config_type`` built from the parsed ``args`` (fields added by :func:`add_config_arguments`)
+    and ``values`` (fields the command fills itself, e.g. from a positional argument)."""
+    names = {f.name for f in dataclasses.fields(config_type)}
+    taken = {name: getattr(args, name) for name in names if hasattr(args, name) and name not in values}
+    return config_type(**taken, **values)
 
 
 _VALUE = r"""('[^']*'|"[^"]*"|\([^)]*\)|[^\s,;:)]+)"""

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from exporter.cli.args import shape_range_arguments
+from exporter.cli.args import add_config_arguments, config_from_args, shape_range_arguments
+from exporter.serving.config import ServeConfig
 
 
 def port(text: str) -> int:
@@ -33,30 +34,7 @@ def register(sub) -> argparse.ArgumentParser:
                    help="gRPC port, GRPCInferenceService (default: 8001; 0 picks a free one)")
     p.add_argument("--no-grpc", dest="grpc", action="store_false", help="serve HTTP only")
     p.add_argument("--name", help="model name in the URLs (default: the file's stem)")
-    p.add_argument("--max-batch", type=int, default=8, help="most rows run at once (default: 8)")
-    p.add_argument("--max-delay-ms", type=float, default=2.0,
-                   help="longest a request waits for others to batch with (default: 2 ms)")
-    p.add_argument("--reject-non-finite", action="store_true", help="answer 400 to inputs with NaN or Inf")
-    p.add_argument("--max-body-mb", type=float, default=64.0,
-                   help="largest request body (and gRPC message), MiB, on the wire and decompressed (default: 64)")
-    p.add_argument("--max-json-mb", type=float, default=4.0,
-                   help="largest JSON part of a request, MiB; larger tensors go as binary data (default: 4)")
-    p.add_argument("--max-queue", type=int, default=64,
-                   help="most rows waiting for a run; beyond it 503 + Retry-After (default: 64)")
-    p.add_argument("--max-queue-delay-ms", type=float, default=10_000.0,
-                   help="longest a request waits for its run before 503 + Retry-After (default: 10000 ms)")
-    p.add_argument("--max-batch-pixels", type=int, default=1 << 21,
-                   help="most pixels (rows x H x W) in one run and one request; the queue holds "
-                        "--max-queue / --max-batch runs' worth (default: 2097152, 8 images of 512x512)")
-    p.add_argument("--max-connections", type=int, default=256,
-                   help="most open HTTP connections, the next is answered 503 and closed; also the most "
-                        "gRPC calls at once, beyond it RESOURCE_EXHAUSTED (default: 256)")
-    p.add_argument("--header-timeout-s", type=float, default=10.0,
-                   help="seconds for a request's headers to arrive, and keep-alive idle limit (default: 10)")
-    p.add_argument("--body-timeout-s", type=float, default=60.0,
-                   help="seconds for a request's body to arrive, else 408 (default: 60)")
-    p.add_argument("--shutdown-grace-s", type=float, default=10.0,
-                   help="on SIGTERM, seconds queued requests may still run; the rest get 503 (default: 10)")
+    add_config_arguments(p, ServeConfig)
     p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"],
                    help="ONNX Runtime execution provider (default: auto = TensorRT EP, CUDA EP, CPU, best available)")
     shape_range_arguments(p, "the shapes this server accepts (others get 400), and with the TensorRT EP the "
@@ -66,19 +44,10 @@ def register(sub) -> argparse.ArgumentParser:
     return p
 
 
-CONFIG_FIELDS = (
-    "max_batch", "max_delay_ms", "reject_non_finite", "max_body_mb", "max_json_mb", "max_queue",
-    "max_queue_delay_ms", "max_batch_pixels", "max_connections", "header_timeout_s", "body_timeout_s",
-    "shutdown_grace_s",
-)
-
-
 def run(args: argparse.Namespace) -> int:
     from exporter.serving.server import load_service, serve_forever
-    from exporter.serving.service import ServeConfig
 
-    options = {field: getattr(args, field) for field in CONFIG_FIELDS}
-    config = ServeConfig(name=args.name or Path(args.model).stem, **options)
+    config = config_from_args(ServeConfig, args, name=args.name or Path(args.model).stem)
     service = load_service(args.model, config, args.provider, min_shapes=args.min_shapes, opt_shapes=args.opt_shapes,
                            max_shapes=args.max_shapes)
     print(f"serving model '{config.name}' from {args.model}: {service.describe()}", flush=True)

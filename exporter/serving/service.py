@@ -13,10 +13,10 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TypeVar
 
 from exporter.backends.availability import TENSORRT_EP
+from exporter.serving.config import ServeConfig
 from exporter.serving.batcher import DynamicBatcher, Overloaded, Timing
 from exporter.serving.protocol import (
     InferRequest,
@@ -37,65 +37,6 @@ from exporter.shapes import InputProfile
 MODEL_VERSION = "1"
 PLATFORM = "onnxruntime_onnx"
 Answer = TypeVar("Answer")
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """Serving options.
-
-    Model ``name`` in URLs; batches of up to ``max_batch`` rows and ``max_batch_pixels`` pixels
-    (rows x H x W) gathered for at most ``max_delay_ms`` milliseconds; NaN/Inf inputs refused when
-    ``reject_non_finite``; request bodies of at most ``max_body_mb`` MiB on the wire and after
-    decompression, their JSON part at most ``max_json_mb`` MiB (JSON decoding holds the
-    interpreter, about 20 ms per MiB; large tensors go as binary data).
-
-    Admission: at most ``max_queue`` rows wait for a run (requests, for a model whose batch
-    dimension is fixed) and none waits longer than
-    ``max_queue_delay_ms``; past either the answer is 503 with ``Retry-After``. Connections:
-    at most ``max_connections`` at once; request headers must arrive within ``header_timeout_s``
-    (also the keep-alive idle limit) and a body within ``body_timeout_s`` seconds. On shutdown
-    queued requests run for up to ``shutdown_grace_s`` seconds; the rest are answered 503.
-    """
-
-    name: str
-    max_batch: int = 8
-    max_delay_ms: float = 2.0
-    reject_non_finite: bool = False
-    max_body_mb: float = 64.0
-    max_json_mb: float = 4.0
-    max_queue: int = 64
-    max_queue_delay_ms: float = 10_000.0
-    max_batch_pixels: int = 1 << 21  # 8 images of 512 x 512
-    max_connections: int = 256
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 60.0
-    shutdown_grace_s: float = 10.0
-
-    def __post_init__(self):
-        if not self.name or "/" in self.name:
-            raise ValueError(f"model name {self.name!r} must be non-empty and contain no '/'")
-        at_least_one = ("max_batch", "max_queue", "max_batch_pixels", "max_connections")
-        for field in at_least_one:
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
-        if self.max_queue < self.max_batch:
-            raise ValueError(f"max_queue={self.max_queue} must be at least max_batch={self.max_batch}")
-        if self.max_delay_ms < 0:
-            raise ValueError(f"max_delay_ms must be >= 0, got {self.max_delay_ms}")
-        positive = ("max_body_mb", "max_json_mb", "max_queue_delay_ms", "header_timeout_s", "body_timeout_s")
-        for field in positive:
-            if not getattr(self, field) > 0:
-                raise ValueError(f"{field} must be > 0, got {getattr(self, field)}")
-        if self.shutdown_grace_s < 0:
-            raise ValueError(f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s}")
-
-    @property
-    def max_body_bytes(self) -> int:
-        return int(self.max_body_mb * 1024 * 1024)
-
-    @property
-    def max_json_bytes(self) -> int:
-        return int(self.max_json_mb * 1024 * 1024)
 
 
 DECODE_THREADS = 2
