@@ -16,8 +16,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from exporter.backends.availability import TENSORRT_EP
-from exporter.serving.config import ServeConfig
 from exporter.serving.batcher import DynamicBatcher, Overloaded, Timing
+from exporter.serving.config import ServeConfig
 from exporter.serving.protocol import (
     InferRequest,
     RequestedOutput,
