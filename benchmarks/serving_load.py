@@ -27,18 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import export_registry_model, percentile
+
 TARGET_RATIO = 0.8
 START_TIMEOUT_S = 300.0
 REQUEST_TIMEOUT_S = 120.0
-
-
-def export_model(name: str, size: int, path: Path) -> None:
-    """Export registry model ``name`` with the project's exporter (dynamic batch, BN folded)."""
-    import torch
-
-    from exporter import build_model, export_onnx
-
-    export_onnx(build_model(name), torch.randn(1, 3, size, size), path, output_names=["logits"])
 
 
 def process_cpu_s(pid: int | None = None) -> float | None:
@@ -50,11 +43,6 @@ def process_cpu_s(pid: int | None = None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 class ServerProcess:
@@ -143,7 +131,7 @@ def run(model_name: str, size: int, requests: int, clients: int, blocks: int, ba
 
     workdir = tempfile.TemporaryDirectory(prefix="rfconv-serving-bench-")
     path = Path(workdir.name) / f"{model_name}.onnx"
-    export_model(model_name, size, path)
+    export_registry_model(model_name, size, path, output_names=["logits"])
     images = np.random.default_rng(0).standard_normal((requests, 3, size, size)).astype(np.float32)
     local_model = OrtModel(path)
     server = ServerProcess(path, batch, max_delay_ms)
