@@ -1,7 +1,8 @@
 """INT8 accuracy against fp32 (issue 17): the digits CNN of ``resolution_study.py``, plain and
 rectified, trained as the benchmark does (15 epochs, one thread: about 25 s, in CI), and
 RF-ResNet-50 against the plain ResNet-50 (slow), on random pixels and on photo crops. The same
-numbers come from ``python -m benchmarks.quantize_accuracy``, which runs the same functions (benchmarks/README.md, "INT8")."""
+numbers come from ``python -m benchmarks.quantize_accuracy``, which runs the same functions
+(:mod:`tests.helpers.int8_accuracy`; results in benchmarks/README.md, "INT8")."""
 
 from __future__ import annotations
 
