@@ -10,7 +10,7 @@ alternate the candidates run by run, which cancels most of the drift of a shared
 it is timed). Also reports the file-size overhead. (The alternative graph layouts once timed here
 are a finished study: benchmarks/README.md, "export_latency".)
 
-Target (issue 3): ratio <= 1.02 at batch 1; file size <= +0.05 %.
+Target: ratio <= 1.02 at batch 1; file size <= +0.05 %.
 Run: ``python -m benchmarks.export_latency [--compact-scales] [--batch 1 8] [--blocks 41] [--spin]``.
 
 ONNX Runtime's worker threads spin while they wait for work by default. On a machine whose

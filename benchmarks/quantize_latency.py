@@ -1,4 +1,4 @@
-"""ONNX Runtime CPU latency of INT8 RF-ResNet-50 vs INT8 ResNet-50 and their fp32 files (issue 17).
+"""ONNX Runtime CPU latency of INT8 RF-ResNet-50 vs INT8 ResNet-50 and their fp32 files.
 
 Exports RF-ResNet-50 and the plain ResNet-50 (same weights, BatchNorm folded), quantizes each
 with :func:`exporter.quantize.quantize.quantize_onnx` (default: int8 symmetric Q/DQ, the

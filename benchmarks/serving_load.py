@@ -4,7 +4,7 @@ The model (RF-ResNet-50 with seeded weights at 112x112 by default) is exported o
 a dynamic batch. The server runs in its own process (``rfconv-deploy serve``) on loopback; client
 threads, each with its own ``tritonclient.http`` client, send single-image binary requests. The
 baseline calls ONNX Runtime in this process on batches of 8. Server and baseline blocks alternate,
-each pair giving one throughput ratio. Target (issue 6): server throughput >= 0.8x in-process.
+each pair giving one throughput ratio. Target: server throughput >= 0.8x in-process.
 Run: ``python -m benchmarks.serving_load`` (``--help`` for sizes).
 """
 
