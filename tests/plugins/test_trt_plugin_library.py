@@ -161,8 +161,7 @@ def test_plugin_library_does_nothing_when_loaded(plugin_build):
     """No registry lookup in the plugin library: TensorRT's loadLibrary dlopens it, and a registry call from
     its static initializers would re-enter the registry. The autoregistration library does the lookup."""
     library = plugin_build / "librfconv_trt_plugin.so"
-    undefined = _dynamic_symbols(library, "--undefined-only")
-    assert not {"dlsym", "dlopen"} & undefined, sorted({"dlsym", "dlopen"} & undefined)
+    # (It may import dlopen/dlsym: the static CUDA runtime loads libcuda.so with them.)
     assert b"getPluginRegistry\0" not in library.read_bytes(), "the plugin library looks getPluginRegistry up"
     autoreg = plugin_build / "librfconv_trt_plugin_autoreg.so"
     assert {"dlsym", "dlopen"} <= _dynamic_symbols(autoreg, "--undefined-only")
