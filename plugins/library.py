@@ -61,6 +61,18 @@ def find_library(path: str | os.PathLike | None = None) -> Path:
     raise FileNotFoundError(f"RFConvRectify plugin library {LIBRARY_NAME} not found in {looked}; {BUILD_HINT}")
 
 
+def autoreg_library(library: str | os.PathLike) -> Path:
+    """The autoregistration library built beside the plugin library ``library``: what Triton's ``plugins=``
+    and ``LD_PRELOAD`` take (it loads ``library`` from its own folder). Raises ``FileNotFoundError`` when it
+    is not there."""
+    library = Path(library)
+    autoreg = library.with_name(AUTOREG_NAME)
+    if not autoreg.is_file():
+        raise FileNotFoundError(f"{autoreg} does not exist: loaders that only dlopen (Triton's plugins=, "
+                                f"LD_PRELOAD) need it beside {library.name}; {BUILD_HINT}")
+    return autoreg.resolve()
+
+
 def import_tensorrt():
     """``tensorrt``, or RuntimeError saying that TensorRT is needed (it is never a hard dependency)."""
     try:

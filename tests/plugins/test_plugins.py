@@ -72,6 +72,15 @@ def test_find_library_refuses_the_autoregistration_library(tmp_path):
         library.find_library(autoreg)
 
 
+def test_autoreg_library_is_found_beside_the_plugin_library(tmp_path):
+    plugin = tmp_path / library.LIBRARY_NAME
+    plugin.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"librfconv_trt_plugin_autoreg.so does not exist: .*plugins="):
+        library.autoreg_library(plugin)
+    (tmp_path / library.AUTOREG_NAME).write_bytes(b"")
+    assert library.autoreg_library(plugin) == (tmp_path / library.AUTOREG_NAME).resolve()
+
+
 class _Creator:
     def __init__(self, name, version, namespace):
         self.name, self.plugin_version, self.plugin_namespace = name, version, namespace
