@@ -97,3 +97,15 @@ def test_options_module_is_light():
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_a_broken_sidecar_keeps_its_cause(tmp_path):
+    import json
+
+    from exporter.trt.sidecar import read_sidecar, sidecar_path
+
+    plan = tmp_path / "m.plan"
+    sidecar_path(plan).write_text("{not json")
+    with pytest.raises(ValueError, match="is not the JSON sidecar") as caught:
+        read_sidecar(plan)
+    assert isinstance(caught.value.__cause__, json.JSONDecodeError)
