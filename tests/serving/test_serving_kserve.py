@@ -115,7 +115,7 @@ def test_plain_plan_without_its_library_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    ([], "--kserve needs --storage-uri"),
+    ([], "(--kserve FILE.yaml) needs --storage-uri"),
     (["--storage-uri", "bucket/models"], "is not a URI such as gs://"),
     (["--storage-uri", STORAGE, "--kserve-name", "Bad_Name"], "set --kserve-name"),
     (["--storage-uri", STORAGE, "--gpus", "0"], "gpus must be at least 1"),
