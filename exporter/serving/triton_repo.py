@@ -295,7 +295,7 @@ def write_repository(
     shapes_given = any((min_shapes, opt_shapes, max_shapes))
     if shapes_given and (plan or accelerator != "tensorrt"):
         why = "a plan keeps the profile it was built with (rfconv-deploy build)" if plan else \
-            "the CUDA EP and the CPU take any shape"
+            f"the {'CUDA EP' if accelerator == 'cuda' else 'CPU'} takes any shape"
         raise ValueError(f"min_shapes/opt_shapes/max_shapes set the TensorRT EP's profile of an ONNX model "
                          f"(accelerator='tensorrt'); {why}")
     sidecar = read_sidecar(model_path) if plan else None
