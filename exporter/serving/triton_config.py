@@ -58,8 +58,8 @@ class TritonConfig:
     kserve_name: str | None = option(None, group=KSERVE_GROUP,
                                      help="InferenceService name (default: the model name, lower case, '-' for '_')")
     gpus: int | None = option(None, parse=int, group=KSERVE_GROUP,
-                              help="nvidia.com/gpu per replica (default: 1; 0 and the only choice with "
-                                   "--accelerator cpu)")
+                              help="nvidia.com/gpu per replica (default: 1; with --accelerator cpu 0, the only "
+                                   "value allowed)")
     min_replicas: int = option(1, group=KSERVE_GROUP, help="fewest replicas")
     max_replicas: int | None = option(None, parse=int, group=KSERVE_GROUP,
                                       help="most replicas, KServe scales between (default: --min-replicas)")
