@@ -91,8 +91,8 @@ ONNX_DAMAGE = {  # rule -> how a written ONNX repository is made to break it
     "accelerator": lambda repo: _edit(repo / "m" / "config.pbtxt",
                                       lambda c: _accelerator(c).parameters.__setitem__("trt_fp16_enable", "1")),
     "accelerator-precision": _set_fp16_weights,
-    "accelerator-kind": lambda repo: _edit(repo / "m" / "config.pbtxt",
-                                           lambda c: setattr(c.instance_group[0], "kind", pb.ModelInstanceGroup.KIND_CPU)),
+    "accelerator-kind": lambda repo: _edit(
+        repo / "m" / "config.pbtxt", lambda c: setattr(c.instance_group[0], "kind", pb.ModelInstanceGroup.KIND_CPU)),
     "plugin-library": lambda repo: _edit(
         repo / "m" / "config.pbtxt",
         lambda c: _accelerator(c).parameters.__setitem__("trt_extra_plugin_lib_paths", str(repo / "missing.so"))),
