@@ -49,6 +49,10 @@ RULES = {rule.name: rule for rule in (
     Rule("platform", "platform and backend are a known pair and match the model file in 1/",
          "core src/model_config_utils.cc ValidateModelConfig ('unexpected platform and backend pair') and "
          "GetNormalizedModelConfig (default_model_filename per platform)"),
+    Rule("version", "version 1 (the one written) is among the versions Triton serves: numeric folders, the highest "
+                    "num_versions of them under the default policy latest { num_versions: 1 }",
+         "core src/model_config_utils.cc GetNormalizedModelConfig (default version policy); "
+         "src/model_repository_manager/model_lifecycle.cc VersionsToLoad"),
     Rule("io", "max_batch_size >= 0; every input and output has a name, a data_type and dims of ints >= 1 or -1",
          "core src/model_config_utils.cc ValidateModelConfig, ValidateIOShape"),
     Rule("onnx-io", "an ONNX model's inputs and outputs: same names and count, same data types, a dynamic first "
@@ -172,26 +176,57 @@ def _check_model(m: _Model) -> None:
     if config.name != m.name:
         m.fail("name", f"config name {config.name!r} differs from its directory {m.name!r}")
     m.done("name")
-    if config.platform not in MODEL_FILES or BACKENDS[config.platform] != config.backend:
-        m.fail("platform", f"platform {config.platform!r} with backend {config.backend!r}: this toolkit writes "
-                           + " or ".join(f"{p}/{b}" for p, b in BACKENDS.items()))
+    platform = config.platform or {b: p for p, b in BACKENDS.items()}.get(config.backend, "")
+    if platform not in MODEL_FILES:
+        for rule in ("platform", "layout", "version", "io", "onnx-io", "plan-batch", "plan-dims"):
+            m.skip(rule, f"platform {config.platform!r} / backend {config.backend!r}: rules here cover "
+                         + " and ".join(f"{p} ({b})" for p, b in BACKENDS.items()))
         return
-    model_file = m.dir / "1" / MODEL_FILES[config.platform]
-    others = [m.dir / "1" / f for p, f in MODEL_FILES.items() if p != config.platform]
+    if config.backend and BACKENDS[platform] != config.backend:
+        m.fail("platform", f"platform {platform!r} with backend {config.backend!r}: Triton pairs it with "
+                           f"{BACKENDS[platform]!r}")
+        return
+    if not _serves_version_one(m, config):
+        return
+    model_file = m.dir / "1" / (config.default_model_filename or MODEL_FILES[platform])
+    others = [m.dir / "1" / f for p, f in MODEL_FILES.items() if p != platform]
     if not model_file.is_file() or model_file.is_symlink():
         found = [p.name for p in others if p.exists()]
         m.fail("platform" if found else "layout",
-               f"platform {config.platform} loads {model_file}, which is not a regular file"
+               f"platform {platform} loads {model_file}, which is not a regular file"
                + (f" (1/ holds {', '.join(found)}: the platform does not match the file)" if found else ""))
         return
     m.done("layout")
     m.done("platform")
     _check_io(m, config)
-    _check_accelerators(m, config)
-    if config.platform == "onnxruntime_onnx":
+    _check_accelerators(m, config, platform)
+    if platform == "onnxruntime_onnx":
         _check_onnx(m, config, model_file)
     else:
         _check_plan(m, config, model_file)
+
+
+def _serves_version_one(m: _Model, config) -> bool:
+    """Whether Triton's version policy loads folder ``1``; records the ``version`` rule."""
+    versions = sorted(int(p.name) for p in m.dir.iterdir() if p.is_dir() and p.name.isdigit())
+    policy = config.version_policy.WhichOneof("policy_choice") if config.HasField("version_policy") else "latest"
+    if policy == "all":
+        served = versions
+    elif policy == "specific":
+        served = [v for v in versions if v in set(config.version_policy.specific.versions)]
+    else:
+        count = config.version_policy.latest.num_versions if config.HasField("version_policy") else 1
+        served = versions[-max(count, 1):] if versions else []
+    if 1 not in served:
+        m.fail("version" if versions else "layout",
+               f"Triton serves version(s) {served} of {m.dir}, not 1 (the one checked and written here)"
+               if versions else f"{m.dir} has no version folder 1/")
+        return False
+    for version in served:
+        if version != 1:
+            m.skip("version", f"Triton also serves version {version}; only version 1 is checked")
+    m.done("version")
+    return True
 
 
 def _check_io(m: _Model, config) -> None:
@@ -210,7 +245,7 @@ def _check_io(m: _Model, config) -> None:
     m.done("io")
 
 
-def _check_accelerators(m: _Model, config) -> None:
+def _check_accelerators(m: _Model, config, platform: str) -> None:
     pb = model_config_pb2()
     accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
     for accelerator in accelerators:
@@ -224,7 +259,7 @@ def _check_accelerators(m: _Model, config) -> None:
             mode = accelerator.parameters.get("precision_mode", "FP32")
             if mode not in TRITON_PRECISION_MODES:
                 m.fail("accelerator", f"precision_mode {mode!r} is not one of {', '.join(TRITON_PRECISION_MODES)}")
-    if accelerators and config.platform != "onnxruntime_onnx":
+    if accelerators and platform != "onnxruntime_onnx":
         m.fail("accelerator", "gpu_execution_accelerator is for the onnxruntime backend; a plan is already an engine")
     m.done("accelerator")
     on_cpu = [g for g in config.instance_group if g.kind == pb.ModelInstanceGroup.KIND_CPU]

@@ -97,6 +97,7 @@ ONNX_DAMAGE = {  # rule -> how a written ONNX repository is made to break it
         repo / "m" / "config.pbtxt",
         lambda c: _accelerator(c).parameters.__setitem__("trt_extra_plugin_lib_paths", str(repo / "missing.so"))),
     "no-plugin-op": _replace_with_plugin_op,
+    "version": lambda repo: shutil.copytree(repo / "m" / "1", repo / "m" / "2"),  # Triton serves the latest
 }
 
 
@@ -212,3 +213,25 @@ def test_accelerator_parameters_are_translated_from_ort_option_names():
     with pytest.raises(ValueError, match="no parameter in Triton's onnxruntime backend"):
         triton_accelerator_parameters({"trt_op_types_to_exclude": "Conv"})
     assert set(TRITON_TO_ORT_TRT) | {"precision_mode"} == TRITON_TRT_PARAMETERS
+
+
+def test_version_policy_decides_what_is_checked(tmp_path):
+    repo = _onnx_repo(tmp_path)
+    shutil.copytree(repo / "m" / "1", repo / "m" / "2")
+    assert "version" in _failed_rules(repo)
+    _edit(repo / "m" / "config.pbtxt", lambda c: setattr(c.version_policy.latest, "num_versions", 2))
+    report = check_repository(repo)
+    assert report.ok and [f.rule for f in report.unchecked] == ["version"]  # version 2 is served, not checked
+    _edit(repo / "m" / "config.pbtxt", lambda c: c.version_policy.specific.versions.append(1))
+    report = check_repository(repo)
+    assert report.ok and not report.unchecked
+
+
+def test_a_backend_without_platform_is_checked_and_other_backends_are_not_passed(tmp_path):
+    repo = _onnx_repo(tmp_path)
+    _edit(repo / "m" / "config.pbtxt", lambda c: setattr(c, "platform", ""))  # Triton fills it in
+    report = check_repository(repo)
+    assert report.ok and "onnx-io" in report.ran["m"]
+    _edit(repo / "m" / "config.pbtxt", lambda c: setattr(c, "backend", "python"))
+    report = check_repository(repo)
+    assert report.ok and "platform" in {f.rule for f in report.unchecked} and "onnx-io" not in report.ran["m"]
