@@ -34,10 +34,12 @@ def tensorrt_ep_precision_options(precision: str, build_fp16: bool = False) -> d
 
     The EP builds a weakly typed network, so a Q/DQ file needs int8 on (``trt_int8_enable``; no
     calibration table, the scales are in the file; Triton's ``precision_mode INT8`` says the
-    same), and an fp32 file runs in fp16 only with ``trt_fp16_enable`` (``build_fp16``).
+    same). An fp16 file (fp16 weights, whatever its input and output types) needs
+    ``trt_fp16_enable``, else TensorRT computes its layers in fp32 (Triton's ``precision_mode FP16``
+    says the same); an fp32 file runs in fp16 only with it too (``build_fp16``).
     """
     if precision == "int8":
         return {"trt_int8_enable": "True"}
-    if build_fp16 and precision == "fp32":
+    if precision == "fp16" or (build_fp16 and precision == "fp32"):
         return {"trt_fp16_enable": "True"}
     return {}

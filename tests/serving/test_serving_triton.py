@@ -41,6 +41,8 @@ def test_onnx_repository_with_dynamic_batch(tmp_path):
     assert written.model_file.read_bytes() == source.read_bytes()
     config = _parse(written.config_path)
     assert config == read_config(written.config_path) == written.config
+    # the writer checked what it wrote as Triton would load it (exporter.serving.triton_check)
+    assert written.check.ok and not written.check.unchecked and "onnx-io" in written.check.ran["tiny"]
     assert (config.name, config.platform, config.backend) == ("tiny", "onnxruntime_onnx", "onnxruntime")
     assert config.max_batch_size == 16
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
