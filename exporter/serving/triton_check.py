@@ -20,6 +20,7 @@ from pathlib import Path
 
 from exporter.serving.datatypes import triton_type
 from exporter.serving.model_config import TRITON_PRECISION_MODES, TRITON_TRT_PARAMETERS, model_config_pb2, parse_config
+from plugins.library import AUTOREG_NAME, LIBRARY_NAME
 
 CONFIG_FILE = "config.pbtxt"  # core src/constants.h kModelConfigPbTxt
 MODEL_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}  # kOnnxRuntimeOnnxFilename, ...
@@ -387,4 +388,7 @@ def _check_plan(m: _Model, config, model_file: Path) -> None:
         for name in libraries:
             if (m.dir / name).read_bytes()[:4] != b"\x7fELF":
                 m.fail("plugin-library", f"{m.dir / name} is not a shared library (no ELF header)")
+        if AUTOREG_NAME in libraries and LIBRARY_NAME not in libraries:
+            m.fail("plugin-library", f"{m.dir / AUTOREG_NAME} loads {LIBRARY_NAME} from its own folder, and "
+                                     f"{m.dir} has none")
     m.done("plugin-library")

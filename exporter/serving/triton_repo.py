@@ -40,6 +40,7 @@ from exporter.serving.model_io import graph_summary, onnx_io
 from exporter.serving.session import existing_file, missing_profile_note, served_profiles
 from exporter.serving.triton_check import SIDECAR, CheckReport, check_repository, plugin_nodes
 from exporter.trt.sidecar import read_sidecar, sidecar_path
+from plugins.library import AUTOREG_NAME, LIBRARY_NAME, autoreg_library
 
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine")
@@ -125,9 +126,10 @@ def plugin_instructions(repo: Path, plugin_lib: Path | None, version_compatible:
     plan carries the plugin library inside and loads only with the TensorRT backend's
     ``version-compatible=true`` (Triton then calls ``setEngineHostCodeAllowed(true)``); a plain
     plan needs the library loaded first, by the backend's ``plugins=`` option or ``LD_PRELOAD``
-    (the library registers its creator when it is loaded). ``None`` (no sidecar): both ways.
+    (the autoregistration library ``plugin_lib`` registers the creators when it is loaded). ``None``
+    (no sidecar): both ways.
     """
-    lib = str(plugin_lib) if plugin_lib is not None else "/path/to/librfconv_trt_plugin.so"
+    lib = str(plugin_lib) if plugin_lib is not None else f"/path/to/{AUTOREG_NAME}"
     embedded = [
         "This version-compatible plan carries its plugin library; start Triton with:",
         f"  tritonserver --model-repository={repo} --backend-config=tensorrt,version-compatible=true",
@@ -304,7 +306,8 @@ def write_repository(
     if plan:
         inputs, outputs, notes = _plan_io(model_path, Path(onnx_path) if onnx_path else None)
         max_batch, batch_notes = plan_batch_limit(sidecar, max_batch, batched(max_batch, inputs, outputs))
-        notes += batch_notes + plugin_instructions(repo, plugin_lib, version_compatible)
+        carried = None if plugin_lib is None else repo / name / AUTOREG_NAME
+        notes += batch_notes + plugin_instructions(repo, carried, version_compatible)
     else:
         import onnx
 
@@ -345,9 +348,15 @@ def write_repository(
         copies.append((version_dir / SIDECAR, sidecar_path(model_path)))
     plugin_file = None
     if plugin_lib is not None:
-        plugin_file = plugin_lib.name
-        copies.append((model_dir / plugin_file, plugin_lib))
-        notes.append(f"the plugin library is copied to {model_dir / plugin_file}, so the repository carries it")
+        # Triton's plugins= and LD_PRELOAD only dlopen the file: they take the autoregistration library,
+        # which loads the plugin library from its own folder (trt_plugin_src/README.md, Loading)
+        autoreg = plugin_lib if plugin_lib.name == AUTOREG_NAME else autoreg_library(plugin_lib)
+        library = autoreg.with_name(LIBRARY_NAME)
+        existing_file(library, "plugin_lib's plugin library beside the autoregistration library")
+        plugin_file = AUTOREG_NAME
+        copies += [(model_dir / LIBRARY_NAME, library), (model_dir / AUTOREG_NAME, autoreg)]
+        notes.append(f"the plugin library and its autoregistration library are copied to {model_dir}, so the "
+                     f"repository carries them; Triton loads {AUTOREG_NAME}")
     for target in [config_path, *(t for t, _ in copies)]:  # refuse before anything is written
         _refuse_links(repo, target)
     for target, source in copies:

@@ -84,8 +84,7 @@ def test_version_compatible_plan_gets_the_backend_option(tmp_path):
 
 def test_plain_plan_carries_its_plugin_library_into_the_pod(tmp_path):
     plan = _plan(tmp_path, {"version_compatible": False, "plugin_embedded": False, "plugin_nodes": 2})
-    library = tmp_path / "librfconv_trt_plugin.so"
-    library.write_bytes(b"\x7fELF plugin")
+    library = _plugin_pair(tmp_path)
     manifest = _write(tmp_path, plan, "--plugin-lib", str(library))
     assert _errors(manifest) == []
     model = manifest["spec"]["predictor"]["model"]
@@ -95,7 +94,9 @@ def test_plain_plan_carries_its_plugin_library_into_the_pod(tmp_path):
     assert model["env"] == [{"name": "LD_PRELOAD", "value": str(in_pod)}]
     # /mnt/models is where KServe puts the repository root: the path must be the copied library
     copied = tmp_path / "repo" / in_pod.relative_to("/mnt/models")
-    assert copied.read_bytes() == library.read_bytes()
+    assert copied.name == "librfconv_trt_plugin_autoreg.so"
+    assert copied.read_bytes() == library.with_name(copied.name).read_bytes()
+    assert copied.with_name(library.name).read_bytes() == library.read_bytes()
 
 
 def test_plan_without_plugins_needs_nothing(tmp_path):
@@ -165,10 +166,9 @@ def test_plan_without_a_sidecar(tmp_path):
     manifest = _write(tmp_path, plan)
     assert "args" not in manifest["spec"]["predictor"]["model"]
     assert "no sidecar says whether this plan needs" in (tmp_path / "isvc.yaml").read_text()
-    library = tmp_path / "librfconv_trt_plugin.so"
-    library.write_bytes(b"\x7fELF plugin")
+    library = _plugin_pair(tmp_path)
     model = _write(tmp_path, plan, "--plugin-lib", str(library))["spec"]["predictor"]["model"]
-    assert model["args"] == ["--backend-config=tensorrt,plugins=/mnt/models/rf_plan/librfconv_trt_plugin.so"]
+    assert model["args"] == ["--backend-config=tensorrt,plugins=/mnt/models/rf_plan/librfconv_trt_plugin_autoreg.so"]
     assert _errors(_write(tmp_path, plan, "--plugin-lib", str(library))) == []
 
 
@@ -214,3 +214,12 @@ def test_the_schema_refuses_a_misspelt_probe():
     assert _errors(good) == []
     good["spec"]["predictor"]["model"]["readinessProbe"]["httpget"] = {}
     assert _errors(good)
+
+
+def _plugin_pair(folder):
+    """A stand-in plugin library and its autoregistration library beside it (ELF headers only):
+    Triton's plugins= gets the autoregistration one, which loads the plugin from its own folder."""
+    (folder / "librfconv_trt_plugin_autoreg.so").write_bytes(b"\x7fELF autoreg")
+    library = folder / "librfconv_trt_plugin.so"
+    library.write_bytes(b"\x7fELF plugin")
+    return library
