@@ -16,7 +16,8 @@ from torch import nn
 
 from exporter import RFConv2d, rectify_scale
 from exporter.comparison.compare import compare
-from exporter.comparison.layerwise import _channel_gain, find_rectified_layers, layer_taps, with_layer_outputs
+from exporter.comparison.layerwise import find_rectified_layers, with_layer_outputs
+from exporter.comparison.modules import _channel_gain, layer_taps
 from exporter.model.registry import load_model
 from tests.helpers.compare_models import DAMAGED_MODULE, INPUT_HW
 
@@ -292,13 +293,11 @@ def test_shape_skeleton_infers_what_full_shape_inference_does(tmp_path, dynamic_
         assert any(list(d.dim_value for d in t.tensor_type.shape.dim)[2:] == [16, 10] for t in got.values())
 
 
-def test_quiet_compare_computes_no_polygraphy_log_statistics(monkeypatch):
-    """Polygraphy formats statistics of every compared tensor for its log even when the log is
-    off; a quiet compare must not pay for them (they were 1 s of 5 on RF-ResNet-50), a verbose
-    one still logs them, and Polygraphy's function is put back after either."""
+def test_quiet_compare_computes_no_polygraphy_log_statistics(tmp_path, monkeypatch):
+    """Polygraphy's SimpleCompareFunc formats statistics of every compared tensor for its log even
+    when the log is off; a quiet compare must not pay for them, and must not patch Polygraphy to
+    avoid it (its functions stay its own); a verbose compare still logs them."""
     from polygraphy.comparator import util as comparator_util
-
-    from exporter.comparison import compare as compare_module
 
     calls = []
     original = comparator_util.str_output_stats
@@ -309,19 +308,47 @@ def test_quiet_compare_computes_no_polygraphy_log_statistics(monkeypatch):
 
     monkeypatch.setattr(comparator_util, "str_output_stats", counting)
     logger = comparator_util.log_output_stats
-    with compare_module._quiet_polygraphy(verbose=False):
-        comparator_util.log_output_stats(np.ones(4, np.float32))
-        assert comparator_util.log_output_stats is not logger
+    net, path = _small_rf_export(tmp_path)
+    report = compare(path, net, backends=("torch", "ort-cpu"))
+    assert report.passed and report.per_layer.pairs
     assert calls == []
     assert comparator_util.log_output_stats is logger
-    with compare_module._quiet_polygraphy(verbose=True):
-        comparator_util.log_output_stats(np.ones(4, np.float32))
-    assert calls == [1]
+    compare(path, net, backends=("torch", "ort-cpu"), verbose=True, outputs_only=True)
+    assert calls
+
+
+def test_elementwise_compare_func_gives_what_simple_compare_func_gives():
+    """The quiet compare function is Polygraphy's elemwise check: same statistics, thresholds and
+    verdicts, per output, on random data, exact zeros, NaN, fp16 and a shape mismatch."""
+    from polygraphy.comparator import IterationResult, SimpleCompareFunc
+
+    from exporter.comparison.elementwise import ElementwiseCompareFunc
+
+    rng = np.random.default_rng(0)
+    ref = {"a": rng.standard_normal((2, 5)).astype(np.float32), "b": np.zeros((3, 4), np.float32),
+           "c": rng.standard_normal(6).astype(np.float16), "d": np.ones((2, 2), np.float32)}
+    cand = {"a": ref["a"] + rng.standard_normal((2, 5)).astype(np.float32) * 1e-3, "b": np.full((3, 4), 1e-6,
+            np.float32), "c": (ref["c"] * 1.01).astype(np.float16), "d": np.ones((4,), np.float32)}
+    cand["a"][0, 0] = np.nan
+    one, zero = IterationResult(cand, runner_name="x"), IterationResult(ref, runner_name="y")
+    for atol, rtol in (({"a": 1e-2, "b": 1e-7, "c": 0.5, "d": 0.1}, 1e-3), (1e-5, 0.02)):
+        theirs = SimpleCompareFunc(atol=atol, rtol=rtol, check_error_stat="elemwise")(one, zero)
+        ours = ElementwiseCompareFunc(atol=atol, rtol=rtol)(one, zero)
+        assert list(ours) == list(theirs)
+        for name, expected in theirs.items():
+            got = ours[name]
+            assert bool(got) == bool(expected), name
+            if isinstance(expected, bool):
+                continue
+            for stat in ("max_absdiff", "max_reldiff", "mean_absdiff", "mean_reldiff", "median_absdiff",
+                         "median_reldiff"):
+                np.testing.assert_equal(getattr(got, stat), getattr(expected, stat), err_msg=f"{name} {stat}")
+            assert (got.thresholds.atol, got.thresholds.rtol) == (expected.thresholds.atol, expected.thresholds.rtol)
 
 
 def test_layer_outputs_suffix_appended_to_the_file_is_the_layered_model(tmp_path):
     """File bytes + suffix parse as with_layer_outputs (protobuf merges concatenated messages)."""
-    from exporter.comparison.layerwise import layer_outputs_suffix
+    from exporter.comparison.layered_file import layer_outputs_suffix
     from exporter.onnx.export import export_onnx
     from tests.helpers.export_models import small_rf_net
 
@@ -351,7 +378,7 @@ def test_layered_model_by_reference_reads_the_original_weights(tmp_path):
     exactly as the layered model with its weights inside."""
     import onnxruntime
 
-    from exporter.comparison.layerwise import BY_REFERENCE_MIN_BYTES, initializer_offsets, layered_by_reference
+    from exporter.comparison.layered_file import BY_REFERENCE_MIN_BYTES, initializer_offsets, layered_by_reference
 
     _, path = _small_rf_export(tmp_path)
     serialized = path.read_bytes()
@@ -382,7 +409,7 @@ def test_compare_links_the_weights_only_for_loaders_that_take_a_link(tmp_path, m
     file is written whole; with ONNX Runtime alone the weights are linked. Both pass."""
     import os
 
-    from exporter.comparison import compare as compare_module
+    from exporter.comparison import layered_file as compare_module
 
     links, link = [], os.link
     monkeypatch.setattr(compare_module.os, "link", lambda src, dst: (links.append(dst), link(src, dst)))
@@ -394,7 +421,7 @@ def test_compare_links_the_weights_only_for_loaders_that_take_a_link(tmp_path, m
 
 def test_compare_writes_the_layered_file_whole_where_no_link_can_be_made(tmp_path, monkeypatch):
     """A hard link fails across file systems: the layered file is then written whole, and passes."""
-    from exporter.comparison import compare as compare_module
+    from exporter.comparison import layered_file as compare_module
 
     def refuse(src, dst):
         raise OSError(18, "Invalid cross-device link")
