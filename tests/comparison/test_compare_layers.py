@@ -450,3 +450,31 @@ def test_compare_reads_a_file_with_external_weights(tmp_path):
     assert report.passed, report.format_table()
     assert report.per_layer.status == "ran" and len(report.per_layer.pairs) == 1
     assert sorted(p.name for p in external.parent.iterdir()) == ["m.onnx", "m.weights"]
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_border_ring_of_a_conv_with_a_pad_node(tmp_path, mode):
+    """A conv padding other than with zeros exports as Pad -> Conv(pads 0) -> Mul(scale). Was: the
+    Conv's own geometry (no padding), so the ring was empty and every error counted as interior.
+    The ring is where the factor of the module's geometry at the Pad's input size is not 1."""
+    from exporter.comparison.layerwise import border_rings
+    from exporter.onnx.export import export_onnx
+
+    torch.manual_seed(0)
+    net = nn.Sequential(RFConv2d(3, 4, 3, padding=1, padding_mode=mode), nn.ReLU(),
+                        RFConv2d(4, 4, 3, stride=2, padding=(1, 2), padding_mode=mode)).eval()
+    path = tmp_path / "padded.onnx"
+    export_onnx(net, torch.randn(1, 3, 12, 14), path)
+    model = onnx.load(str(path))
+    assert "Pad" in {node.op_type for node in model.graph.node}
+    layers = find_rectified_layers(model)
+    assert len(layers) == 2
+    rings = border_rings(model, layers, {model.graph.input[0].name: (1, 3, 12, 14)})
+    expected = [rectify_scale((12, 14), 3, 1, 1).numpy() != 1, rectify_scale((12, 14), 3, 2, (1, 2)).numpy() != 1]
+    for layer, want in zip(layers, expected, strict=True):
+        np.testing.assert_array_equal(rings[layer.tensor], want)
+    assert all(want.any() and not want.all() for want in expected)
+    report = compare(path, net, backends=["torch", "ort-cpu"])
+    assert report.passed, report.format_table()
+    assert all(s.ring_max_abs is not None and s.ring_reference_max > 0 for p in report.per_layer.pairs
+               for s in p.outputs)
