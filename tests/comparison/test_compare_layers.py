@@ -205,7 +205,7 @@ def test_plugin_nodes_are_layers_and_their_taps_fuse_bias_and_relu(tiny_model, t
                if b.name in ("ort-cpu", "onnx-ref"))
 
 
-def test_other_custom_ops_are_skipped_with_the_reason(tmp_path):
+def test_other_custom_ops_are_an_error_for_named_backends_or_skipped_with_the_reason(tmp_path):
     graph = helper.make_graph(
         [helper.make_node("Frobnicate", ["x"], ["y"], domain="acme")], "custom",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
@@ -214,8 +214,11 @@ def test_other_custom_ops_are_skipped_with_the_reason(tmp_path):
     path = tmp_path / "custom.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                       helper.make_opsetid("acme", 1)]), str(path))
-    report = compare(path, backends=["ort-cpu", "onnx-ref"])
-    assert [b.status for b in report.backends] == ["skipped", "skipped"]
+    with pytest.raises(ValueError, match=r"backend 'ort-cpu' cannot run here: the model has custom ops "
+                                         r"\(acme.Frobnicate\).*; backend 'onnx-ref' cannot run here"):
+        compare(path, backends=["ort-cpu", "onnx-ref"])
+    report = compare(path, backends=["ort-cpu", "onnx-ref"], skip_unavailable=True)
+    assert [b.status for b in report.backends] == ["skipped", "skipped"] and not report.passed
     assert all("custom ops (acme.Frobnicate)" in b.detail for b in report.backends)
 
 
