@@ -4,11 +4,18 @@ For each backend and batch size, the rectified model and the plain model with id
 run in interleaved blocks in one process (see :mod:`exporter.bench.timing`); the report gives median
 and p90 latency in milliseconds, throughput in images per second and the RF/plain ratio, as a
 terminal table, JSON and a PNG chart. Heavy imports (numpy, torch, the runners) happen inside
-the functions: the command line reads :data:`ALL_BACKENDS` from here for its help.
+the functions.
+
+Backends named in the config must each run here: one that cannot is a ``ValueError`` before the
+models are built. Of the default list, those that cannot run here are skipped; a backend whose
+runner fails to start inside the run (a GPU provider that ONNX Runtime lists but cannot load) is
+recorded as skipped with the reason, and the report is written all the same.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import platform
 import time
@@ -17,10 +24,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from exporter.backends.availability import BACKENDS
+from exporter.backends import availability
+from exporter.backends.availability import ORT_PROVIDERS
+from exporter.bench.config import ALL_BACKENDS, BenchConfig
 from exporter.bench.timing import interleaved
 
-ALL_BACKENDS = tuple(b for b in BACKENDS if b != "onnx-ref")  # the reference evaluator is not for timing
+__all__ = ["ALL_BACKENDS", "BenchConfig", "Row", "check_named", "format_table", "run_bench", "summary"]
 
 
 @dataclass
@@ -52,17 +61,55 @@ def _runner(backend: str, model, onnx_path: Path, device: str):
     return runner, onnx_model.graph.input[0].name
 
 
-def run_bench(
-    model_name: str = "resnet50",
-    backend_names=ALL_BACKENDS,
-    batch_sizes=(1, 8, 32),
-    size: int = 224,
-    blocks: int = 5,
-    runs: int = 3,
-    out_dir: Path = Path("artifacts/bench"),
-    log: Callable[[str], None] = print,
-) -> dict:
-    """Measure every available backend; returns the JSON-ready report and writes it to ``out_dir``."""
+def why_not(backend: str) -> str | None:
+    """Why ``backend`` cannot run here, or None when it can as far as can be told before running
+    (ONNX Runtime listing a provider does not prove that it loads)."""
+    if backend == "trt":
+        if importlib.util.find_spec("tensorrt") is None:
+            return "the tensorrt package is not installed"
+        found = availability.tensorrt()
+        return None if found.available else found.detail
+    if backend in ORT_PROVIDERS:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "the onnxruntime package is not installed"
+        found = availability.ort_provider(ORT_PROVIDERS[backend], backend)
+        return None if found.available else found.detail
+    return None
+
+
+def check_named(backends) -> None:
+    """Raise ``ValueError`` naming every one of ``backends`` that cannot run here, on one line."""
+    missing = [f"backend {name!r} cannot run here: {reason}" for name in backends
+               if (reason := why_not(name)) is not None]
+    if missing:
+        raise ValueError("; ".join(missing))
+
+
+def _start(backend: str, models: dict, paths: dict, device: str) -> dict:
+    """Each model's ``(runner, input name)`` for ``backend``, activated; deactivates those it
+    started when one fails, and raises what it raised."""
+    runners = {kind: _runner(backend, models[kind], paths[kind], device) for kind in models}
+    started = []
+    try:
+        for runner, _ in runners.values():
+            runner.activate()
+            started.append(runner)
+    except BaseException:
+        for runner in started:
+            runner.deactivate()
+        raise
+    return runners
+
+
+def run_bench(config: BenchConfig | None = None, log: Callable[[str], None] = print, **options) -> dict:
+    """Measure the backends of ``config`` (keyword ``options`` are :class:`BenchConfig` fields,
+    applied on top); returns the JSON-ready report and writes it to ``config.out_dir``.
+
+    Raises ``ValueError`` before any work when a named backend cannot run here.
+    """
+    config = dataclasses.replace(config, **options) if config is not None else BenchConfig(**options)
+    if config.backends_named:
+        check_named(config.backends)
     import numpy as np
     import torch
 
@@ -70,33 +117,35 @@ def run_bench(
     from exporter.model.registry import build_model
     from exporter.onnx.export import export_onnx
 
+    out_dir, size = config.out_dir, config.size
     out_dir.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    skipped = {name: reason for name in config.backend_names if (reason := why_not(name)) is not None}
     models, paths = {}, {}
     for kind, rectify in (("rf", True), ("plain", False)):
-        log(f"building and exporting {kind} {model_name} ...")
-        models[kind] = build_model(model_name, rectify=rectify)
-        paths[kind] = out_dir / f"{model_name}_{kind}.onnx"
+        log(f"building and exporting {kind} {config.model_name} ...")
+        models[kind] = build_model(config.model_name, rectify=rectify)
+        paths[kind] = out_dir / f"{config.model_name}_{kind}.onnx"
         with warnings.catch_warnings():  # the plain baseline has no rectified conv, by design
             warnings.simplefilter("ignore", UserWarning)
             export_onnx(models[kind], torch.randn(1, 3, size, size), paths[kind], dynamic_batch=True)
-    skipped, active = {}, {}
-    for backend in backend_names:
-        try:
-            active[backend] = {kind: _runner(backend, models[kind], paths[kind], device) for kind in models}
-        except BackendSkipped as why:
-            skipped[backend] = str(why)
     rows: list[Row] = []
-    for backend, runners in active.items():
-        for runner, _ in runners.values():
-            runner.activate()
+    for backend in config.backend_names:
+        if backend in skipped:
+            continue
         try:
-            for batch in batch_sizes:
+            runners = _start(backend, models, paths, device)
+        except (BackendSkipped, ValueError, RuntimeError) as why:  # e.g. a GPU provider that did not load
+            skipped[backend] = str(why).strip().splitlines()[0] if str(why).strip() else type(why).__name__
+            log(f"{backend} skipped: {skipped[backend]}")
+            continue
+        try:
+            for batch in config.batch_sizes:
                 x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
-                log(f"timing {backend} batch {batch} ({blocks} blocks x {runs} runs per model) ...")
+                log(f"timing {backend} batch {batch} ({config.blocks} blocks x {config.runs} runs per model) ...")
                 calls = {kind: (lambda r=runner, n=name, x=x: r.infer({n: x}, check_inputs=False))
                          for kind, (runner, name) in runners.items()}
-                t = interleaved(calls, "plain", blocks, runs)
+                t = interleaved(calls, "plain", config.blocks, config.runs)
                 ratios = sorted(t.ratios("rf"))
                 rows.append(Row(
                     backend, batch,
@@ -107,16 +156,28 @@ def run_bench(
         finally:
             for runner, _ in runners.values():
                 runner.deactivate()
+    ran = [b for b in config.backend_names if b not in skipped]
     report = {
-        "model": model_name, "input_size": size, "date": time.strftime("%Y-%m-%d"),
+        "model": config.model_name, "input_size": size, "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} {platform.processor()}".strip(),
-        "threads": torch.get_num_threads(), "blocks": blocks, "runs_per_block": runs,
-        "rows": [asdict(r) for r in rows], "skipped": skipped,
+        "threads": torch.get_num_threads(), "blocks": config.blocks, "runs_per_block": config.runs,
+        "rows": [asdict(r) for r in rows], "ran": ran, "skipped": skipped,
+        "named": list(config.backends) if config.backends_named else None,
     }
+    report["summary"] = summary(report)
     (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
     if rows:
         plot(report, out_dir / "bench.png")
     return report
+
+
+def summary(report: dict) -> str:
+    """"2 backends ran, 1 skipped: trt (the tensorrt package is not installed)"."""
+    ran, skipped = report.get("ran", []), report["skipped"]
+    text = f"{len(ran)} backend{'s' if len(ran) != 1 else ''} ran"
+    if skipped:
+        text += f", {len(skipped)} skipped: " + "; ".join(f"{name} ({why})" for name, why in skipped.items())
+    return text
 
 
 def format_table(report: dict) -> str:
@@ -131,6 +192,7 @@ def format_table(report: dict) -> str:
         )
     for backend, reason in report["skipped"].items():
         lines.append(f"{backend:<9} skipped: {reason}")
+    lines.append(f"Backends: {summary(report)}")
     return "\n".join(lines)
 
 

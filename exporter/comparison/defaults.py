@@ -30,24 +30,16 @@ INT8_VERDICT = {"min_cosine": 0.98, "max_scaled_error": 0.35, "min_top1": 0.9, "
   the *decided* rows, those whose reference top-1 leads the runner-up by ``top1_margin`` times
   ``max|ref|`` or more (a row closer than that is a tie at int8 resolution; it is counted in the
   report's ``top1_agreement`` but not judged);
-* per rectified layer (int8 error grows with depth, in plain and rectified networks alike: conv
-  output cosines fall from 1.000 to 0.72-0.74 through seeded ResNet-50 while the logits keep
-  0.99, so the output bounds cannot hold there): the border ring's largest error relative to the
-  ring's largest |reference| at most ``ring_ratio`` times the interior's relative error plus
+* per rectified layer (int8 error grows with depth, in plain and rectified networks alike, so
+  the output bounds cannot hold there): the border ring's largest error relative to the ring's
+  largest |reference| at most ``ring_ratio`` times the interior's relative error plus
   ``ring_slack``. Int8 rounding treats ring and interior alike; a wrong factor or tap count
-  moves the ring only (honest RF-ResNet-50: 0.07-1.68 times). Each layer's cosine and errors
-  are reported.
-
-Measured (benchmarks/README.md, "INT8"): seeded RF-ResNet-50 int8 logits against fp32 reach
-cosine 0.983 and scaled error 0.265 on 8 random inputs (the plain ResNet-50 0.993 and 0.150;
-``compare``'s one random input: 0.990 and 0.15), the small test model of tests/quantize 0.99997
-and 0.010; the bounds leave room below the worst of these. A factor set to 1 in one layer fails
-at that layer (tests/quantize/test_int8_files.py)."""
+  moves the ring only. Each layer's cosine and errors are reported.
+"""
 
 NOISE_FLOOR_MULTIPLE = 16.0
 """K: a backend fails when its largest error against float64 exceeds K times the noise floor
-(what fp32, or fp16, PyTorch itself is off by). Measured on honest exports (benchmarks/README.md,
-"Noise-floor verdict"): multiples up to about 4; the damage classes of issue #12 reach 100 and more."""
+(what fp32, or fp16, PyTorch itself is off by)."""
 
 FLOOR_EPS = {"fp32": 2.0 ** -23, "fp16": 2.0 ** -10}
 """Machine epsilon by floor precision: the floor is never below ``eps * max|reference|``."""

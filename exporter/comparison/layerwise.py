@@ -1,26 +1,20 @@
-"""Per-layer comparison points: the tensor after each rectified conv, in ONNX and in PyTorch.
+"""Per-layer comparison points in the ONNX graph: the tensor after each rectified conv.
 
 In a static export (the graph contract of :mod:`exporter.onnx.passes.rectified`) a rectified conv is
 ``Conv(X, W'[, B']) -> Mul(Y, scale)`` with ``scale`` a constant ``[1, 1, Ho, Wo]`` (``[Ho, Wo]``
 straight out of ``torch.onnx.export``); a dynamic-H/W export computes ``scale`` from input
 shapes; a plugin-mode export has ``Conv -> RFConvRectify(Y, X[, bias])``, the plugin possibly
 fusing the bias add and a ReLU. The tensor after the ``Mul``/plugin is the layer's comparison
-point.
+point. A conv whose module pads other than with zeros (reflect, replicate, circular) exports as
+``Pad -> Conv``; its geometry is the two together.
 
-On the PyTorch side a forward hook on the matching ``RFConv2d`` gives ``y = s * (W x + b)``.
-When the exporter folded a BatchNorm into the conv, ``W' = g * W`` and ``B' = g * b`` per output
-channel, so the ONNX tensor is ``g * y`` (plus the plugin's bias and activation, when fused).
-``g`` is recovered from the two sets of weights by least squares per channel (exactly 1 when
-nothing was folded), which makes the two sides comparable without knowing how BN was folded.
-
-Modules are matched to ONNX layers by the module path ``torch.onnx.export`` records in node
-metadata when every layer has one, otherwise in execution order; shapes are checked either way.
+The PyTorch side of each layer (which module, and how its output maps onto the ONNX tensor) is
+:mod:`exporter.comparison.modules`; writing the layered model is :mod:`exporter.comparison.layered_file`.
 """
 
 from __future__ import annotations
 
 import ast
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +23,7 @@ import onnx_graphsurgeon as gs
 import torch
 from onnx import numpy_helper
 
-from exporter.backends.runners import PLUGIN_OP, LayerTap
-from exporter.model.layer import RFConv2d
+from exporter.backends.runners import PLUGIN_OP
 from exporter.model.scale import rectify_scale
 from exporter.onnx.passes.rectified import find_rectified_convs
 
@@ -76,7 +69,7 @@ def _dequantized(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> np.ndar
     return ((data - zero) * scale).astype(np.float32)
 
 
-def _constants(model: onnx.ModelProto, names: set[str]) -> dict[str, np.ndarray]:
+def constants(model: onnx.ModelProto, names: set[str]) -> dict[str, np.ndarray]:
     """The initializers, ``Constant`` node values and dequantized constants (an int8 file's
     weights) among ``names``, by tensor name (only those are converted: a ResNet-50's weights are
     100 MB)."""
@@ -92,12 +85,6 @@ def _constants(model: onnx.ModelProto, names: set[str]) -> dict[str, np.ndarray]
             if value is not None:
                 values[node.output[0]] = value
     return values
-
-
-def _layer_constants(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> dict[str, np.ndarray]:
-    """The layers' conv weights, conv biases and plugin biases that are constants."""
-    return _constants(model, {name for layer in layers for name in (layer.weight, layer.conv_bias, layer.fused_bias)
-                              if name})
 
 
 def _module_path(*nodes: onnx.NodeProto) -> str | None:
@@ -165,9 +152,8 @@ def _shape_skeleton(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]] |
     """A copy of ``model`` for shape inference only, with its inputs fixed to ``shapes``.
 
     Initializers with more than :data:`SKELETON_MAX_ELEMENTS` elements become graph inputs of
-    their type and shape: ``onnx.shape_inference`` serializes the whole model, and on
-    RF-ResNet-50 serializing its 100 MB of weights was most of the cost of the comparison's two
-    inferences (benchmarks/README.md, "Compare cost").
+    their type and shape: ``onnx.shape_inference`` serializes the whole model, and the weights
+    need not be part of that.
     """
     graph = model.graph
     small = [t for t in graph.initializer if int(np.prod(t.dims)) <= SKELETON_MAX_ELEMENTS]
@@ -203,116 +189,31 @@ def with_layer_outputs(model: onnx.ModelProto, layers: list[RectifiedLayer]) -> 
     return result
 
 
-def layer_outputs_suffix(model: onnx.ModelProto, layered: onnx.ModelProto) -> bytes:
-    """Bytes that, appended to the serialized ``model``, make it ``layered`` (its
-    :func:`with_layer_outputs` copy).
-
-    A serialized ``ModelProto`` holding only the outputs ``layered`` adds: protobuf parses
-    concatenated messages as one, merging ``graph`` and appending to its repeated ``output``.
-    Writing ``file bytes + suffix`` spares serializing the weights again (0.15 s of a 1.1 s
-    default compare of RF-ResNet-50, benchmarks/README.md "Cost of the default compare").
-    """
-    added = layered.graph.output[len(model.graph.output):]
-    return onnx.ModelProto(graph=onnx.GraphProto(output=added)).SerializeToString()
-
-
-BY_REFERENCE_MIN_BYTES = 1024
-"""Initializers of at least this many bytes are read from the original file by
-:func:`layered_by_reference`; smaller ones stay in the layered model."""
-
-_MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_NAME, _TENSOR_RAW_DATA = 7, 5, 8, 9  # onnx.proto field numbers
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """The protobuf varint at ``data[pos:]``: (value, position after it)."""
-    value, shift = 0, 0
-    while True:
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos += 1
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _length_delimited(data: bytes, start: int, end: int):
-    """``(field number, start, end)`` of every length-delimited field of the message in
-    ``data[start:end]``; other fields are skipped."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(data, pos)
-        wire = key & 7
-        if wire == 0:
-            _, pos = _varint(data, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            size, pos = _varint(data, pos)
-            yield key >> 3, pos, pos + size
-            pos += size
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire} at byte {pos}")
-
-
-def initializer_offsets(serialized: bytes) -> dict[str, tuple[int, int]]:
-    """Where each initializer's ``raw_data`` lies in a serialized ``ModelProto``: name ->
-    ``(offset, length)`` in bytes, read off the protobuf wire format (nothing is parsed or copied).
-    Initializers that keep their values in typed fields (``float_data``...) are not listed."""
-    offsets = {}
-    for field, start, end in _length_delimited(serialized, 0, len(serialized)):
-        if field != _MODEL_GRAPH:
-            continue
-        for g_field, g_start, g_end in _length_delimited(serialized, start, end):
-            if g_field != _GRAPH_INITIALIZER:
-                continue
-            name, raw = None, None
-            for t_field, t_start, t_end in _length_delimited(serialized, g_start, g_end):
-                if t_field == _TENSOR_NAME:
-                    name = bytes(serialized[t_start:t_end]).decode()
-                elif t_field == _TENSOR_RAW_DATA:
-                    raw = (t_start, t_end - t_start)
-            if name is not None and raw is not None:
-                offsets[name] = raw
-    return offsets
-
-
-def _copy_fields(source, target, skip: str) -> None:
-    """Copy every set field of the protobuf message ``source`` into ``target`` except ``skip``."""
-    for field, value in source.ListFields():
-        if field.name == skip:
-            continue
-        if field.is_repeated:
-            getattr(target, field.name).extend(value)
-        elif field.message_type is not None:
-            getattr(target, field.name).CopyFrom(value)
-        else:
-            setattr(target, field.name, value)
-
-
-def layered_by_reference(layered: onnx.ModelProto, offsets: dict[str, tuple[int, int]],
-                         weights_file: str) -> onnx.ModelProto:
-    """A copy of ``layered`` (a :func:`with_layer_outputs` model) whose initializers of at least
-    :data:`BY_REFERENCE_MIN_BYTES` are external data at their :func:`initializer_offsets` in
-    ``weights_file`` (the original file, relative to where the copy is saved), so that the weights
-    are neither copied nor written again. An initializer whose recorded length is not its
-    shape's size in bytes stays in the copy."""
-    result = onnx.ModelProto()
-    _copy_fields(layered, result, skip="graph")
-    _copy_fields(layered.graph, result.graph, skip="initializer")
-    for tensor in layered.graph.initializer:
-        offset, length = offsets.get(tensor.name, (0, 0))
-        sized = tensor.data_type != onnx.TensorProto.STRING and length == int(np.prod(tensor.dims)) * \
-            onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-        if sized and length >= BY_REFERENCE_MIN_BYTES:
-            reference = result.graph.initializer.add(name=tensor.name, dims=tensor.dims, data_type=tensor.data_type,
-                                                     data_location=onnx.TensorProto.EXTERNAL)
-            for key, value in (("location", weights_file), ("offset", str(offset)), ("length", str(length))):
-                reference.external_data.add(key=key, value=value)
-        else:
-            result.graph.initializer.append(tensor)
-    return result
+def _spatial_pads(pad: onnx.NodeProto, model: onnx.ModelProto) -> list[int] | None:
+    """``[top, left, bottom, right]`` of a ``Pad`` of an ``[N, C, H, W]`` tensor, or None when its
+    pads are not constants or it pads N or C."""
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in pad.attribute}
+    if "pads" in attrs:  # opset < 11
+        pads, axes = list(attrs["pads"]), None
+    else:
+        names = {name for name in pad.input[1:4] if name}
+        values = constants(model, names)
+        if len(pad.input) < 2 or pad.input[1] not in values:
+            return None
+        pads = [int(v) for v in np.asarray(values[pad.input[1]]).reshape(-1)]
+        axes = None
+        if len(pad.input) > 3 and pad.input[3]:
+            if pad.input[3] not in values:
+                return None
+            axes = [int(a) % 4 for a in np.asarray(values[pad.input[3]]).reshape(-1)]
+    if axes is not None:
+        full = [0] * 8
+        for i, axis in enumerate(axes):
+            full[axis], full[axis + 4] = pads[i], pads[i + len(axes)]
+        pads = full
+    if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
+        return None
+    return [pads[2], pads[3], pads[6], pads[7]]
 
 
 def border_rings(
@@ -320,30 +221,42 @@ def border_rings(
 ) -> dict[str, np.ndarray | None]:
     """Per layer tensor, the border ring: a bool mask ``[Ho, Wo]``, True where the factor is not 1.
 
-    That is where some kernel tap lands in the zero padding: where :func:`rectify_scale` (sum
-    mode, exact count) of the layer's Conv geometry at its input size is not 1 (an average-mode
-    or official-count layer rescales the same positions, which is where rectification bugs live).
-    ``None`` when the Conv's input size is not known after shape inference at ``input_shapes``
-    or its padding is asymmetric.
+    That is where some kernel tap lands in the padding: where :func:`rectify_scale` (sum mode,
+    exact count) of the layer's geometry at its input size is not 1 (an average-mode or
+    official-count layer rescales the same positions, which is where rectification bugs live).
+    The geometry is the Conv's, and with a ``Pad`` node before it (a module padding by reflection,
+    replication or wrapping) the Pad's input size and its pads added to the Conv's. ``None`` when
+    the input size is not known after shape inference at ``input_shapes`` or the padding is
+    asymmetric.
     """
     inferred = _shape_skeleton(model, input_shapes)
     shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
               for v in [*inferred.graph.value_info, *inferred.graph.input]}
     convs = {node.name: node for node in inferred.graph.node if node.op_type == "Conv"}
+    pads_by_output = {node.output[0]: node for node in inferred.graph.node if node.op_type == "Pad"}
     weight_dims = {t.name: tuple(t.dims) for t in model.graph.initializer}
     rings = {}
     for layer in layers:
-        conv = convs.get(layer.conv)
-        in_shape = shapes.get(conv.input[0]) if conv is not None else None
         rings[layer.tensor] = None
-        if not in_shape or len(in_shape) != 4 or None in in_shape[2:]:
+        conv = convs.get(layer.conv)
+        if conv is None:
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+        source = conv.input[0]
+        if source in pads_by_output:
+            before = _spatial_pads(pads_by_output[source], model)
+            if before is None:
+                continue
+            pads = [a + b for a, b in zip(pads, before, strict=True)]
+            source = pads_by_output[source].input[0]
+        in_shape = shapes.get(source)
+        if not in_shape or len(in_shape) != 4 or None in in_shape[2:]:
+            continue
         kernel = attrs.get("kernel_shape") or weight_dims.get(layer.weight, (None, None, None))[2:]
         if None in kernel:
             continue
-        pads = attrs.get("pads", [0, 0, 0, 0])
-        if list(pads[:2]) != list(pads[2:]) or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        if pads[:2] != pads[2:] or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
             continue
         try:
             factor = rectify_scale(tuple(in_shape[2:]), tuple(kernel), tuple(attrs.get("strides", [1, 1])),
@@ -352,234 +265,3 @@ def border_rings(
             continue
         rings[layer.tensor] = factor.numpy() != 1.0
     return rings
-
-
-def rectifying_modules(model: torch.nn.Module) -> OrderedDict[str, RFConv2d]:
-    """``RFConv2d`` modules that rectify (others export as a plain Conv), by qualified name."""
-    return OrderedDict(
-        (name, m) for name, m in model.named_modules() if isinstance(m, RFConv2d) and m.rectify
-    )
-
-
-def _execution_order(model: torch.nn.Module, names: list[str], inputs: list[torch.Tensor]):
-    """(module name, output shape) in the order the modules first run on ``inputs``."""
-    order = OrderedDict()
-    modules = dict(model.named_modules())
-
-    def hook(name):
-        def record(_m, _i, out):
-            order.setdefault(name, tuple(out.shape))
-        return record
-
-    handles = [modules[name].register_forward_hook(hook(name)) for name in names]
-    try:
-        with torch.inference_mode():
-            model(*inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return list(order.items())
-
-
-FILTER_COSINE = 0.999
-"""Two conv weights hold the same filters when most output channels agree to this cosine (a
-folded BatchNorm scales each channel, which leaves its direction alone)."""
-
-
-FILTER_COLUMNS = 256
-"""Filters are matched on their first this many weights: a folded BatchNorm scales a filter,
-which leaves the direction of any part of it alone, and two different filters agreeing to
-:data:`FILTER_COSINE` on 256 weights by chance is as unlikely as on all of them."""
-
-
-def _unit_filters(weight: np.ndarray) -> np.ndarray:
-    """``[O, min(I*kh*kw, FILTER_COLUMNS)]`` float64 rows of unit length (zero rows stay zero)."""
-    rows = weight.reshape(weight.shape[0], -1)[:, :FILTER_COLUMNS].astype(np.float64)
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows / np.where(norms > 0, norms, 1.0)
-
-
-def _same_filters(onnx_rows: np.ndarray, rows: np.ndarray) -> bool:
-    """Most output channels of two :func:`_unit_filters` agree to :data:`FILTER_COSINE`."""
-    if onnx_rows.shape != rows.shape:
-        return False
-    return float(np.mean(np.sum(onnx_rows * rows, axis=1) > FILTER_COSINE)) >= 0.5
-
-
-def _match_by_weights(layers, constants, candidates) -> list[str] | None:
-    """Each layer's module found by its filters (``constants``: the file's, by name); ``None``
-    unless every layer matches exactly one module, and a different one. Only same-shaped filters
-    are compared, each normalized once."""
-    weights = {name: module.weight.detach().cpu().numpy() for name, module in candidates.items()}
-    units: dict[tuple[str, str], np.ndarray] = {}
-
-    def unit(side, name, weight):
-        if (side, name) not in units:
-            units[side, name] = _unit_filters(weight)
-        return units[side, name]
-
-    names = []
-    for layer in layers:
-        onnx_weight = constants.get(layer.weight)
-        found = [] if onnx_weight is None else [
-            name for name, weight in weights.items()
-            if weight.shape == onnx_weight.shape
-            and _same_filters(unit("onnx", layer.weight, onnx_weight), unit("torch", name, weight))
-        ]
-        if len(found) != 1 or found[0] in names:
-            return None
-        names.append(found[0])
-    return names
-
-
-def match_modules(
-    layers: list[RectifiedLayer], model: torch.nn.Module, inputs: list[torch.Tensor],
-    constants: dict[str, np.ndarray] | None = None,
-) -> list[str]:
-    """The ``RFConv2d`` module name for each ONNX layer: by recorded name, else by filters (the
-    file's weights in ``constants``, by name, see :func:`_layer_constants`; no forward pass; the
-    file may have fewer rectified convs than the model, and modules left over are
-    :func:`unmatched_modules`), else by execution order when the counts agree."""
-    candidates = rectifying_modules(model)
-    recorded = [layer.module for layer in layers]
-    if all(name in candidates for name in recorded) and len(set(recorded)) == len(recorded):
-        return recorded
-    by_weights = _match_by_weights(layers, constants, candidates) \
-        if constants is not None and len(layers) <= len(candidates) else None
-    if by_weights is not None:
-        return by_weights
-    if len(candidates) != len(layers):
-        raise LayerMatchError(
-            f"the ONNX model has {len(layers)} rectified conv(s) but the PyTorch model has "
-            f"{len(candidates)} rectifying RFConv2d module(s); check that the PyTorch model (its checkpoint, "
-            "rectification and average mode) is the one the file was exported from"
-        )
-    order = _execution_order(model.eval(), list(candidates), inputs)
-    if len(order) != len(layers):
-        raise LayerMatchError(
-            f"only {len(order)} of {len(candidates)} rectifying modules ran in a forward pass"
-        )
-    return [name for name, _ in order]
-
-
-def unmatched_modules(references: list, model: torch.nn.Module) -> list[str]:
-    """Rectifying ``RFConv2d`` modules that no rectified conv of the file was matched to (its
-    scale ``Mul`` went missing), in module order; ``references`` as :func:`layer_taps` returns."""
-    matched = {ref.tap.module for ref in references}
-    return [name for name in rectifying_modules(model) if name not in matched]
-
-
-def _channel_gain(onnx_weights: list[np.ndarray], torch_weights: list[np.ndarray]) -> np.ndarray:
-    """Per-output-channel ``g`` minimising ``|W' - g W|`` over all given weight tensors, float64."""
-    num = sum(
-        (a.astype(np.float64) * b.astype(np.float64)).reshape(a.shape[0], -1).sum(1)
-        for a, b in zip(onnx_weights, torch_weights, strict=True)
-    )
-    den = sum((b.astype(np.float64) ** 2).reshape(b.shape[0], -1).sum(1) for b in torch_weights)
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
-
-
-@dataclass(frozen=True)
-class LayerReference:
-    """How the PyTorch side of one layer is computed: the tap, and where a fused shift comes from."""
-
-    tap: LayerTap
-    shift_source: str | None  # "PyTorch BatchNorm '<name>'", "the ONNX file" or None (no shift)
-
-
-GAIN_MATCH_RTOL = 2e-3  # fp16 weights carry the gain to about 1e-3
-"""A channel's gain in the file matches a BatchNorm's when within this relative difference."""
-
-
-def _batchnorm_affines(model: torch.nn.Module) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """Every affine BatchNorm2d with running statistics as ``(name, a, c)``: its per-channel
-    ``a = gamma / sqrt(var + eps)`` and shift ``c = beta - mean * a``, float64."""
-    affines = []
-    for name, bn in model.named_modules():
-        if isinstance(bn, torch.nn.BatchNorm2d) and bn.affine and bn.track_running_stats:
-            a = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double().cpu().numpy()
-            shift = bn.bias.detach().double().cpu().numpy() - bn.running_mean.double().cpu().numpy() * a
-            affines.append((name, a, shift))
-    return affines
-
-
-def _folded_batchnorm(affines: list[tuple[str, np.ndarray, np.ndarray]],
-                      gain: np.ndarray) -> tuple[str, np.ndarray, np.ndarray] | None:
-    """The BatchNorm folded into a conv whose file gain per channel is ``gain``: one of
-    :func:`_batchnorm_affines`, the one whose ``a`` matches ``gain`` on most channels, so a fold
-    that is wrong on a few channels is still found, and the reference takes ``a`` and ``c`` from
-    PyTorch: it stays independent of the file being checked. ``None`` when no BatchNorm matches.
-    """
-    best, best_share = None, 0.5
-    for name, a, shift in affines:
-        if a.size == gain.size:
-            share = float(np.mean(np.abs(a - gain) <= GAIN_MATCH_RTOL * np.abs(a) + 1e-6))
-            if share > best_share:
-                best, best_share = (name, a, shift), share
-    return best
-
-
-def layer_taps(
-    layers: list[RectifiedLayer],
-    onnx_model: onnx.ModelProto,
-    torch_model: torch.nn.Module,
-    inputs: list[torch.Tensor],
-) -> list[LayerReference]:
-    """Per layer, a :class:`LayerTap` that turns the module's output into the ONNX tensor's meaning.
-
-    The per-channel gain ``g`` is that of the PyTorch BatchNorm that was folded, when one matches
-    the file on most channels (:func:`_folded_batchnorm`), so a fold wrong on one channel fails
-    at its own layer; otherwise (nothing folded, or no BatchNorm matches) it is recovered from
-    the weights by least squares. A plugin's fused shift comes from that BatchNorm too when one
-    matches, otherwise (with ``shift_source`` saying so) from the ONNX file itself.
-    """
-    constants = _layer_constants(onnx_model, layers)
-    names = match_modules(layers, torch_model, inputs, constants)
-    modules = rectifying_modules(torch_model)
-    affines = _batchnorm_affines(torch_model)
-    references = []
-    for layer, name in zip(layers, names, strict=True):
-        module = modules[name]
-        weight = module.weight.detach().cpu().numpy()
-        onnx_weight = constants.get(layer.weight)
-        if onnx_weight is None:
-            raise LayerMatchError(f"{layer.describe()}: its weight {layer.weight!r} is not a constant")
-        if onnx_weight.shape != weight.shape:
-            raise LayerMatchError(
-                f"{layer.describe()} has weights {onnx_weight.shape} but module {name!r} has "
-                f"{tuple(weight.shape)}: the layers do not correspond"
-            )
-        pairs = [(onnx_weight, weight)]
-        if module.bias is not None and layer.conv_bias in constants:
-            pairs.append((constants[layer.conv_bias], module.bias.detach().cpu().numpy()))
-        gain = _channel_gain(*zip(*pairs, strict=True))
-        folded = None if np.allclose(gain, 1.0, rtol=GAIN_MATCH_RTOL) else _folded_batchnorm(affines, gain)
-        if folded is not None:
-            gain = folded[1]
-        shift, source = None, None
-        if layer.fused_bias is not None:
-            if folded is not None:
-                source, shift = f"PyTorch BatchNorm {folded[0]!r}", folded[2]
-            elif layer.fused_bias in constants:
-                source, shift = "the ONNX file", constants[layer.fused_bias]
-            else:
-                raise LayerMatchError(f"{layer.describe()}: its bias {layer.fused_bias!r} is not a constant")
-        tap = LayerTap(name, layer.tensor, _transform(gain, shift, layer.activation))
-        references.append(LayerReference(tap, source))
-    return references
-
-
-def _transform(gain: np.ndarray, shift: np.ndarray | None, activation: str):
-    """``y -> act(g * y [+ c])`` in ``y``'s precision, or float32 for narrower types (a float64
-    reference stays float64; the fp16 floor model's taps are widened to float32 only after it)."""
-    gain_t = torch.from_numpy(np.asarray(gain, np.float64).reshape(1, -1, 1, 1))
-    shift_t = None if shift is None else torch.from_numpy(np.asarray(shift, np.float64).reshape(1, -1, 1, 1))
-
-    def to_onnx_meaning(y: torch.Tensor) -> torch.Tensor:
-        dtype = torch.float64 if y.dtype == torch.float64 else torch.float32
-        out = y.to(dtype) * gain_t.to(y.device, dtype)
-        if shift_t is not None:
-            out = out + shift_t.to(y.device, dtype)
-        return torch.relu(out) if activation == "relu" else out
-
-    return to_onnx_meaning

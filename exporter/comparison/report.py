@@ -143,10 +143,27 @@ class CompareReport:
     verdict_note: str = ""
     noise_floor: dict | None = None
     sizes: list[list[int]] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
 
     @property
     def ran(self) -> list[str]:
         return [b.name for b in self.backends if b.status == "ran"]
+
+    @property
+    def skipped(self) -> list[BackendStatus]:
+        return [b for b in self.backends if b.status == "skipped"]
+
+    def summary(self) -> str:
+        """How many backends ran, were skipped (and which, why) and failed: "2 backends ran, 1
+        skipped: trt (tensorrt does not import ...)"."""
+        ran = len(self.ran)
+        text = f"{ran} backend{'s' if ran != 1 else ''} ran"
+        errors = [b.name for b in self.backends if b.status == "error"]
+        if errors:
+            text += f", {len(errors)} failed to run: {', '.join(errors)}"
+        if self.skipped:
+            text += f", {len(self.skipped)} skipped: " + "; ".join(f"{b.name} ({b.detail})" for b in self.skipped)
+        return text
 
     @property
     def passed(self) -> bool:
@@ -185,6 +202,7 @@ class CompareReport:
         out = _finite(asdict(self))
         out["passed"] = self.passed
         out["verdict"] = self.verdict()
+        out["summary"] = self.summary()
         return out
 
     def format_table(self) -> str:
@@ -206,7 +224,7 @@ class CompareReport:
         lines += _stats_table(self.comparisons)
         lines += ["", f"Per-layer: {self.per_layer.status}"]
         if self.per_layer.pairs:
-            lines += _layer_table(self.per_layer.pairs)
+            lines += _layer_table(self.per_layer.pairs, self.per_layer.layers)
         if self.per_layer.floor_runner:
             lines.append(f"  {self.per_layer.floor_runner}: its layer errors are the layers' noise floors "
                          "(1 x floor by definition), not listed")
@@ -214,7 +232,8 @@ class CompareReport:
             lines.append(f"  PyTorch module {name!r} rectifies, but no rectified conv of the file comes from it")
         for d in self.per_layer.first_divergence:
             lines.append(f"  {d.backend} vs {d.reference}: {d.explanation}")
-        lines += ["", f"Result: {self.verdict()}"]
+        lines += ["", f"Backends: {self.summary()}", f"Result: {self.verdict()}"]
+        lines += [f"Hint: {hint}" for hint in self.hints]
         return "\n".join(lines)
 
 
@@ -258,14 +277,18 @@ def _stats_table(pairs: list[PairResult]) -> list[str]:
     return _columns(rows)
 
 
-def _layer_table(pairs: list[PairResult]) -> list[str]:
-    """One row per rectified layer, backend and size: the error on the border ring and the interior."""
+def _layer_table(pairs: list[PairResult], layers: list[dict] = ()) -> list[str]:
+    """One row per rectified layer, backend and size: the error on the border ring and the
+    interior. A layer is named by its PyTorch module where it was matched to one (``layers``:
+    :attr:`PerLayerResult.layers`), else by its ONNX tensor."""
+    modules = {layer["tensor"]: layer.get("torch_module") for layer in layers}
     rows = [("backend", "vs", "input", "layer", "max abs", "x floor", "ring", "interior", "cosine", "result")]
     for pair in pairs:
         for index, s in enumerate(pair.outputs):
+            name = modules.get(s.output) or s.output
             cosine = f"{s.cosine_similarity:.5f}" if s.cosine_similarity is not None else "-"
             rows.append((pair.backend, pair.reference, "x".join(map(str, pair.input_shape or [])) or "-",
-                         f"#{index} {s.output}", _fmt(s.max_abs), _fmt(s.floor_multiple), _fmt(s.ring_max_abs),
+                         f"#{index} {name}", _fmt(s.max_abs), _fmt(s.floor_multiple), _fmt(s.ring_max_abs),
                          _fmt(s.interior_max_abs), cosine, _result(s)))
     return _columns(rows)
 
@@ -279,10 +302,8 @@ def _columns(rows: list[tuple]) -> list[str]:
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine similarity of two arrays flattened, in float64. ``einsum`` rather than BLAS ``dot``,
-    whose threads contend with PyTorch's and ONNX Runtime's: on 800k elements (RF-ResNet-50's
-    first layer) the median was 8.9 ms with ``dot`` against 4.5 ms with ``einsum`` on the shared
-    2-core machine, and the layers take one each per backend and size."""
+    """Cosine similarity of two arrays flattened, in float64 (``einsum`` rather than BLAS ``dot``,
+    whose threads contend with PyTorch's and ONNX Runtime's); 1 for two zero arrays, 0 for one."""
     a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     na, nb = np.sqrt(np.einsum("i,i->", a, a)), np.sqrt(np.einsum("i,i->", b, b))
     if na == 0 or nb == 0:

@@ -13,6 +13,7 @@ from exporter.backends import availability
 from exporter.backends.runners import BACKENDS
 from exporter.cli import main
 from exporter.comparison.compare import compare
+from exporter.comparison.defaults import DEFAULT_BACKENDS
 from exporter.comparison.layerwise import find_rectified_layers
 from exporter.model.registry import load_model
 from exporter.onnx.export import export_onnx
@@ -124,6 +125,7 @@ def test_damaged_scale_fails_and_per_layer_names_the_layer(damaged, tmp_path, ca
     out = capsys.readouterr().out
     assert code == 1
     assert f"PyTorch module '{DAMAGED_MODULE}'" in out and scale in out
+    assert "did you forget --checkpoint" not in out  # the weights are the model's: only a scale is off
     per_layer = json.loads(report_path.read_text())["per_layer"]
     assert per_layer["status"] == "ran" and len(per_layer["layers"]) == 3
     for divergence in per_layer["first_divergence"]:  # ort-cpu and onnx-ref, each against torch
@@ -155,10 +157,10 @@ def test_fp16_model_passes_at_fp16_tolerance_and_fails_at_fp32(exported_fp16, ti
     assert loose.passed and loose.comparisons[0].outputs[0].atol == 2 * stats.max_abs
 
 
-def test_unavailable_backends_are_reported_as_skipped_with_a_reason(exported, tiny_model, capsys):
-    report = compare(exported, tiny_model, backends=list(BACKENDS))
+def test_default_backends_that_cannot_run_are_skipped_with_a_reason_and_counted(exported, tiny_model, capsys):
+    report = compare(exported, tiny_model)  # the default list: what cannot run here is skipped
     status = {b.name: b for b in report.backends}
-    assert list(status) == [*BACKENDS, "torch-fp64"]  # the float64 ground truth of the noise floor
+    assert list(status) == [*DEFAULT_BACKENDS, "torch-fp64"]  # the float64 ground truth of the noise floor
     expected_missing = {
         "ort-cuda": not availability.ort_provider("CUDAExecutionProvider", "").available,
         "ort-trt": not availability.ort_provider("TensorrtExecutionProvider", "").available,
@@ -172,22 +174,60 @@ def test_unavailable_backends_are_reported_as_skipped_with_a_reason(exported, ti
             assert ("CUDAExecutionProvider" in status[name].detail if name == "ort-cuda"
                     else "TensorrtExecutionProvider" in status[name].detail if name == "ort-trt"
                     else "tensorrt" in status[name].detail)
-    assert report.passed  # skipped backends do not fail a comparison
+    assert report.passed  # skipped backends of the default list do not fail a comparison
+    skipped = [name for name, missing in expected_missing.items() if missing]
+    ran = len(report.ran)
+    assert report.summary().startswith(f"{ran} backends ran, {len(skipped)} skipped: {skipped[0]} (")
     table = report.format_table()
-    assert all(f"{name:<9} skipped" in table for name, missing in expected_missing.items() if missing)
+    assert all(f"{name:<9} skipped" in table for name in skipped)
+    assert f"Backends: {ran} backends ran, {len(skipped)} skipped" in table
+    assert report.to_dict()["summary"] == report.summary()
+
+
+needs_no_tensorrt = pytest.mark.skipif(availability.tensorrt().available, reason="TensorRT runs on this machine")
+
+
+@needs_no_tensorrt
+def test_named_backend_that_cannot_run_is_an_error_before_the_model_loads(exported, capsys):
+    """Was: the torch row, "Result: PASS" and exit 0 without TensorRT. A backend named with
+    --backends must run; the error comes before the model is loaded (this model cannot load)."""
+    code = _cli(exported, "--model", "no.such.module:factory", "--backends", "torch,trt")
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.strip().splitlines() == [
+        "rfconv-deploy compare: error: backend 'trt' cannot run here: the tensorrt package is not installed"]
+
+
+@needs_no_tensorrt
+def test_library_named_backend_must_run_unless_skipping_is_asked_for(exported, tiny_model):
+    with pytest.raises(ValueError, match="backend 'trt' cannot run here: the tensorrt package is not installed"):
+        compare(exported, tiny_model, backends=["torch", "ort-cpu", "trt"])
+    report = compare(exported, tiny_model, backends=["torch", "ort-cpu", "trt"], skip_unavailable=True,
+                     outputs_only=True)
+    assert report.passed and [b.status for b in report.backends][:3] == ["ran", "ran", "skipped"]
+    assert "1 skipped: trt (" in report.summary()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
-def test_torch_on_cuda_is_skipped_without_a_gpu(exported, tiny_model):
-    report = compare(exported, tiny_model, backends=["torch", "ort-cpu"], torch_device="cuda")
-    assert report.backends[0].status == "skipped"
-    assert report.backends[0].detail == "torch_device='cuda': no CUDA device visible to torch"
+def test_torch_on_cuda_without_a_gpu_is_an_error(exported, tiny_model):
+    with pytest.raises(ValueError, match="backend 'torch' cannot run here: torch_device='cuda': no CUDA device "
+                                         "visible to torch"):
+        compare(exported, tiny_model, backends=["torch", "ort-cpu"], torch_device="cuda")
 
 
-def test_fewer_than_two_backends_is_a_failure(exported, capsys):
-    assert _cli(exported, "--backends", "torch,ort-cpu") == 1  # torch skipped: no --model
+def test_named_torch_without_a_model_is_an_error(exported, capsys):
+    assert _cli(exported, "--backends", "torch,ort-cpu") == 2  # torch named, but no --model
+    err = capsys.readouterr().err
+    assert "backend 'torch' cannot run here: no PyTorch model given" in err and "--model" in err
+
+
+def test_fewer_than_two_backends_is_a_failure_with_a_hint_to_give_the_model(exported, capsys):
+    if availability.ort_provider("CUDAExecutionProvider", "").available:
+        pytest.skip("a second ONNX Runtime backend runs here")
+    assert _cli(exported) == 1  # default backends, no --model: only ort-cpu runs here
     out = capsys.readouterr().out
     assert "no PyTorch model given" in out and "fewer than two backends ran" in out
+    assert "Result: FAIL" in out and "Hint: give the PyTorch model the file was exported from (--model)" in out
 
 
 class _TwoOutputs(torch.nn.Module):
@@ -294,3 +334,36 @@ def test_cosine_similarity_against_its_definition():
     assert _cosine(a, 3 * a) == pytest.approx(1.0, rel=1e-12) and _cosine(a, -a) == pytest.approx(-1.0, rel=1e-12)
     zero = np.zeros_like(a)
     assert _cosine(zero, zero) == 1.0 and _cosine(a, zero) == 0.0
+
+
+def _layer_rows(out: str) -> list[list[str]]:
+    """The rows of the per-layer table of ``compare``'s output, split on whitespace."""
+    lines = out.split("Per-layer: ran")[1].split("\n\n")[0].splitlines()[2:]
+    return [line.split() for line in lines if line.split()[0] in BACKENDS]
+
+
+def test_per_layer_table_names_the_pytorch_modules(exported, capsys):
+    """Was: ONNX tensor names (``#1 /3/Mul_output_0``); the reader looks for the module."""
+    layers = find_rectified_layers(onnx.load(str(exported)))
+    assert _cli(exported, "--model", MODEL_SPEC, "--backends", "torch,ort-cpu") == 0
+    rows = _layer_rows(capsys.readouterr().out)
+    assert [row[3:5] for row in rows] == [["#0", "0"], ["#1", "3"], ["#2", "6"]]
+    assert not any(layer.tensor in " ".join(row) for row in rows for layer in layers)
+
+
+def test_weights_that_differ_everywhere_get_a_checkpoint_hint(tmp_path, capsys):
+    """A file compared with a model built without its weights fails everywhere; the report says
+    what is most likely wrong."""
+    from tests.helpers.compare_models import tiny_rf
+
+    torch.manual_seed(1)
+    trained = tiny_rf()
+    path = _export(trained, tmp_path / "trained.onnx")
+    torch.manual_seed(2)
+    fresh = tiny_rf()
+    report = compare(path, fresh, backends=["torch", "ort-cpu"])
+    assert not report.passed
+    assert report.hints == ["the file's weights differ from the model's everywhere: did you forget --checkpoint?"]
+    assert "Hint: the file's weights differ from the model's everywhere: did you forget --checkpoint?" \
+        in report.format_table()
+    assert compare(path, trained, backends=["torch", "ort-cpu"]).hints == []

@@ -16,7 +16,8 @@ from torch import nn
 
 from exporter import RFConv2d, rectify_scale
 from exporter.comparison.compare import compare
-from exporter.comparison.layerwise import _channel_gain, find_rectified_layers, layer_taps, with_layer_outputs
+from exporter.comparison.layerwise import find_rectified_layers, with_layer_outputs
+from exporter.comparison.modules import _channel_gain, layer_taps
 from exporter.model.registry import load_model
 from tests.helpers.compare_models import DAMAGED_MODULE, INPUT_HW
 
@@ -204,7 +205,7 @@ def test_plugin_nodes_are_layers_and_their_taps_fuse_bias_and_relu(tiny_model, t
                if b.name in ("ort-cpu", "onnx-ref"))
 
 
-def test_other_custom_ops_are_skipped_with_the_reason(tmp_path):
+def test_other_custom_ops_are_an_error_for_named_backends_or_skipped_with_the_reason(tmp_path):
     graph = helper.make_graph(
         [helper.make_node("Frobnicate", ["x"], ["y"], domain="acme")], "custom",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
@@ -213,8 +214,11 @@ def test_other_custom_ops_are_skipped_with_the_reason(tmp_path):
     path = tmp_path / "custom.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
                                                       helper.make_opsetid("acme", 1)]), str(path))
-    report = compare(path, backends=["ort-cpu", "onnx-ref"])
-    assert [b.status for b in report.backends] == ["skipped", "skipped"]
+    with pytest.raises(ValueError, match=r"backend 'ort-cpu' cannot run here: the model has custom ops "
+                                         r"\(acme.Frobnicate\).*; backend 'onnx-ref' cannot run here"):
+        compare(path, backends=["ort-cpu", "onnx-ref"])
+    report = compare(path, backends=["ort-cpu", "onnx-ref"], skip_unavailable=True)
+    assert [b.status for b in report.backends] == ["skipped", "skipped"] and not report.passed
     assert all("custom ops (acme.Frobnicate)" in b.detail for b in report.backends)
 
 
@@ -292,13 +296,11 @@ def test_shape_skeleton_infers_what_full_shape_inference_does(tmp_path, dynamic_
         assert any(list(d.dim_value for d in t.tensor_type.shape.dim)[2:] == [16, 10] for t in got.values())
 
 
-def test_quiet_compare_computes_no_polygraphy_log_statistics(monkeypatch):
-    """Polygraphy formats statistics of every compared tensor for its log even when the log is
-    off; a quiet compare must not pay for them (they were 1 s of 5 on RF-ResNet-50), a verbose
-    one still logs them, and Polygraphy's function is put back after either."""
+def test_quiet_compare_computes_no_polygraphy_log_statistics(tmp_path, monkeypatch):
+    """Polygraphy's SimpleCompareFunc formats statistics of every compared tensor for its log even
+    when the log is off; a quiet compare must not pay for them, and must not patch Polygraphy to
+    avoid it (its functions stay its own); a verbose compare still logs them."""
     from polygraphy.comparator import util as comparator_util
-
-    from exporter.comparison import compare as compare_module
 
     calls = []
     original = comparator_util.str_output_stats
@@ -309,19 +311,47 @@ def test_quiet_compare_computes_no_polygraphy_log_statistics(monkeypatch):
 
     monkeypatch.setattr(comparator_util, "str_output_stats", counting)
     logger = comparator_util.log_output_stats
-    with compare_module._quiet_polygraphy(verbose=False):
-        comparator_util.log_output_stats(np.ones(4, np.float32))
-        assert comparator_util.log_output_stats is not logger
+    net, path = _small_rf_export(tmp_path)
+    report = compare(path, net, backends=("torch", "ort-cpu"))
+    assert report.passed and report.per_layer.pairs
     assert calls == []
     assert comparator_util.log_output_stats is logger
-    with compare_module._quiet_polygraphy(verbose=True):
-        comparator_util.log_output_stats(np.ones(4, np.float32))
-    assert calls == [1]
+    compare(path, net, backends=("torch", "ort-cpu"), verbose=True, outputs_only=True)
+    assert calls
+
+
+def test_elementwise_compare_func_gives_what_simple_compare_func_gives():
+    """The quiet compare function is Polygraphy's elemwise check: same statistics, thresholds and
+    verdicts, per output, on random data, exact zeros, NaN, fp16 and a shape mismatch."""
+    from polygraphy.comparator import IterationResult, SimpleCompareFunc
+
+    from exporter.comparison.elementwise import ElementwiseCompareFunc
+
+    rng = np.random.default_rng(0)
+    ref = {"a": rng.standard_normal((2, 5)).astype(np.float32), "b": np.zeros((3, 4), np.float32),
+           "c": rng.standard_normal(6).astype(np.float16), "d": np.ones((2, 2), np.float32)}
+    cand = {"a": ref["a"] + rng.standard_normal((2, 5)).astype(np.float32) * 1e-3, "b": np.full((3, 4), 1e-6,
+            np.float32), "c": (ref["c"] * 1.01).astype(np.float16), "d": np.ones((4,), np.float32)}
+    cand["a"][0, 0] = np.nan
+    one, zero = IterationResult(cand, runner_name="x"), IterationResult(ref, runner_name="y")
+    for atol, rtol in (({"a": 1e-2, "b": 1e-7, "c": 0.5, "d": 0.1}, 1e-3), (1e-5, 0.02)):
+        theirs = SimpleCompareFunc(atol=atol, rtol=rtol, check_error_stat="elemwise")(one, zero)
+        ours = ElementwiseCompareFunc(atol=atol, rtol=rtol)(one, zero)
+        assert list(ours) == list(theirs)
+        for name, expected in theirs.items():
+            got = ours[name]
+            assert bool(got) == bool(expected), name
+            if isinstance(expected, bool):
+                continue
+            for stat in ("max_absdiff", "max_reldiff", "mean_absdiff", "mean_reldiff", "median_absdiff",
+                         "median_reldiff"):
+                np.testing.assert_equal(getattr(got, stat), getattr(expected, stat), err_msg=f"{name} {stat}")
+            assert (got.thresholds.atol, got.thresholds.rtol) == (expected.thresholds.atol, expected.thresholds.rtol)
 
 
 def test_layer_outputs_suffix_appended_to_the_file_is_the_layered_model(tmp_path):
     """File bytes + suffix parse as with_layer_outputs (protobuf merges concatenated messages)."""
-    from exporter.comparison.layerwise import layer_outputs_suffix
+    from exporter.comparison.layered_file import layer_outputs_suffix
     from exporter.onnx.export import export_onnx
     from tests.helpers.export_models import small_rf_net
 
@@ -351,7 +381,7 @@ def test_layered_model_by_reference_reads_the_original_weights(tmp_path):
     exactly as the layered model with its weights inside."""
     import onnxruntime
 
-    from exporter.comparison.layerwise import BY_REFERENCE_MIN_BYTES, initializer_offsets, layered_by_reference
+    from exporter.comparison.layered_file import BY_REFERENCE_MIN_BYTES, initializer_offsets, layered_by_reference
 
     _, path = _small_rf_export(tmp_path)
     serialized = path.read_bytes()
@@ -382,7 +412,7 @@ def test_compare_links_the_weights_only_for_loaders_that_take_a_link(tmp_path, m
     file is written whole; with ONNX Runtime alone the weights are linked. Both pass."""
     import os
 
-    from exporter.comparison import compare as compare_module
+    from exporter.comparison import layered_file as compare_module
 
     links, link = [], os.link
     monkeypatch.setattr(compare_module.os, "link", lambda src, dst: (links.append(dst), link(src, dst)))
@@ -394,7 +424,7 @@ def test_compare_links_the_weights_only_for_loaders_that_take_a_link(tmp_path, m
 
 def test_compare_writes_the_layered_file_whole_where_no_link_can_be_made(tmp_path, monkeypatch):
     """A hard link fails across file systems: the layered file is then written whole, and passes."""
-    from exporter.comparison import compare as compare_module
+    from exporter.comparison import layered_file as compare_module
 
     def refuse(src, dst):
         raise OSError(18, "Invalid cross-device link")
@@ -423,3 +453,31 @@ def test_compare_reads_a_file_with_external_weights(tmp_path):
     assert report.passed, report.format_table()
     assert report.per_layer.status == "ran" and len(report.per_layer.pairs) == 1
     assert sorted(p.name for p in external.parent.iterdir()) == ["m.onnx", "m.weights"]
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_border_ring_of_a_conv_with_a_pad_node(tmp_path, mode):
+    """A conv padding other than with zeros exports as Pad -> Conv(pads 0) -> Mul(scale). Was: the
+    Conv's own geometry (no padding), so the ring was empty and every error counted as interior.
+    The ring is where the factor of the module's geometry at the Pad's input size is not 1."""
+    from exporter.comparison.layerwise import border_rings
+    from exporter.onnx.export import export_onnx
+
+    torch.manual_seed(0)
+    net = nn.Sequential(RFConv2d(3, 4, 3, padding=1, padding_mode=mode), nn.ReLU(),
+                        RFConv2d(4, 4, 3, stride=2, padding=(1, 2), padding_mode=mode)).eval()
+    path = tmp_path / "padded.onnx"
+    export_onnx(net, torch.randn(1, 3, 12, 14), path)
+    model = onnx.load(str(path))
+    assert "Pad" in {node.op_type for node in model.graph.node}
+    layers = find_rectified_layers(model)
+    assert len(layers) == 2
+    rings = border_rings(model, layers, {model.graph.input[0].name: (1, 3, 12, 14)})
+    expected = [rectify_scale((12, 14), 3, 1, 1).numpy() != 1, rectify_scale((12, 14), 3, 2, (1, 2)).numpy() != 1]
+    for layer, want in zip(layers, expected, strict=True):
+        np.testing.assert_array_equal(rings[layer.tensor], want)
+    assert all(want.any() and not want.all() for want in expected)
+    report = compare(path, net, backends=["torch", "ort-cpu"])
+    assert report.passed, report.format_table()
+    assert all(s.ring_max_abs is not None and s.ring_reference_max > 0 for p in report.per_layer.pairs
+               for s in p.outputs)

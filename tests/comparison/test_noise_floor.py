@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from exporter.comparison.compare import compare, noise_floors
+from exporter.comparison.compare import compare
 from exporter.comparison.defaults import NOISE_FLOOR_MULTIPLE, check_sizes
+from exporter.comparison.verdicts import noise_floors
 from exporter.onnx.export import export_onnx
 from tests.helpers.export_models import small_rf_net
 
@@ -165,7 +166,7 @@ def test_reference_copy_converts_without_touching_the_model():
     kept, tied weights still tied, outputs equal to deepcopy + double, the caller's model unchanged."""
     from torch import nn
 
-    from exporter.comparison.compare import _copy_as
+    from exporter.comparison.runs import copy_as as _copy_as
 
     net = small_rf_net(0)
     head = nn.Linear(4, 4)
