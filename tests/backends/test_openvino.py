@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnx
@@ -27,6 +30,7 @@ from exporter.comparison.layerwise import (
     with_layer_outputs,
 )
 from exporter.onnx.export import export_onnx
+from exporter.serving.openvino import OpenVinoModel
 from tests.helpers.export_models import ort_session, rel_err, small_rf_net
 
 pytest.importorskip("openvino")
@@ -136,8 +140,6 @@ def test_bf16_refused_on_a_cpu_without_bf16(files, monkeypatch):
     with pytest.raises(OpenVinoRefused, match="this CPU has no bf16") as err:
         OpenVinoRunner(files["static"], precision="bf16").activate()
     assert "\n" not in str(err.value) and "use precision fp32" in str(err.value)
-    from exporter.serving.openvino import OpenVinoModel
-
     with pytest.raises(OpenVinoRefused, match="this CPU has no bf16"):
         OpenVinoModel(files["static"], precision="bf16")
     _run(OpenVinoRunner(files["static"]), _feed())  # fp32 runs on the same CPU
@@ -182,7 +184,6 @@ def test_int8_qdq_file_runs(files):
 
 
 def test_serving_adapter_answers_as_onnx_runtime(files):
-    from exporter.serving.openvino import OpenVinoModel
     from exporter.serving.session import OrtModel
 
     ov_model = OpenVinoModel(files["static"], intra_op_threads=2)
@@ -198,8 +199,6 @@ def test_serving_adapter_answers_as_onnx_runtime(files):
 
 
 def test_serving_adapter_refuses_plugin_mode_and_missing_files(files, tmp_path):
-    from exporter.serving.openvino import OpenVinoModel
-
     with pytest.raises(OpenVinoRefused, match="--mode static"):
         OpenVinoModel(files["plugin"])
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -217,3 +216,67 @@ def test_importing_the_backend_loads_neither_openvino_nor_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.stdout.strip() == "[]"
+
+
+class GatedOpenVino(OpenVinoModel):
+    """An OpenVINO model whose first run waits until released, so that later requests queue and
+    are batched together; records the rows of every run."""
+
+    def __init__(self, path):
+        super().__init__(path, intra_op_threads=2)
+        self.entered, self.release, self.rows = threading.Event(), threading.Event(), []
+
+    def run(self, feeds):
+        self.rows.append(next(iter(feeds.values())).shape[0])
+        if len(self.rows) == 1:
+            self.entered.set()
+            assert self.release.wait(60)
+        return super().run(feeds)
+
+
+def test_served_over_http_and_grpc_with_batching_equals_onnx_runtime():
+    import tritonclient.grpc as triton_grpc
+    import tritonclient.http as triton_http
+
+    from exporter.serving.server import BackgroundServer
+    from exporter.serving.service import InferenceService, ServeConfig
+    from tests.helpers.serving_models import IMAGE_SHAPE, tiny_models
+
+    path = tiny_models().dynamic
+    model = GatedOpenVino(path)
+    reference = ort_session(path)
+    inputs = [np.random.default_rng(seed).standard_normal((1, *IMAGE_SHAPE), dtype=np.float32) for seed in range(5)]
+
+    def over_http(x):
+        client = triton_http.InferenceServerClient(server.url, network_timeout=60)
+        tensor = triton_http.InferInput("input", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x, binary_data=True)
+        try:
+            return client.infer("tiny", [tensor]).as_numpy("logits")
+        finally:
+            client.close()
+
+    def over_grpc(x):
+        client = triton_grpc.InferenceServerClient(server.grpc_url)
+        tensor = triton_grpc.InferInput("input", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        try:
+            return client.infer("tiny", [tensor]).as_numpy("logits")
+        finally:
+            client.close()
+
+    service = InferenceService(model, ServeConfig(name="tiny", max_batch=4, max_delay_ms=0.0))
+    with BackgroundServer(service, grpc_port=0) as server, ThreadPoolExecutor(5) as pool:
+        first = pool.submit(over_http, inputs[0])
+        assert model.entered.wait(60)  # the worker holds the first run: the next four queue
+        rest = [pool.submit(over_grpc if i % 2 else over_http, x) for i, x in enumerate(inputs[1:], 1)]
+        deadline = time.monotonic() + 60
+        while service.batcher.queued_rows < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert service.batcher.queued_rows == 4
+        model.release.set()
+        answers = [first.result(60)] + [future.result(60) for future in rest]
+    assert model.rows[0] == 1 and max(model.rows[1:]) > 1 and sum(model.rows) == 5  # batched
+    for x, got in zip(inputs, answers, strict=True):
+        want = reference.run(["logits"], {"input": x})[0]
+        assert rel_err(got, want) < FP32_NOISE
