@@ -10,7 +10,7 @@ plugin otherwise computes in bf16 on CPUs that have it. ``"bf16"`` is opt-in and
 :class:`OpenVinoRefused` on a CPU whose ``OPTIMIZATION_CAPABILITIES`` lack ``BF16``
 (:func:`cpu_capabilities`).
 
-* :func:`ov_cpu` the availability probe, in the style of :mod:`exporter.backends.availability`.
+* :func:`ov_cpu` the availability probe (it lives in :mod:`exporter.backends.availability`).
 * :func:`compile_model` an ``openvino.CompiledModel`` of a file, with extra outputs on request.
 * :class:`OpenVinoRunner` a Polygraphy runner (``BaseRunner`` contract) for ``compare``.
 
@@ -31,7 +31,7 @@ from polygraphy.backend.base import BaseRunner
 from polygraphy.common import TensorMetadata
 from polygraphy.datatype import DataType
 
-from exporter.backends.availability import Availability
+from exporter.backends.availability import ov_cpu  # noqa: F401 - the probe, re-exported
 
 BACKEND = "ov-cpu"
 """The backend name (``compare --backends``, ``bench --backends``)."""
@@ -48,23 +48,6 @@ in part, so they count as custom ops here)."""
 class OpenVinoRefused(RuntimeError):
     """OpenVINO cannot run this file or precision here; ``str(err)`` is one line saying why and what
     to do instead (``compare``'s backend factory turns it into a skipped backend)."""
-
-
-def ov_cpu() -> Availability:
-    """Whether OpenVINO imports and lists a CPU device; detail: version and CPU name, or the reason."""
-    try:
-        import openvino
-    except Exception as err:  # noqa: BLE001 - a broken install counts as missing, whatever it raises
-        return Availability(BACKEND, False, f"openvino does not import ({type(err).__name__}: {err}); "
-                                            "pip install 'rfconv-deploy[openvino]'")
-    try:
-        core = openvino.Core()
-        if DEVICE not in core.available_devices:
-            return Availability(BACKEND, False, f"OpenVINO lists no CPU device (devices: {core.available_devices})")
-        name = core.get_property(DEVICE, "FULL_DEVICE_NAME")
-    except Exception as err:  # noqa: BLE001 - OpenVINO raises its own RuntimeError subclasses
-        return Availability(BACKEND, False, f"OpenVINO cannot open the CPU device ({err})")
-    return Availability(BACKEND, True, f"OpenVINO {openvino.__version__.split('-')[0]} CPU ({name})")
 
 
 def cpu_capabilities() -> frozenset[str]:

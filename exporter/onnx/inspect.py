@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from exporter.backends import availability
-from exporter.backends.openvino import ov_cpu
 from exporter.backends.openvino import refusal as ov_refusal
 from exporter.onnx.precision import file_precision
 
@@ -310,7 +309,7 @@ def onnx_backends(model, custom: list[str]) -> dict[str, tuple[bool, str]]:
             found[name] = (True, provider)
     tensorrt = availability.tensorrt()
     found["trt"] = (tensorrt.available, tensorrt.detail + (" (plugin library needed)" if plugin else ""))
-    ov = ov_cpu()
+    ov = availability.ov_cpu()
     why = ov_refusal(model)
     found["ov-cpu"] = (ov.available and why is None, why or ov.detail)
     found["onnx-ref"] = (not custom or plugin and custom == [f"rfconv.{PLUGIN_OP}"],
