@@ -12,7 +12,8 @@ plugin otherwise computes in bf16 on CPUs that have it. ``"bf16"`` is opt-in and
 
 * :func:`ov_cpu` the availability probe (it lives in :mod:`exporter.backends.availability`).
 * :func:`compile_model` an ``openvino.CompiledModel`` of a file, with extra outputs on request.
-* :class:`OpenVinoRunner` a Polygraphy runner (``BaseRunner`` contract) for ``compare``.
+* :class:`OpenVinoRunner` a Polygraphy runner (``BaseRunner`` contract) for ``compare``, and
+  :func:`make_ov_runner`, which refuses up front what cannot run (the backend factory's seam).
 
 The serving adapter (same interface as ``OrtModel``) is :mod:`exporter.serving.openvino`.
 ``openvino`` is imported only inside functions: importing this module loads neither openvino,
@@ -99,17 +100,12 @@ def _refusal_of_file(path: Path) -> str | None:
         return None
 
 
-def compile_model(path, precision: str = "fp32", threads: int = 0, extra_outputs: Sequence[str] = (),
-                  hint: str = "LATENCY"):
-    """An ``openvino.CompiledModel`` of the ONNX file at ``path`` on the CPU.
-
-    ``precision`` per :func:`check_precision`; ``threads`` (0: OpenVINO's choice) is
-    ``INFERENCE_NUM_THREADS``; ``extra_outputs`` names intermediate tensors to output after the
-    model's own (a name that is an output already is not repeated); ``hint`` is the
-    ``PERFORMANCE_HINT`` (``LATENCY``: one stream). Raises FileNotFoundError for a missing file,
-    :class:`OpenVinoRefused` for a file OpenVINO cannot run (:func:`refusal`), ValueError for an
-    extra output the graph does not have or a file OpenVINO fails to read otherwise.
-    """
+def compile_named(path, precision: str = "fp32", threads: int = 0, extra_outputs: Sequence[str] = (),
+                  hint: str = "LATENCY") -> tuple[object, list[str], list[str]]:
+    """:func:`compile_model`, with the input and output tensor names as the file declares them (in
+    the compiled model's port order). OpenVINO's optimizations can merge tensors, so a compiled
+    output port may carry several names (the output of a ``Mul`` by ones also answers to the
+    ``Conv``'s name); the names are taken from the model as read, before it is compiled."""
     import openvino
 
     path = Path(path)
@@ -131,13 +127,38 @@ def compile_model(path, precision: str = "fp32", threads: int = 0, extra_outputs
             model.add_outputs(wanted)
         except Exception as err:  # noqa: BLE001
             raise ValueError(f"{path}: cannot output the tensors {', '.join(wanted)}: {_first_line(err)}") from err
+    inputs = [port_name(port) for port in model.inputs]
+    outputs = [port_name(port, extra_outputs) for port in model.outputs]
     config = {"INFERENCE_PRECISION_HINT": inference_precision, "PERFORMANCE_HINT": hint}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     try:
-        return core.compile_model(model, DEVICE, config)
+        compiled = core.compile_model(model, DEVICE, config)
     except Exception as err:  # noqa: BLE001
         raise ValueError(f"OpenVINO cannot compile {path} for the CPU: {_first_line(err)}") from err
+    if len(compiled.outputs) != len(outputs) or len(compiled.inputs) != len(inputs):
+        raise RuntimeError(f"OpenVINO compiled {path} into {len(compiled.inputs)} inputs and "
+                           f"{len(compiled.outputs)} outputs, but the file has {len(inputs)} and {len(outputs)}")
+    for index, (port, name) in enumerate(zip(compiled.outputs, outputs, strict=True)):
+        if name not in port.get_names():
+            raise RuntimeError(f"OpenVINO reordered the outputs of {path}: output {index} is "
+                               f"{sorted(port.get_names())}, not {name!r}")
+    return compiled, inputs, outputs
+
+
+def compile_model(path, precision: str = "fp32", threads: int = 0, extra_outputs: Sequence[str] = (),
+                  hint: str = "LATENCY"):
+    """An ``openvino.CompiledModel`` of the ONNX file at ``path`` on the CPU.
+
+    ``precision`` per :func:`check_precision`; ``threads`` (0: OpenVINO's choice) is
+    ``INFERENCE_NUM_THREADS``; ``extra_outputs`` names intermediate tensors to output after the
+    model's own (a name that is an output already is not repeated); ``hint`` is the
+    ``PERFORMANCE_HINT`` (``LATENCY``: one stream). Raises FileNotFoundError for a missing file,
+    :class:`OpenVinoRefused` for a file OpenVINO cannot run (:func:`refusal`), ValueError for an
+    extra output the graph does not have or a file OpenVINO fails to read otherwise. Name outputs
+    with :func:`compile_named`'s names, not the compiled ports' (they may carry merged names).
+    """
+    return compile_named(path, precision, threads, extra_outputs, hint)[0]
 
 
 def _first_line(err: Exception) -> str:
@@ -171,7 +192,7 @@ class OpenVinoRunner(BaseRunner):
     without bf16 when activated); ``extra_outputs`` names intermediate tensors returned after the
     model outputs (a file that declares them as graph outputs, as compare's per-layer file does,
     needs none). Outputs are float arrays keyed by tensor name, in the compiled model's order.
-    Activation raises what :func:`compile_model` raises.
+    Activation raises what :func:`compile_named` raises.
     """
 
     def __init__(self, onnx_path, precision: str = "fp32", extra_outputs: Sequence[str] = (), threads: int = 0,
@@ -183,15 +204,15 @@ class OpenVinoRunner(BaseRunner):
         self.threads = threads
 
     def activate_impl(self):
-        self.compiled = compile_model(self.onnx_path, self.precision, self.threads, self.extra_outputs)
+        self.compiled, self.input_names, self.output_names = compile_named(
+            self.onnx_path, self.precision, self.threads, self.extra_outputs)
         self.request = self.compiled.create_infer_request()
-        self.output_names = [port_name(port, self.extra_outputs) for port in self.compiled.outputs]
 
     def get_input_metadata_impl(self):
         meta = TensorMetadata()
-        for port in self.compiled.inputs:
+        for name, port in zip(self.input_names, self.compiled.inputs, strict=True):
             shape = [None if d < 0 else d for d in port_shape(port)]
-            meta.add(port.get_any_name(), DataType.from_dtype(port_dtype(port)), shape)
+            meta.add(name, DataType.from_dtype(port_dtype(port)), shape)
         return meta
 
     def infer_impl(self, feed_dict):
@@ -205,4 +226,24 @@ class OpenVinoRunner(BaseRunner):
         )
 
     def deactivate_impl(self):
-        del self.request, self.compiled
+        del self.request, self.compiled, self.input_names, self.output_names
+
+
+def make_ov_runner(onnx_path, onnx_model, precision: str = "fp32", threads: int = 0,
+                   name: str = BACKEND) -> OpenVinoRunner:
+    """The ``ov-cpu`` runner for ``compare``'s backend factory, or :class:`OpenVinoRefused` with the
+    one-line reason it cannot run here, checked before anything is compiled: OpenVINO missing
+    (:func:`ov_cpu`), a file it cannot run (:func:`refusal` of ``onnx_model``, the loaded graph of
+    ``onnx_path``), or a precision this CPU lacks (:func:`check_precision`; ``precision`` is what
+    was asked for, ``"fp32"`` or ``"bf16"``)."""
+    found = ov_cpu()
+    if not found.available:
+        raise OpenVinoRefused(found.detail)
+    why = refusal(onnx_model)
+    if why:
+        raise OpenVinoRefused(why)
+    if precision not in INFERENCE_PRECISION:
+        raise OpenVinoRefused(f"{BACKEND} computes in {' or '.join(PRECISIONS)}, not {precision}; "
+                              f"compare this backend with precision fp32 (or bf16 on a CPU that has it)")
+    check_precision(precision)
+    return OpenVinoRunner(onnx_path, precision=precision, threads=threads, name=name)

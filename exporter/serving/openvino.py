@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.backends.openvino import compile_model, port_dtype, port_name, port_shape
+from exporter.backends.openvino import compile_named, port_dtype, port_shape
 from exporter.serving.datatypes import kserve_datatype
 from exporter.serving.session import TensorSpec, existing_file, leading_dims_dynamic
 
@@ -18,8 +18,8 @@ PROVIDER = "OpenVINO CPU"
 """What :attr:`OpenVinoModel.providers` lists (the server logs it)."""
 
 
-def _spec(port) -> TensorSpec:
-    return TensorSpec(port_name(port), kserve_datatype(port_dtype(port)), port_shape(port))
+def _spec(name: str, port) -> TensorSpec:
+    return TensorSpec(name, kserve_datatype(port_dtype(port)), port_shape(port))
 
 
 class OpenVinoModel:
@@ -34,14 +34,14 @@ class OpenVinoModel:
 
     def __init__(self, path: str | Path, *, precision: str = "fp32", intra_op_threads: int = 0):
         path = existing_file(path, "ONNX model")
-        self.compiled = compile_model(path, precision, intra_op_threads)
+        self.compiled, input_names, output_names = compile_named(path, precision, intra_op_threads)
         self.path = path
         self.precision = precision
         self.providers = [PROVIDER]
         self.device = "cpu"
         self.io_binding = False
-        self.inputs = [_spec(port) for port in self.compiled.inputs]
-        self.outputs = [_spec(port) for port in self.compiled.outputs]
+        self.inputs = [_spec(name, port) for name, port in zip(input_names, self.compiled.inputs, strict=True)]
+        self.outputs = [_spec(name, port) for name, port in zip(output_names, self.compiled.outputs, strict=True)]
         if not self.inputs:
             raise ValueError(f"ONNX model {path} has no inputs; there is nothing to serve")
         self._local = threading.local()  # an infer request is not thread-safe: one per thread

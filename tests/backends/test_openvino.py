@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from exporter.backends import openvino as ov_backend
-from exporter.backends.openvino import OpenVinoRefused, OpenVinoRunner, compile_model, refusal
+from exporter.backends.availability import Availability
+from exporter.backends.openvino import OpenVinoRefused, OpenVinoRunner, compile_model, make_ov_runner, refusal
 from exporter.comparison.layerwise import (
     find_rectified_layers,
     initializer_offsets,
@@ -31,6 +32,7 @@ from exporter.comparison.layerwise import (
 )
 from exporter.onnx.export import export_onnx
 from exporter.serving.openvino import OpenVinoModel
+from tests.helpers import damage
 from tests.helpers.export_models import ort_session, rel_err, small_rf_net
 
 pytest.importorskip("openvino")
@@ -280,3 +282,57 @@ def test_served_over_http_and_grpc_with_batching_equals_onnx_runtime():
     for x, got in zip(inputs, answers, strict=True):
         want = reference.run(["logits"], {"input": x})[0]
         assert rel_err(got, want) < FP32_NOISE
+
+
+def test_factory_seam_refuses_before_compiling(files, monkeypatch):
+    static = onnx.load(str(files["static"]), load_external_data=False)
+    plugin = onnx.load(str(files["plugin"]), load_external_data=False)
+    runner = make_ov_runner(str(files["static"]), static)
+    assert isinstance(runner, OpenVinoRunner) and runner.name == "ov-cpu"
+    with pytest.raises(OpenVinoRefused, match="--mode static"):
+        make_ov_runner(str(files["plugin"]), plugin)
+    with pytest.raises(OpenVinoRefused, match="not fp16"):
+        make_ov_runner(str(files["static"]), static, precision="fp16")
+    monkeypatch.setattr(ov_backend, "cpu_capabilities", lambda: frozenset({"FP32"}))
+    with pytest.raises(OpenVinoRefused, match="no bf16"):
+        make_ov_runner(str(files["static"]), static, precision="bf16")
+    monkeypatch.setattr(ov_backend, "ov_cpu", lambda: Availability("ov-cpu", False, "openvino does not import"))
+    with pytest.raises(OpenVinoRefused, match="openvino does not import"):
+        make_ov_runner(str(files["static"]), static)
+
+
+def _damaged(files, kind, how, tmp_path):
+    model = onnx.load(str(files[kind]))
+    if how == "scale":
+        damage.set_scale(model, 2, lambda factor: np.where(factor != 1, np.float32(1), factor))  # border left as is
+    elif how == "no_mul":
+        damage.remove_scale_mul(model, 3)
+    elif how == "misfold":
+        damage.misfold_channel(model, 0, np.linspace(0.5, 2.0, 16).astype(np.float32))
+    else:  # a dynamic-H/W factor right at the export size only
+        damage.freeze_dynamic_scale(model, 0, np.full((SIZE_AT_EXPORT, SIZE_AT_EXPORT), 1.5, np.float32))
+    layered = with_layer_outputs(model, find_rectified_layers(model))
+    path = tmp_path / f"{how}.onnx"
+    onnx.save(layered, str(path))
+    return path
+
+
+SIZE_AT_EXPORT = 24
+
+
+@pytest.mark.parametrize(("kind", "how"), [("static", "scale"), ("static", "no_mul"), ("static", "misfold"),
+                                           ("dynamic_hw", "frozen")])
+def test_damaged_files_give_the_same_tensors_as_onnx_runtime(files, kind, how, tmp_path):
+    """compare's verdict on ov-cpu can only equal ort-cpu's if OpenVINO computes the damaged file
+    (every layer tensor) as ONNX Runtime does, damage included: no fusion may repair or hide it."""
+    path = _damaged(files, kind, how, tmp_path)
+    x = _feed(size=SIZE_AT_EXPORT if kind == "static" else 29)
+    want = _ort_outputs(path, x)
+    got = _run(OpenVinoRunner(path), x)
+    assert list(got) == list(want)
+    for name in want:
+        assert rel_err(got[name], want[name]) < FP32_NOISE, name
+    _, _, honest_files = _layered_files(files[kind], tmp_path)
+    honest = _ort_outputs(honest_files["suffix"], x)
+    shared = [name for name in got if name in honest]
+    assert shared and max(rel_err(got[name], honest[name]) for name in shared) > 1e-3  # the damage shows
