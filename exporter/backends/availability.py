@@ -110,7 +110,7 @@ def probe() -> list[Availability]:
 
 VERSIONED_PACKAGES = (
     "torch", "torchvision", "onnx", "onnxruntime", "onnx_graphsurgeon", "polygraphy", "onnxscript",
-    "tensorrt", "resnest",
+    "tensorrt", "resnest", "openvino",
 )
 
 
