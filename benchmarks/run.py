@@ -16,6 +16,7 @@ from pathlib import Path
 BENCHMARKS = (
     "torch_overhead",  # PyTorch CPU forward / forward+backward, RF vs plain ResNet-50
     "export_latency",  # ONNX Runtime CPU latency and file size of the export, RF vs plain
+    "openvino_latency",  # OpenVINO CPU vs ONNX Runtime CPU, RF and plain ResNet-50, CPU flags
     "rectify_kernel",  # RFConvRectify CUDA kernel vs D2D copy and torch multiply (GPU only)
     "serving_load",  # KServe server with dynamic batching vs in-process ONNX Runtime at batch 8
     "serving_abuse",  # serving throughput and p50/p99 with and without abusive clients

@@ -63,6 +63,24 @@ def cuda() -> Availability:
     return Availability("cuda", True, torch.cuda.get_device_name(0))
 
 
+def ov_cpu() -> Availability:
+    """Whether OpenVINO imports and lists a CPU device (the ``ov-cpu`` backend); detail: version and
+    CPU name, or the reason it is missing."""
+    try:
+        import openvino
+    except Exception as err:  # noqa: BLE001 - a broken install counts as missing, whatever it raises
+        return Availability("ov-cpu", False, f"openvino does not import ({type(err).__name__}: {err}); "
+                                             "pip install 'rfconv-deploy[openvino]'")
+    try:
+        core = openvino.Core()
+        if "CPU" not in core.available_devices:
+            return Availability("ov-cpu", False, f"OpenVINO lists no CPU device (devices: {core.available_devices})")
+        name = core.get_property("CPU", "FULL_DEVICE_NAME")
+    except Exception as err:  # noqa: BLE001 - OpenVINO raises its own RuntimeError subclasses
+        return Availability("ov-cpu", False, f"OpenVINO cannot open the CPU device ({err})")
+    return Availability("ov-cpu", True, f"OpenVINO {openvino.__version__.split('-')[0]} CPU ({name})")
+
+
 def onnxruntime_providers() -> list[str]:
     """Execution providers of the installed onnxruntime (empty when it does not import)."""
     try:
@@ -92,7 +110,7 @@ def probe() -> list[Availability]:
 
 VERSIONED_PACKAGES = (
     "torch", "torchvision", "onnx", "onnxruntime", "onnx_graphsurgeon", "polygraphy", "onnxscript",
-    "tensorrt", "resnest",
+    "tensorrt", "resnest", "openvino",
 )
 
 

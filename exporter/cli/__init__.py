@@ -17,7 +17,7 @@ import traceback
 from exporter import __version__
 from exporter.cli.args import as_flags
 
-COMMANDS = ("info", "export", "quantize", "build", "compare", "serve", "triton", "bench")
+COMMANDS = ("info", "inspect", "export", "quantize", "build", "compare", "serve", "triton", "bench")
 """Subcommands in the order the help lists them; each is the module ``exporter.cli.<name>``."""
 
 
