@@ -23,6 +23,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from exporter.backends.ort import tensorrt_ep_options
 from exporter.serving.datatypes import triton_type
 from exporter.serving.model_io import graph_summary, onnx_io
 from exporter.serving.session import (
@@ -31,7 +32,6 @@ from exporter.serving.session import (
     leading_dims_dynamic,
     missing_profile_note,
     served_profiles,
-    tensorrt_ep_options,
 )
 from exporter.shapes import InputProfile
 from exporter.trt.sidecar import read_sidecar
@@ -155,7 +155,8 @@ def build_config(
         trt.parameters["precision_mode"] = "INT8" if int8 else "FP16" if half else "FP32"
         trt.parameters["max_workspace_size_bytes"] = str(TRT_WORKSPACE_BYTES)
         if inputs and (batches or profiles):  # one engine for every batch (and size) served, as serve's
-            trt.parameters.update(tensorrt_ep_options(inputs, max_batch, profiles))
+            profile = tensorrt_ep_options(inputs, max_batch, profiles)  # its profile entries (one definition)
+            trt.parameters.update({k: v for k, v in profile.items() if k.startswith("trt_profile_")})
     elif not plan and accelerator != "cuda":
         raise ValueError(f"accelerator {accelerator!r} is not one of tensorrt, cuda")
     return config
