@@ -177,6 +177,10 @@ def create_session(model: str | Path | bytes, providers: Sequence, options=None,
     gpu = [p for p in names if p in GPU_PROVIDERS]
     if gpu:
         preload_cuda_libraries()
+    for provider in required:  # a provider library that cannot load: say which library, before ORT tries
+        reason = provider_load_error(provider)
+        if reason:
+            raise ProviderUnavailable(f"{provider} does not load: {reason}")
     what = "the model" if isinstance(model, bytes) else str(model)
     try:
         session = onnxruntime.InferenceSession(model if isinstance(model, bytes) else str(model),
