@@ -147,6 +147,16 @@ def select_providers(preference: str = "auto", available: Sequence[str] | None =
     return [(p, options[p]) if options.get(p) else p for p in chosen]
 
 
+def auto_providers(available: Sequence[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """``select_providers("auto")`` less the GPU providers whose library does not load here, and
+    those left out, each with the reason (:func:`provider_load_error`)."""
+    names = select_providers("auto", available)
+    if any(name in GPU_PROVIDERS for name in names):
+        preload_cuda_libraries()
+    left_out = {name: reason for name in names if (reason := provider_load_error(name))}
+    return [name for name in names if name not in left_out], left_out
+
+
 def session_options(intra_op_threads: int = 0, spinning: bool = True):
     """``onnxruntime.SessionOptions`` with ``intra_op_threads`` (0: ONNX Runtime's default) and,
     with ``spinning`` False, worker threads that block instead of spinning while they wait."""

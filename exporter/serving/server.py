@@ -435,14 +435,12 @@ def load_model(model_path: str | Path, config: ServeConfig, provider: str = "aut
     fp32 convs), so a plain CPU server parses the model once and never imports ``onnx``.
     """
     available = ort.available_providers()
-    names = ort.provider_names(ort.select_providers(provider, available))
-    if provider == "auto" and any(name in GPU_PROVIDERS for name in names):
-        ort.preload_cuda_libraries()
-        for name in [n for n in names if n in GPU_PROVIDERS]:
-            reason = ort.provider_load_error(name)
-            if reason:
-                log.warning("%s is installed but does not load: %s; --provider auto goes on without it", name, reason)
-                names.remove(name)
+    if provider == "auto":
+        names, left_out = ort.auto_providers(available)
+        for name, reason in left_out.items():
+            log.warning("%s is installed but does not load: %s; --provider auto goes on without it", name, reason)
+    else:
+        names = ort.provider_names(ort.select_providers(provider, available))
     summary, profiles = None, ()
     if TENSORRT_EP in names or any((min_shapes, opt_shapes, max_shapes)):
         summary = graph_summary(model_path)

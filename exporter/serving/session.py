@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.backends.availability import GPU_PROVIDERS
-from exporter.backends.ort import create_session, provider_names, select_providers, session_options, tf32_enabled
+from exporter.backends.ort import auto_providers, create_session, provider_names, session_options, tf32_enabled
 from exporter.serving.datatypes import kserve_from_ort, numpy_dtype
 from exporter.shapes import InputProfile, parse_shapes, resolve_profiles
 
@@ -146,10 +146,10 @@ def warm_up_shapes(inputs: list[TensorSpec], profiles: Sequence[InputProfile], m
 class OrtModel:
     """An ONNX model loaded into ONNX Runtime, run on host arrays.
 
-    ``providers`` (an ONNX Runtime provider list, default
-    :func:`exporter.backends.ort.select_providers` ``("auto")``) are passed to
+    ``providers`` (an ONNX Runtime provider list; default :func:`exporter.backends.ort.auto_providers`,
+    the best that load, each GPU one left out logged as a warning) are passed to
     :func:`exporter.backends.ort.create_session`: no CPU fallback, and each of ``required``
-    (default: every provider given) must be in the session, else
+    (default: every provider given; the first, for the default list) must be in the session, else
     :class:`~exporter.backends.ort.ProviderUnavailable`. ``inputs``/``outputs`` are
     :class:`TensorSpec` lists in graph order; ``providers`` afterwards is what the session
     actually uses, best first; ``tf32`` whether its CUDA EP runs with TF32 (None without one).
@@ -166,8 +166,12 @@ class OrtModel:
         required: Sequence[str] | None = None,
     ):
         path = existing_file(path, "ONNX model")
-        providers = providers or select_providers()
-        if required is None and providers is not None:
+        if not providers:
+            providers, left_out = auto_providers()
+            for name, reason in left_out.items():
+                log.warning("%s is installed but does not load: %s; going on without it", name, reason)
+            required = providers[:1] if required is None else required
+        elif required is None:
             required = provider_names(providers)
         self.session = create_session(path, providers, session_options(intra_op_threads), required=required)
         self.path = path

@@ -94,8 +94,9 @@ def test_a_provider_asked_for_runs_or_the_session_is_not_made(monkeypatch):
     CPU session (ONNX Runtime only warns and drops a provider it cannot use)."""
     import exporter.backends.ort as ort
 
-    monkeypatch.setattr(ort, "provider_load_error", lambda provider: f"lib{provider}.so: cannot open shared object")
-    with pytest.raises(ProviderUnavailable, match=f"{CUDA_EP} did not load: lib{CUDA_EP}.so"):
+    # only the check of the session's providers after creation can catch it (no library probe first)
+    monkeypatch.setattr(ort, "provider_load_error", lambda provider: None)
+    with pytest.raises(ProviderUnavailable, match=f"{CUDA_EP} did not load: .*session providers: {CPU_EP}"):
         OrtModel(tiny_models().dynamic, [CUDA_EP, CPU_EP])
     model = OrtModel(tiny_models().dynamic, [CUDA_EP, CPU_EP], required=[CPU_EP])  # as --provider auto asks
     assert model.providers == [CPU_EP] and model.device == "cpu" and model.tf32 is None
