@@ -83,7 +83,9 @@ def session(path: Path, threads: int, spin: bool):
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from exporter.backends.ort import CPU_EP, create_session
+
+    return create_session(path, [CPU_EP], options)
 
 
 def check_same_function(reference, candidates: dict, batch: int = 2) -> dict[str, float]:

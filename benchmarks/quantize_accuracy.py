@@ -42,8 +42,9 @@ def _session(model: Path | bytes):
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     options.log_severity_level = 3
-    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
-                                providers=["CPUExecutionProvider"])
+    from exporter.backends.ort import CPU_EP, create_session
+
+    return create_session(model, [CPU_EP], options)
 
 
 def _export(model, example, path: Path) -> Path:

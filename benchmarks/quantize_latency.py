@@ -81,7 +81,9 @@ def session(path: Path, threads: int, s8s8: bool, optimized: Path | None = None)
         options.add_session_config_entry("session.qdqisint8allowed", "1")
     if optimized is not None:
         options.optimized_model_filepath = str(optimized)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from exporter.backends.ort import CPU_EP, create_session
+
+    return create_session(path, [CPU_EP], options)
 
 
 def kernels(optimized: Path) -> dict:
