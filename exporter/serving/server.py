@@ -60,6 +60,7 @@ from exporter.serving.protocol import (
 from exporter.serving.service import InferenceService, ServeConfig
 from exporter.serving.session import (
     OrtModel,
+    existing_file,
     leading_dims_dynamic,
     missing_profile_note,
     served_profiles,
@@ -434,11 +435,12 @@ def load_model(model_path: str | Path, config: ServeConfig, provider: str = "aut
     the file's graph read (for the profile and precision; on the CUDA EP to tell a Q/DQ file's
     fp32 convs), so a plain CPU server parses the model once and never imports ``onnx``.
     """
+    existing_file(model_path, "ONNX model")  # a missing file is the one problem reported, before providers
     available = ort.available_providers()
     if provider == "auto":
         names, left_out = ort.auto_providers(available)
         for name, reason in left_out.items():
-            log.warning("%s is installed but does not load: %s; --provider auto goes on without it", name, reason)
+            ort.log.warning("%s is installed but does not load: %s; --provider auto goes on without it", name, reason)
     else:
         names = ort.provider_names(ort.select_providers(provider, available))
     summary, profiles = None, ()
@@ -461,18 +463,18 @@ def load_model(model_path: str | Path, config: ServeConfig, provider: str = "aut
         except ProviderUnavailable as err:
             if provider != "auto" or names[0] not in GPU_PROVIDERS:
                 raise
-            log.warning("%s; --provider auto goes on without it", err)
+            ort.log.warning("%s; --provider auto goes on without it", err)
             names = names[1:]
             continue
         break
     for name, reason in ort.unloaded_gpu_providers(model.session, available).items():
         if name in names:
-            log.warning("%s is installed but ONNX Runtime did not load it: %s", name, reason)
+            ort.log.warning("%s is installed but ONNX Runtime did not load it: %s", name, reason)
     precision = summary.precision if summary is not None else None
     if precision is None and model.providers[0] == ort.CUDA_EP:
         precision = graph_summary(model_path).precision
     for note in ort.provider_notes(model.providers, precision, model.tf32):
-        log.warning("%s: %s", model_path, note)
+        ort.log.warning("%s: %s", model_path, note)
     return model, profiles
 
 

@@ -74,7 +74,7 @@ def test_auto_serves_on_the_cpu_and_says_which_provider_runs_and_why(caplog):
     from exporter.serving.server import load_service
 
     lines = []
-    with caplog.at_level(logging.WARNING, logger="exporter.serving.server"):
+    with caplog.at_level(logging.WARNING, logger="exporter.backends.ort"):
         service = load_service(tiny_models().dynamic, ServeConfig(name="tiny"), "auto", report=lines.append)
     assert service.model.providers == [CPU_EP]
     warned = "\n".join(r.getMessage() for r in caplog.records)

@@ -93,7 +93,7 @@ def folded_graph(
         inits,
     )
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("rfconv", 1)] if plugin else [])
-    model_proto = helper.make_model(graph, opset_imports=opsets)
+    model_proto = helper.make_model(graph, ir_version=10, opset_imports=opsets)
     if not plugin:  # the checker cannot infer shapes through a custom op
         onnx.checker.check_model(model_proto, full_check=True)
     return model_proto
@@ -211,7 +211,7 @@ def test_other_custom_ops_are_skipped_with_the_reason(tmp_path):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
     )
     path = tmp_path / "custom.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+    onnx.save(helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17),
                                                       helper.make_opsetid("acme", 1)]), str(path))
     report = compare(path, backends=["ort-cpu", "onnx-ref"])
     assert [b.status for b in report.backends] == ["skipped", "skipped"]
