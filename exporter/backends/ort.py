@@ -24,8 +24,10 @@ Light: imports neither torch nor polygraphy; onnxruntime only inside functions.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -87,11 +89,16 @@ def preload_cuda_libraries() -> bool:
     preload = getattr(onnxruntime, "preload_dlls", None)
     if preload is None or not any(p in GPU_PROVIDERS for p in onnxruntime.get_available_providers()):
         return False
+    printed = io.StringIO()  # it prints each library it misses; the provider's own load names the one that matters
     try:
-        preload(msvc=False)
-    except (OSError, RuntimeError) as err:  # a missing library is reported by the provider's own load
+        with contextlib.redirect_stdout(printed):
+            preload(msvc=False)
+    except (OSError, RuntimeError) as err:
         log.debug("onnxruntime.preload_dlls() failed: %s", err)
         return False
+    finally:
+        if printed.getvalue().strip():
+            log.debug("onnxruntime.preload_dlls(): %s", printed.getvalue().strip())
     return True
 
 
