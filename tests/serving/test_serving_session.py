@@ -100,6 +100,7 @@ def test_a_provider_asked_for_runs_or_the_session_is_not_made(monkeypatch):
         OrtModel(tiny_models().dynamic, [CUDA_EP, CPU_EP])
     model = OrtModel(tiny_models().dynamic, [CUDA_EP, CPU_EP], required=[CPU_EP])  # as --provider auto asks
     assert model.providers == [CPU_EP] and model.device == "cpu" and model.tf32 is None
+    assert not model.session._enable_fallback  # ONNX Runtime's run-time rebuild on the CPU is off too
 
 
 def test_warm_up_runs_every_batch_size_and_the_corners_of_the_range():
