@@ -6,12 +6,12 @@ runs all candidates in interleaved blocks in one process (:mod:`exporter.bench.t
 median ratio to the plain model with the spread over blocks, and the ratio of the 10th-percentile
 run times (the runs least disturbed by other processes). Blocks of one run each (the default)
 alternate the candidates run by run, which cancels most of the drift of a shared machine.
-``--variants`` adds the alternative graph layouts of :mod:`benchmarks.graph_variants` and the
-``compact_scales`` export (correct ones are checked against the default export before they are
-timed). Also reports the file-size overhead.
+``--compact-scales`` adds the ``compact_scales`` export (checked against the default export before
+it is timed). Also reports the file-size overhead. (The alternative graph layouts once timed here
+are a finished study: benchmarks/README.md, "export_latency".)
 
-Target (issue 3): ratio <= 1.02 at batch 1; file size <= +0.05 %.
-Run: ``python -m benchmarks.export_latency [--variants] [--batch 1 8] [--blocks 41] [--spin]``.
+Target: ratio <= 1.02 at batch 1; file size <= +0.05 %.
+Run: ``python -m benchmarks.export_latency [--compact-scales] [--batch 1 8] [--blocks 41] [--spin]``.
 
 ONNX Runtime's worker threads spin while they wait for work by default. On a machine whose
 cores are shared with other processes that turns every small parallel op into a wait for a
@@ -25,67 +25,15 @@ import argparse
 import json
 import platform
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import export_rf_and_plain, ort_session
 from exporter.bench.timing import interleaved
 
 MODEL = "resnet50"
 SIZE = 224
-
-
-def export_models(folder: Path, compact: bool) -> dict[str, Path]:
-    """Export RF-ResNet-50 and the plain ResNet-50 with the same weights (with ``compact`` also
-    RF-ResNet-50 with ``compact_scales=True``); returns name -> path."""
-    import torch
-
-    from exporter.model.registry import build_model
-    from exporter.onnx.export import export_onnx
-
-    models = {"rf": build_model(MODEL), "plain": build_model(MODEL, rectify=False)}
-    exports = {"rf": ("rf", {}), "plain": ("plain", {})}
-    if compact:
-        exports["rf_compact_scales"] = ("rf", {"compact_scales": True})
-    paths = {}
-    for name, (model, options) in exports.items():
-        paths[name] = folder / f"{MODEL}_{name}.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            export_onnx(models[model], torch.randn(1, 3, SIZE, SIZE), paths[name], **options)
-    return paths
-
-
-def write_variants(rf_path: Path, folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
-    """The graph variants of the default RF export: (correct ones, probes), name -> path."""
-    import onnx
-    import onnx_graphsurgeon as gs
-
-    from benchmarks.graph_variants import CORRECT, PROBES
-
-    written = []
-    for group in (CORRECT, PROBES):
-        paths = {}
-        for name, rewrite in group.items():
-            graph = rewrite(gs.import_onnx(onnx.load(rf_path)))
-            paths[name] = folder / f"{MODEL}_rf_{name}.onnx"
-            onnx.save(gs.export_onnx(graph), paths[name])
-        written.append(paths)
-    return written[0], written[1]
-
-
-def session(path: Path, threads: int, spin: bool):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    from exporter.backends.ort import CPU_EP, create_session
-
-    return create_session(path, [CPU_EP], options)
 
 
 def check_same_function(reference, candidates: dict, batch: int = 2) -> dict[str, float]:
@@ -97,27 +45,26 @@ def check_same_function(reference, candidates: dict, batch: int = 2) -> dict[str
         got = candidate.run(None, {"input": x})[0]
         errors[name] = float(np.abs(got - want).max() / np.abs(want).max())
         if errors[name] > 1e-5:
-            raise RuntimeError(f"graph variant {name} does not compute the rectified model (error {errors[name]:.2e})")
+            raise RuntimeError(f"export {name} does not compute the rectified model (error {errors[name]:.2e})")
     return errors
 
 
 def run(batches=(1, 8), blocks: int = 41, runs: int = 1, threads: int = 2, spin: bool = False,
-        variants: bool = False, folder: Path | None = None) -> dict:
+        compact_scales: bool = False, folder: Path | None = None) -> dict:
     folder = Path(folder or tempfile.mkdtemp(prefix="export_latency_"))
     folder.mkdir(parents=True, exist_ok=True)
-    paths = export_models(folder, compact=variants)
-    correct, probes = write_variants(paths["rf"], folder) if variants else ({}, {})
-    correct.update({name: p for name, p in paths.items() if name not in ("rf", "plain")})
-    sessions = {name: session(p, threads, spin) for name, p in {**paths, **correct, **probes}.items()}
-    errors = check_same_function(sessions["rf"], {n: sessions[n] for n in correct})
-    sizes = {name: p.stat().st_size for name, p in {**paths, **correct, **probes}.items()}
+    variants = {"rf_compact_scales": {"compact_scales": True}} if compact_scales else {}
+    paths = export_rf_and_plain(folder, MODEL, SIZE, rf_variants=variants)
+    sessions = {name: ort_session(p, threads, spin) for name, p in paths.items()}
+    errors = check_same_function(sessions["rf"], {n: sessions[n] for n in variants})
+    sizes = {name: p.stat().st_size for name, p in paths.items()}
     result = {
         "model": MODEL, "input_size": SIZE, "threads": threads, "spinning": spin,
         "machine": f"{platform.machine()} {platform.processor()}".strip(),
         "blocks": blocks, "runs_per_block": runs,
         "file_bytes": sizes,
         "file_overhead_percent": {n: 100 * (sizes[n] / sizes["plain"] - 1) for n in sizes if n != "plain"},
-        "variant_errors": errors, "probes": sorted(probes), "batches": {},
+        "variant_errors": errors, "batches": {},
     }
     for batch in batches:
         x = np.random.default_rng(batch).standard_normal((batch, 3, SIZE, SIZE), dtype=np.float32)
@@ -141,9 +88,8 @@ def print_report(result: dict) -> None:
     for batch, rows in result["batches"].items():
         print(f"  batch {batch}")
         for name, row in rows.items():
-            tag = " (probe: not the same function)" if name in result["probes"] else ""
             print(f"    {name:<20} {row['median_ms']:8.2f} ms  ratio {row['ratio']:.3f} "
-                  f"(blocks {row['ratio_min']:.3f}..{row['ratio_max']:.3f}, fastest 10 % {row['ratio_p10']:.3f}){tag}")
+                  f"(blocks {row['ratio_min']:.3f}..{row['ratio_max']:.3f}, fastest 10 % {row['ratio_p10']:.3f})")
     for name, pct in result["file_overhead_percent"].items():
         print(f"  file size {name:<20} {result['file_bytes'][name] / 1e6:9.3f} MB  {pct:+.3f} % vs plain")
 
@@ -155,11 +101,11 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=1, help="runs per block")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--spin", action="store_true", help="let ORT's worker threads spin (ORT's default)")
-    parser.add_argument("--variants", action="store_true", help="also time the alternative graph layouts")
+    parser.add_argument("--compact-scales", action="store_true", help="also time the compact_scales export")
     parser.add_argument("--keep", type=Path, help="write the ONNX files here instead of a temporary folder")
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)
-    result = run(tuple(args.batch), args.blocks, args.runs, args.threads, args.spin, args.variants, args.keep)
+    result = run(tuple(args.batch), args.blocks, args.runs, args.threads, args.spin, args.compact_scales, args.keep)
     print_report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.harness import export_registry_model
+
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "842545c"  # the last commit before the one-package-per-step layout
 HELP = "import sys; from exporter.cli import main; sys.argv = ['rfconv-deploy', '--help']; main()"
@@ -89,14 +91,6 @@ def serve_rss_mib(tree: Path, model: Path) -> float:
             server.kill()
 
 
-def export_model(path: Path) -> None:
-    import torch
-
-    from exporter import build_model, export_onnx
-
-    export_onnx(build_model("resnet50"), torch.randn(1, 3, 224, 224), path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", default=BASELINE, help=f"git revision to compare against (default {BASELINE})")
@@ -109,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline = extract(args.baseline, Path(tmp))
         model = Path(tmp) / "rf_resnet50.onnx"
         print(f"exporting RF-ResNet-50 to {model} ...", flush=True)
-        export_model(model)
+        export_registry_model("resnet50", 224, model)
         trees = {"baseline": baseline, "current": ROOT}
         samples = {f"{kind}_{tree}": [] for kind in ("help_s", "serve_rss_mib") for tree in trees}
         for run in range(args.runs):

@@ -1,4 +1,4 @@
-"""ONNX Runtime CPU latency of INT8 RF-ResNet-50 vs INT8 ResNet-50 and their fp32 files (issue 17).
+"""ONNX Runtime CPU latency of INT8 RF-ResNet-50 vs INT8 ResNet-50 and their fp32 files.
 
 Exports RF-ResNet-50 and the plain ResNet-50 (same weights, BatchNorm folded), quantizes each
 with :func:`exporter.quantize.quantize.quantize_onnx` (default: int8 symmetric Q/DQ, the
@@ -25,12 +25,12 @@ import json
 import platform
 import re
 import tempfile
-import warnings
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import export_rf_and_plain, ort_session
 from exporter.bench.timing import interleaved
 
 MODEL = "resnet50"
@@ -49,41 +49,16 @@ def cpu_flags() -> list[str]:
 
 def write_files(folder: Path, samples: int) -> dict[str, Path]:
     """name -> path: ``{fp32,int8,uint8}_{rf,plain}``."""
-    import torch
-
-    from exporter.model.registry import build_model
-    from exporter.onnx.export import export_onnx
     from exporter.quantize.quantize import quantize_onnx
 
     paths = {}
-    for kind, rectify in (("rf", True), ("plain", False)):
-        fp32 = folder / f"{MODEL}_{kind}.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            export_onnx(build_model(MODEL, rectify=rectify), torch.zeros(1, 3, SIZE, SIZE), fp32)
+    for kind, fp32 in export_rf_and_plain(folder, MODEL, SIZE).items():
         paths[f"fp32_{kind}"] = fp32
         for activations in ("int8", "uint8"):
             out = folder / f"{MODEL}_{kind}_{activations}.onnx"
             quantize_onnx(fp32, out, samples=samples, activations=activations)
             paths[f"{activations}_{kind}"] = out
     return paths
-
-
-def session(path: Path, threads: int, s8s8: bool, optimized: Path | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if s8s8:
-        options.add_session_config_entry("session.qdqisint8allowed", "1")
-    if optimized is not None:
-        options.optimized_model_filepath = str(optimized)
-    from exporter.backends.ort import CPU_EP, create_session
-
-    return create_session(path, [CPU_EP], options)
 
 
 def kernels(optimized: Path) -> dict:
@@ -126,7 +101,8 @@ def run(batches=(1, 8), blocks: int = 7, runs: int = 2, threads: int = 2, sample
     sessions, picked = {}, {}
     for name, (path, s8s8) in candidates.items():
         optimized = folder / f"{name}.optimized.onnx"
-        sessions[name] = session(path, threads, s8s8, optimized)
+        sessions[name] = ort_session(path, threads, optimized=optimized,
+                                     config={"session.qdqisint8allowed": "1"} if s8s8 else None)
         picked[name] = kernels(optimized)
     result = {"model": MODEL, "input_size": SIZE, "threads": threads, "samples": samples,
               "machine": f"{platform.machine()} {platform.processor()}".strip(), "cpu_flags": cpu_flags(),

@@ -10,7 +10,7 @@ For the output ``[N, C, H, W]`` of a 3x3 / padding-1 conv, in fp32 and fp16, in 
 * ``kernel_fused``    ``rectify(y, bias=bias, relu=True, out=dst)``: one kernel
 
 Bandwidth counts 2 x tensor bytes (read + write) per op for every case, so the in-place figure is the
-copy-equivalent rate. Target (issue 5): ``kernel`` >= 80% of ``copy``; ``kernel_inplace`` faster than
+copy-equivalent rate. Target: ``kernel`` >= 80% of ``copy``; ``kernel_inplace`` faster than
 ``copy``. Run: ``python -m benchmarks.rectify_kernel [--shape N C H W] [--json FILE]``.
 """
 

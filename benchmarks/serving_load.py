@@ -4,7 +4,7 @@ The model (RF-ResNet-50 with seeded weights at 112x112 by default) is exported o
 a dynamic batch. The server runs in its own process (``rfconv-deploy serve``) on loopback; client
 threads, each with its own ``tritonclient.http`` client, send single-image binary requests. The
 baseline calls ONNX Runtime in this process on batches of 8. Server and baseline blocks alternate,
-each pair giving one throughput ratio. Target (issue 6): server throughput >= 0.8x in-process.
+each pair giving one throughput ratio. Target: server throughput >= 0.8x in-process.
 Run: ``python -m benchmarks.serving_load`` (``--help`` for sizes).
 """
 
@@ -27,18 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import export_registry_model, percentile
+
 TARGET_RATIO = 0.8
 START_TIMEOUT_S = 300.0
 REQUEST_TIMEOUT_S = 120.0
-
-
-def export_model(name: str, size: int, path: Path) -> None:
-    """Export registry model ``name`` with the project's exporter (dynamic batch, BN folded)."""
-    import torch
-
-    from exporter import build_model, export_onnx
-
-    export_onnx(build_model(name), torch.randn(1, 3, size, size), path, output_names=["logits"])
 
 
 def process_cpu_s(pid: int | None = None) -> float | None:
@@ -50,11 +43,6 @@ def process_cpu_s(pid: int | None = None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 class ServerProcess:
@@ -143,7 +131,7 @@ def run(model_name: str, size: int, requests: int, clients: int, blocks: int, ba
 
     workdir = tempfile.TemporaryDirectory(prefix="rfconv-serving-bench-")
     path = Path(workdir.name) / f"{model_name}.onnx"
-    export_model(model_name, size, path)
+    export_registry_model(model_name, size, path, output_names=["logits"])
     images = np.random.default_rng(0).standard_normal((requests, 3, size, size)).astype(np.float32)
     local_model = OrtModel(path)
     server = ServerProcess(path, batch, max_delay_ms)

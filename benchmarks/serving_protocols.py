@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving_load import REQUEST_TIMEOUT_S, ServerProcess, export_model, in_process_block, percentile
+from benchmarks.harness import export_registry_model, percentile
+from benchmarks.serving_load import REQUEST_TIMEOUT_S, ServerProcess, in_process_block
 
 PROTOCOLS = ("grpc", "http-binary", "http-json")
 CANDIDATES = ("in-process", *PROTOCOLS)
@@ -78,7 +79,7 @@ def run(model_name: str, size: int, images_per_block: int, clients: int, blocks:
 
     workdir = tempfile.TemporaryDirectory(prefix="rfconv-protocols-bench-")
     path = Path(workdir.name) / f"{model_name}.onnx"
-    export_model(model_name, size, path)
+    export_registry_model(model_name, size, path, output_names=["logits"])
     images = np.random.default_rng(0).standard_normal((images_per_block, 3, size, size)).astype(np.float32)
     local_model = OrtModel(path)
     server = ServerProcess(path, max(batches), max_delay_ms, extra=("--max-json-mb", str(MAX_JSON_MB)))

@@ -1,7 +1,7 @@
 """PyTorch cost of rectification: RF-ResNet-50 / ResNet-50 with identical weights, CPU or CUDA.
 
 Forward (eval, no grad) and forward+backward (train mode), interleaved blocks in one process.
-Target (issue 2): ratio <= 1.05.  Run: ``python -m benchmarks.torch_overhead [--device cuda]``.
+Target: ratio <= 1.05.  Run: ``python -m benchmarks.torch_overhead [--device cuda]``.
 """
 
 from __future__ import annotations

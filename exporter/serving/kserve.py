@@ -4,7 +4,7 @@ The predictor is ``model`` with ``modelFormat: triton`` on KServe's ``kserve-tri
 ClusterServingRuntime, which runs ``tritonserver --model-store=/mnt/models``; ``storageUri`` is
 where the user uploaded the repository folder (its root, the folder holding ``NAME/config.pbtxt``),
 and KServe's storage initializer downloads it to ``/mnt/models``. Each replica asks for
-``gpus`` ``nvidia.com/gpu``. KServe appends the predictor's ``args`` to the runtime's and
+``gpus`` ``nvidia.com/gpu`` (none for a CPU repository). KServe appends the predictor's ``args`` to the runtime's and
 merges ``env``, so a TensorRT plan gets what :mod:`.triton_repo` derives from its sidecar:
 
 * a version-compatible plan (the plugin embedded, ``build``'s default):
@@ -12,6 +12,12 @@ merges ``env``, so a TensorRT plan gets what :mod:`.triton_repo` derives from it
 * a plain plan that needs the RFConvRectify library: the library copied into the repository
   (``NAME/librfconv_trt_plugin.so``), loaded by ``--backend-config=tensorrt,plugins=PATH`` and
   ``LD_PRELOAD=PATH`` (PATH under ``/mnt/models``; the second load of the same path is a no-op).
+
+Probes, on the runtime's HTTP port (``--http-port=8080`` in ``kserve-tritonserver``), with the
+KServe v2 health endpoints Triton serves: liveness ``/v2/health/live`` (the server answers);
+readiness ``/v2/models/NAME/ready`` (the model is loaded); a startup probe on the same readiness
+path that allows ``startup_timeout_s`` seconds for the first load (a TensorRT engine build and
+warm-up) before the liveness probe may restart the pod.
 
 Names follow KServe's rule for InferenceService names (a DNS-1035 label).
 """
@@ -27,6 +33,8 @@ MODEL_STORE = PurePosixPath("/mnt/models")
 PROTOCOLS = ("v2", "grpc-v2")
 ISVC_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # KServe's IsvcNameFmt
 MAX_NAME = 63
+HTTP_PORT = 8080  # kserve-tritonserver runs tritonserver --http-port=8080
+PROBE_PERIOD_S = 10
 
 
 def isvc_name(model_name: str) -> str:
@@ -54,6 +62,22 @@ def triton_plugin_options(model_name: str, plugin_file: str | None, version_comp
     return [f"--backend-config=tensorrt,plugins={path}"], [{"name": "LD_PRELOAD", "value": path}]
 
 
+def probes(model_name: str, startup_timeout_s: int = 600) -> dict:
+    """The container probes of a Triton replica serving ``model_name`` (see the module doc)."""
+    if startup_timeout_s < 1:
+        raise ValueError(f"startup_timeout_s must be at least 1, got {startup_timeout_s}")
+
+    def get(path: str) -> dict:
+        return {"httpGet": {"path": path, "port": HTTP_PORT}, "periodSeconds": PROBE_PERIOD_S}
+
+    ready = f"/v2/models/{model_name}/ready"
+    return {
+        "livenessProbe": {**get("/v2/health/live"), "failureThreshold": 3},
+        "readinessProbe": {**get(ready), "failureThreshold": 3},
+        "startupProbe": {**get(ready), "failureThreshold": -(-startup_timeout_s // PROBE_PERIOD_S)},
+    }
+
+
 def inference_service(
     model_name: str,
     storage_uri: str,
@@ -66,20 +90,23 @@ def inference_service(
     runtime_version: str | None = None,
     args: list[str] | None = None,
     env: list[dict] | None = None,
+    startup_timeout_s: int = 600,
 ) -> dict:
     """The InferenceService as a dict (what ``kubectl apply`` reads from YAML).
 
     ``storage_uri`` (``gs://``, ``s3://``, ``pvc://``, ``https://``...) holds the repository root;
-    ``gpus`` per replica; ``min_replicas`` to ``max_replicas`` (default: ``min_replicas``) replicas;
+    ``gpus`` per replica (0: a CPU repository, no GPU asked for); ``min_replicas`` to
+    ``max_replicas`` (default: ``min_replicas``) replicas;
     ``protocol`` ``v2`` (HTTP) or ``grpc-v2``; ``runtime_version`` the Triton image tag (it must
-    carry the TensorRT version a plan was built with).
+    carry the TensorRT version a plan was built with); ``startup_timeout_s`` the startup probe's
+    allowance for the first model load. ValueError names a bad value.
     """
     name = check_isvc_name(name or isvc_name(model_name))
     if "://" not in storage_uri:
         raise ValueError(f"storage_uri {storage_uri!r} is not a URI such as gs://bucket/models or "
                          "pvc://claim/models (KServe downloads the repository from it)")
-    if gpus < 1:
-        raise ValueError(f"gpus must be at least 1 (the Triton config asks for GPU instances), got {gpus}")
+    if gpus < 0:
+        raise ValueError(f"gpus must be >= 0 (0 for a CPU repository), got {gpus}")
     max_replicas = min_replicas if max_replicas is None else max_replicas
     if min_replicas < 0 or max_replicas < max(1, min_replicas):
         raise ValueError(f"replicas must satisfy 0 <= min_replicas <= max_replicas, max_replicas >= 1; "
@@ -98,7 +125,9 @@ def inference_service(
         model["args"] = list(args)
     if env:
         model["env"] = list(env)
-    model["resources"] = {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}}
+    if gpus:
+        model["resources"] = {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}}
+    model.update(probes(model_name, startup_timeout_s))
     return {
         "apiVersion": API_VERSION,
         "kind": "InferenceService",
@@ -130,10 +159,20 @@ def for_repository(written, storage_uri: str, **options) -> tuple[dict, list[str
     """The InferenceService for what :func:`~.triton_repo.write_repository` wrote (a
     :class:`~.triton_repo.TritonRepository`), and notes for the user; ``options`` as for
     :func:`inference_service`. ValueError for a plan that needs its plugin library when none was
-    copied into the repository (pass ``plugin_lib``)."""
+    copied into the repository (pass ``plugin_lib``), and for ``gpus`` that do not fit the
+    repository (a CPU repository asks for none, a GPU one for at least one)."""
     model_name = written.model_dir.name
+    cpu = getattr(written, "accelerator", "tensorrt") == "cpu"
+    gpus = options.get("gpus", 0 if cpu else 1)
+    if cpu and gpus:
+        raise ValueError(f"the repository runs on CPU instances (accelerator='cpu'): its replicas need no GPU, "
+                         f"got gpus={gpus}")
+    if not cpu and gpus < 1:
+        raise ValueError(f"gpus must be at least 1 (the Triton config asks for GPU instances), got {gpus}")
+    options = {**options, "gpus": gpus}
     notes = [f"upload {written.model_dir.parent} (the repository root) to {storage_uri}, then: kubectl apply -f "
-             "THIS_FILE", f"needs KServe's {RUNTIME} ClusterServingRuntime and nodes with NVIDIA GPUs"]
+             "THIS_FILE", f"needs KServe's {RUNTIME} ClusterServingRuntime"
+             + (" (CPU instances: no GPU asked for)" if cpu else " and nodes with NVIDIA GPUs")]
     plan = written.model_file.suffix == ".plan"
     needs_library = plan and not written.version_compatible and written.plugin_nodes != 0
     if needs_library and written.plugin_file is None:

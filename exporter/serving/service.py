@@ -122,24 +122,25 @@ class InferenceService:
 
     def model_config(self):
         """Triton's ``ModelConfig`` of what this server serves, built by the function that writes
-        ``config.pbtxt`` (:func:`~.triton_repo.build_config`): tensors, batching, and this server's
-        instance kind (CPU or GPU), accelerator and queue policy (``--max-queue``, ``--max-queue-delay-ms``)."""
+        ``config.pbtxt`` (:func:`~.model_config.build_config`): tensors, batching, and this server's
+        instance kind (CPU or GPU), accelerator with the file's precision, and queue policy
+        (``--max-queue``, ``--max-queue-delay-ms``)."""
         if self._config_message is None:
-            from exporter.serving.triton_repo import build_config
+            from exporter.serving.model_config import build_config
 
-            tensorrt, int8 = self.model.providers[0] == TENSORRT_EP, False
-            if tensorrt:  # the EP's precision switch (a Q/DQ file: int8); only then is the graph read
+            tensorrt, precision = self.model.providers[0] == TENSORRT_EP, "fp32"
+            if tensorrt:  # the EP's precision switch (Q/DQ: int8, fp16 weights: fp16); only then is the graph read
                 from exporter.serving.model_io import graph_summary
 
-                int8 = graph_summary(self.model.path).precision == "int8"
+                precision = graph_summary(self.model.path).precision
+            on_gpu = self.model.device == "cuda"
             self._config_message = build_config(
                 self.config.name, self.model.inputs, self.model.outputs, plan=False,
                 max_batch=self.config.max_batch if self.model.batchable else 0,
                 max_delay_us=round(self.config.max_delay_ms * 1000),
-                accelerator="tensorrt" if tensorrt else "cuda",
-                instance_kind="gpu" if self.model.device == "cuda" else "cpu",
+                accelerator="tensorrt" if tensorrt else "cuda" if on_gpu else "cpu",
                 queue_policy=(self.config.max_queue, round(self.config.max_queue_delay_ms * 1000)),
-                int8=int8, profiles=self.profiles,
+                precision=precision, profiles=self.profiles,
             )
             # which provider runs (and TF32), read by clients of /config; Triton ignores unknown parameters
             self._config_message.parameters["execution_provider"].string_value = self.model.providers[0]

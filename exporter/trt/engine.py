@@ -2,7 +2,9 @@
 
 The network is strongly typed: precision comes from the ONNX tensor types (an fp16 export gives
 an fp16 engine; TensorRT 11 has no FP16 builder flag). Dynamic input dimensions get one
-optimization profile from ``--min-shape/--opt-shape/--max-shape``. When the model holds
+optimization profile from the config's min/opt/max shapes; a file whose only dynamic dim is the
+batch gets batch 1 to ``max_batch`` when none is given (:func:`exporter.trt.options.default_shapes`).
+Options are one :class:`exporter.trt.options.BuildConfig`. When the model holds
 ``RFConvRectify`` plugin nodes (``export --mode plugin``) or ``--plugin-lib`` is given, the plugin
 library is registered and, by default, serialized into the plan. A JSON
 sidecar ``<plan>.json`` records the TensorRT version, GPU, shapes and precision. TensorRT is
@@ -20,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import onnx
 
 from exporter.onnx.precision import file_precision
-from exporter.shapes import parse_shapes, resolve_profiles
+from exporter.shapes import InputProfile, parse_shapes, resolve_profiles
+from exporter.trt.options import BuildConfig, default_shapes
 from exporter.trt.sidecar import sidecar_path
 from plugins.library import import_tensorrt, load_library
 from plugins.spec import PLUGIN_NAME
@@ -106,34 +109,47 @@ def _network_flags(trt) -> int:
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
-def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_shapes: str | None = None,
-                 max_shapes: str | None = None, plugin_library=None, timing_cache=None,
-                 workspace_mb: int | None = None, aliased_plugin_io: bool = False, embed_plugin: bool = True,
-                 tf32: bool = False, verbose: bool = False) -> BuildReport:
+def plan_profiles(summary: OnnxSummary, config: BuildConfig) -> tuple[list[InputProfile], list[str]]:
+    """The optimization profile of each input and notes on how it was chosen, without TensorRT.
+
+    The config's shapes when given; else, for a file whose only dynamic dim is the batch, batch 1 to
+    ``config.max_batch`` (opt = max) at its fixed dims, with a note saying so. Raises ValueError
+    (from :func:`exporter.shapes.resolve_profiles`) naming the input and what to give.
+    """
+    notes = []
+    low, opt, high = config.min_shapes, config.opt_shapes, config.max_shapes
+    if not config.shapes_given:
+        derived = default_shapes(summary.inputs, config.max_batch)
+        if derived is not None:
+            low, opt, high = derived
+            notes.append(f"dynamic batch: profile batch 1 to {config.max_batch} (opt {config.max_batch}) at the "
+                         f"file's fixed dims, from max_batch; give min/opt/max shapes for another range")
+    profiles = resolve_profiles(summary.inputs, parse_shapes(low), parse_shapes(opt), parse_shapes(high))
+    return profiles, notes
+
+
+def build_engine(onnx_path, plan_path, config: BuildConfig | None = None, **options) -> BuildReport:
     """Build a serialized TensorRT engine from ``onnx_path`` and write it to ``plan_path`` plus a sidecar.
 
-    Shapes are strings as for :func:`exporter.shapes.parse_shapes`. ``plugin_library`` defaults to the built
-    RFConvRectify library when the model has plugin nodes. ``timing_cache`` is read if it exists and
-    written back after the build. ``workspace_mb`` caps TensorRT's workspace pool.
-    ``aliased_plugin_io`` enables the preview feature that lets RFConvRectify work in place.
-    ``embed_plugin`` builds a version-compatible plan with the plugin library inside (when one is used).
-    ``tf32`` lets fp32 convolutions and matrix products round their inputs to TF32 (10-bit
-    mantissas): off by default, so an fp32 engine computes what PyTorch's fp32 reference and
-    ``compare --backends trt`` (Polygraphy's runner builds with TF32 off) compute; TensorRT itself
-    enables it by default.
-    Raises RuntimeError (TensorRT missing, parse or build failure), ValueError (bad shapes),
-    FileNotFoundError (missing ONNX file or plugin library).
+    ``config`` (default ``BuildConfig()``) holds the options; keyword ``options`` replace its fields
+    (``build_engine(src, dst, opt_shapes="1x3x224x224")``). The profile comes from
+    :func:`plan_profiles`. ``plugin_library`` defaults to :func:`plugins.find_library`'s search when
+    the model has plugin nodes. ``tf32`` is off by default, so an fp32 engine computes what PyTorch's
+    fp32 reference and ``compare --backends trt`` (Polygraphy's runner builds with TF32 off) compute;
+    TensorRT itself enables it by default. Raises RuntimeError (TensorRT missing, parse or build
+    failure), ValueError (bad shapes or options), FileNotFoundError (missing ONNX file or plugin library).
     """
+    config = replace(config or BuildConfig(), **options)
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX model {onnx_path} does not exist")
     # Everything that can be checked without TensorRT is checked first: a wrong profile is refused
     # with its reason on any machine, before the (heavy) import.
     summary = summarize_onnx(onnx_path)
-    profiles = resolve_profiles(summary.inputs, parse_shapes(min_shapes), parse_shapes(opt_shapes),
-                                parse_shapes(max_shapes))
-    if workspace_mb is not None and workspace_mb < 1:
-        raise ValueError(f"workspace_mb={workspace_mb} must be >= 1")
+    profiles, profile_notes = plan_profiles(summary, config)
+    plugin_library, workspace_mb, timing_cache = config.plugin_library, config.workspace_mb, config.timing_cache
+    aliased_plugin_io, embed_plugin, tf32 = config.aliased_plugin_io, config.embed_plugin, config.tf32
+    verbose = config.verbose
     trt = import_tensorrt()
     library = None
     if summary.plugin_nodes or plugin_library is not None:
@@ -190,6 +206,7 @@ def build_engine(onnx_path, plan_path, *, min_shapes: str | None = None, opt_sha
         timing_cache=None if cache_path is None else str(cache_path), plan_bytes=plan_path.stat().st_size,
         build_seconds=time.perf_counter() - start,
     )
+    report.notes.extend(profile_notes)
     if embedded:
         report.notes.append("version-compatible plan with the plugin library inside: deserialize with "
                             "runtime.engine_host_code_allowed = True")

@@ -27,7 +27,7 @@ def read_sidecar(plan_path) -> dict | None:
     try:
         found = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not the JSON sidecar rfconv-deploy build writes: {err}") from None
+        raise ValueError(f"{path} is not the JSON sidecar rfconv-deploy build writes: {err}") from err
     if not isinstance(found, dict):
         raise ValueError(f"{path} is not the JSON sidecar rfconv-deploy build writes (not an object)")
     return found

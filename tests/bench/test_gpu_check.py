@@ -12,16 +12,61 @@ from exporter.backends import availability
 
 
 @pytest.mark.skipif(availability.cuda().available, reason="a CUDA device is visible: the refusal cannot be checked")
-def test_refuses_at_once_without_a_cuda_device(tmp_path, capsys):
+def test_without_a_device_each_step_says_why_and_nothing_passes(tmp_path, capsys):
     assert gpu_check.main(["--out", str(tmp_path / "out")]) == 2
-    assert "no CUDA device visible to torch" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no CUDA device visible to torch" in err
     assert not (tmp_path / "out").exists()
+    lines = [line.strip() for line in err.splitlines() if line.startswith("  ")]
+    names = [name for name, _ in gpu_check.steps(None, tmp_path, quick=False)]
+    assert len(names) == 7
+    for name in names:
+        (line,) = [line for line in lines if line.startswith(f"{name}: ")]
+        assert line.startswith(f"{name}: skipped: no CUDA device visible to torch"), line
+    if "CUDAExecutionProvider" not in availability.onnxruntime_providers():
+        (ort_line,) = [line for line in lines if line.startswith("onnxruntime CUDA EP: ")]
+        assert "has no CUDAExecutionProvider" in ort_line and "onnxruntime-gpu" in ort_line, ort_line
+    if not availability.tensorrt().available:
+        (trt_line,) = [line for line in lines if line.startswith("tensorrt: ")]
+        assert "tensorrt does not import" in trt_line, trt_line
+
+
+def test_onnxruntime_cuda_step_skips_with_the_providers_it_has():
+    if "CUDAExecutionProvider" in availability.onnxruntime_providers():
+        pytest.skip("onnxruntime lists the CUDA EP here: the step would run")
+    step = gpu_check._timed("onnxruntime CUDA EP", gpu_check.ort_cuda_step)
+    assert step.status == "skipped" and "CPUExecutionProvider" in step.detail and "onnxruntime-gpu" in step.detail
+
+
+def test_a_missing_prerequisite_is_skipped_not_passed_and_not_failed(monkeypatch):
+    monkeypatch.delenv("TensorRT_INCLUDE_DIR", raising=False)
+    monkeypatch.delenv("TensorRT_ROOT", raising=False)
+    step = gpu_check._timed("plugin", lambda: gpu_check.cmake_step("90", plugin=True))
+    assert step.status == "skipped" and ("TensorRT_INCLUDE_DIR" in step.detail or "PATH" in step.detail), step
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CUDACXX", raising=False)
+    monkeypatch.setenv("CUDA_HOME", "/nonexistent")
+    step = gpu_check._timed("kernels", lambda: gpu_check.cmake_step("90", plugin=False))
+    assert step.status == "skipped" and "not on PATH" in step.detail, step
+
+
+def test_a_pytest_step_where_no_test_ran_is_not_ok(monkeypatch):
+    monkeypatch.setattr(gpu_check, "_run", lambda commands, env=None: (True, "12 skipped, 3 deselected in 1.0s"))
+    step = gpu_check._timed("pytest", lambda: gpu_check.pytest_step(["pytest"], {}))
+    assert step.status == "skipped" and "no test ran" in step.detail
+    monkeypatch.setattr(gpu_check, "_run", lambda commands, env=None: (True, "3 passed, 2 skipped in 4.0s"))
+    step = gpu_check._timed("pytest", lambda: gpu_check.pytest_step(["pytest"], {}))
+    assert step.status == "ok" and step.numbers == {"passed": 3, "skipped": 2}
 
 
 def test_cmake_builds_for_the_devices_architecture(tmp_path):
-    configure, build, ctest = gpu_check.cmake_commands(tmp_path, "90")
+    configure, build, ctest = gpu_check.cmake_commands(tmp_path, "90", compiler="/opt/cuda/bin/nvcc")
     assert "-DCMAKE_CUDA_ARCHITECTURES=90" in configure and configure[:2] == ["cmake", "-S"]
+    assert "-DCMAKE_CUDA_COMPILER=/opt/cuda/bin/nvcc" in configure
+    assert "-DTensorRT_INCLUDE_DIR=TensorRT_INCLUDE_DIR-NOTFOUND" in configure
     assert build[:2] == ["cmake", "--build"] and ctest[0] == "ctest"
+    with_plugin = gpu_check.cmake_commands(tmp_path, "90", tensorrt_include=tmp_path / "include")[0]
+    assert f"-DTensorRT_INCLUDE_DIR={tmp_path / 'include'}" in with_plugin
 
 
 def test_pytest_step_selects_the_cuda_tests():

@@ -2,8 +2,9 @@
 
 Steps, earliest first: base (``exporter``, ``exporter.shapes``, ``exporter.config``,
 ``exporter.backends.availability``), model, plugins, onnx, quantize, trt / backend runners and
-``exporter.backends.ort``, comparison / bench / serving, cli. A module may import
-its own package and earlier steps. Every import counts, the ones inside functions too.
+``exporter.backends.ort``, comparison / bench / serving, cli. A module may import its own package
+and earlier steps. Every import counts, the ones inside functions too, except those under
+``if TYPE_CHECKING:``, which never run (``exporter/__init__.py`` names its lazy public API there).
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ def _modules() -> dict[str, Path]:
 def _imports(module: str, path: Path) -> set[str]:
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    typing_only = {id(inner) for node in ast.walk(tree)
+                   if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                   for statement in node.body for inner in ast.walk(statement)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

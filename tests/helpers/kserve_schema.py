@@ -8,7 +8,8 @@ only those properties, each exactly as the CRD defines it (types, formats, patte
 ``kubectl apply --validate=strict`` refuses unknown fields, so a misspelt or misplaced field fails.
 
 The fixture also records, from ``config/runtimes/kserve-tritonserver.yaml``, the model formats
-and protocols KServe's Triton runtime declares (``runtime``), which the manifest must use.
+and protocols KServe's Triton runtime declares and its container's arguments (``runtime``:
+``--http-port``, where the manifest's probes must point), which the manifest must use.
 
 Regenerate (KServe commit and paths are recorded in the file)::
 
@@ -43,6 +44,9 @@ KEEP = {  # True: the whole subtree as in the CRD; a dict: these properties only
                 "args": True,
                 "env": {"name": True, "value": True},
                 "resources": {"limits": True, "requests": True},
+                "livenessProbe": True,
+                "readinessProbe": True,
+                "startupProbe": True,
             },
         },
     },
@@ -101,7 +105,8 @@ def main(argv: list[str]) -> int:
         "kind": crd["spec"]["names"]["kind"], "group": crd["spec"]["group"], "version": "v1beta1",
         "runtime": {"name": runtime["metadata"]["name"],
                     "modelFormats": sorted({f["name"] for f in runtime["spec"]["supportedModelFormats"]}),
-                    "protocolVersions": runtime["spec"]["protocolVersions"]},
+                    "protocolVersions": runtime["spec"]["protocolVersions"],
+                    "args": runtime["spec"]["containers"][0]["args"]},
         "openAPIV3Schema": pruned,
     }, indent=1) + "\n")
     print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size} bytes)")

@@ -1,5 +1,7 @@
 """RFConv2d and rectify_scale against the brute-force reference, plus dtype/gradient checks."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -161,9 +163,50 @@ def test_rectify_scale_returns_fresh_tensor():
     assert rectify_scale((6, 6), 3, 1, 1)[0, 0] == 2.25
 
 
-@pytest.mark.requires_cuda
-def test_cuda_matches_cpu():
+@contextlib.contextmanager
+def full_fp32_on_cuda():
+    """cuDNN convolutions and CUDA matrix products in full fp32, restored afterwards.
+
+    torch enables TF32 for cuDNN convolutions by default (``torch.backends.cudnn.allow_tf32``), which
+    rounds their inputs to 10-bit mantissas on Ampere and later GPUs (relative error about 1e-3): a
+    CUDA result compared with the CPU at fp32 tolerance must be computed without it.
+    """
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _compare_cuda_with_cpu():
     torch.manual_seed(0)
     layer = RFConv2d(4, 6, 3, padding=1)
     x = torch.randn(2, 4, 12, 9)
-    torch.testing.assert_close(layer.cuda()(x.cuda()).cpu(), layer.cpu()(x), rtol=1e-4, atol=1e-5)
+    want = layer(x)
+    with full_fp32_on_cuda():
+        got = layer.cuda()(x.cuda()).cpu()
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.requires_cuda
+def test_cuda_matches_cpu():
+    _compare_cuda_with_cpu()
+
+
+def test_cuda_is_compared_with_cpu_without_tf32(monkeypatch):
+    """The CUDA-vs-CPU check moves to the GPU with TF32 off (torch's default for cuDNN is on), and leaves the
+    flags as it found them. Runs on CPU: the moves to CUDA are recorded, not made."""
+    seen = []
+
+    def record(self, *args, **kwargs):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return self
+
+    monkeypatch.setattr(torch.nn.Module, "cuda", record)
+    monkeypatch.setattr(torch.Tensor, "cuda", record)
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    _compare_cuda_with_cpu()
+    assert seen and all(flags == (False, False) for flags in seen), seen
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before

@@ -27,13 +27,32 @@ def test_load_library_without_tensorrt_says_so():
 
 def test_find_library_explains_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.delenv(library.LIBRARY_ENV, raising=False)
+    monkeypatch.setattr(library, "PACKAGE_DIR", tmp_path / "pkg")
     monkeypatch.setattr(library, "BUILD_DIRS", (tmp_path / "a", tmp_path / "b"))
-    with pytest.raises(FileNotFoundError, match=r"librfconv_trt_plugin.so not found in .*/a, .*/b; build it with"):
+    with pytest.raises(FileNotFoundError, match=r"librfconv_trt_plugin.so not found in .*/pkg, .*/a, .*/b; build it"):
         library.find_library()
     built = tmp_path / "b" / library.LIBRARY_NAME
     built.parent.mkdir()
     built.write_bytes(b"")
     assert library.find_library() == built
+
+
+def test_find_library_prefers_package_data_and_ignores_the_working_directory(tmp_path, monkeypatch):
+    """Package data (plugins/lib, `cmake --install ... --prefix plugins`) first; a library under the current
+    directory's build/trt_plugin is not picked up just because the command runs there."""
+    monkeypatch.delenv(library.LIBRARY_ENV, raising=False)
+    monkeypatch.setattr(library, "PACKAGE_DIR", tmp_path / "pkg" / "lib")
+    monkeypatch.setattr(library, "BUILD_DIRS", (tmp_path / "checkout" / "build" / "trt_plugin",))
+    elsewhere = tmp_path / "cwd" / "build" / "trt_plugin" / library.LIBRARY_NAME
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_bytes(b"")
+    monkeypatch.chdir(tmp_path / "cwd")
+    with pytest.raises(FileNotFoundError):
+        library.find_library()
+    for directory in (tmp_path / "checkout" / "build" / "trt_plugin", tmp_path / "pkg" / "lib"):
+        directory.mkdir(parents=True)
+        (directory / library.LIBRARY_NAME).write_bytes(b"")
+    assert library.find_library() == tmp_path / "pkg" / "lib" / library.LIBRARY_NAME
 
 
 def test_find_library_explicit_path_and_environment(tmp_path, monkeypatch):
@@ -44,6 +63,44 @@ def test_find_library_explicit_path_and_environment(tmp_path, monkeypatch):
         library.find_library()
     (tmp_path / "env.so").write_bytes(b"")
     assert library.find_library() == (tmp_path / "env.so").resolve()
+
+
+def test_find_library_refuses_the_autoregistration_library(tmp_path):
+    autoreg = tmp_path / library.AUTOREG_NAME
+    autoreg.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"autoregistration library .* give .*librfconv_trt_plugin.so instead"):
+        library.find_library(autoreg)
+
+
+def test_autoreg_library_is_found_beside_the_plugin_library(tmp_path):
+    plugin = tmp_path / library.LIBRARY_NAME
+    plugin.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"librfconv_trt_plugin_autoreg.so does not exist: .*plugins="):
+        library.autoreg_library(plugin)
+    (tmp_path / library.AUTOREG_NAME).write_bytes(b"")
+    assert library.autoreg_library(plugin) == (tmp_path / library.AUTOREG_NAME).resolve()
+
+
+class _Creator:
+    def __init__(self, name, version, namespace):
+        self.name, self.plugin_version, self.plugin_namespace = name, version, namespace
+
+
+class _Registry:
+    """A tensorrt.IPluginRegistry stand-in whose get_creator fails the test: in TensorRT it logs an ERROR
+    when the creator is absent (the first load of every process)."""
+
+    def __init__(self, *creators):
+        self.all_creators = list(creators)
+
+    def get_creator(self, *args):
+        raise AssertionError(f"get_creator{args} logs a TensorRT error when the creator is absent")
+
+
+def test_is_registered_reads_the_creator_list_without_logging_an_error():
+    assert not library.is_registered(_Registry())
+    assert not library.is_registered(_Registry(_Creator("RFConvRectify", "1", ""), _Creator("Other", "1", "rfconv")))
+    assert library.is_registered(_Registry(_Creator("Other", "1", ""), _Creator("RFConvRectify", "1", "rfconv")))
 
 
 @pytest.mark.requires_tensorrt

@@ -5,11 +5,13 @@
   ``cmake`` and ``nvcc`` on PATH, configuring without ``-DCMAKE_CUDA_ARCHITECTURES`` (nothing is built)
   picks that list, less what this nvcc cannot build.
 * With TensorRT headers (``TensorRT_INCLUDE_DIR``, or ``TensorRT_ROOT``/include, as
-  ``test_trt_plugin_src.py``): the plugin library is built for one architecture. Its dynamic symbol
-  table exports ``getCreators`` and ``setLoggerFinder`` (dynamic registration) and needs nothing from
-  libnvinfer at link time; it has a static initializer (``.init_array``) that looks ``getPluginRegistry``
-  up with ``dlsym`` (static registration); and the registration host test drives both, and both in
-  turn, through a real ``dlopen`` of the built library. Without headers these tests are skipped.
+  ``test_trt_plugin_src.py``): the plugin library and its autoregistration companion are built for one
+  architecture. The plugin library exports ``getCreators`` and ``setLoggerFinder``, carries its CUDA
+  runtime (no ``libcudart`` NEEDED: a plan that embeds it runs where only the driver is installed),
+  needs nothing from libnvinfer and never looks TensorRT up (nothing runs when it is loaded, so
+  ``loadLibrary`` can always load it); the autoregistration library looks ``getPluginRegistry`` up with
+  ``dlsym`` when loaded and finds the plugin library next to it; the registration host test drives
+  both through a real ``dlopen``. Without headers these tests are skipped, saying how to get them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ CMAKELISTS = SRC / "CMakeLists.txt"
 TEST_ARCHITECTURE = "80"
 BLACKWELL = {100, 101, 103, 110, 120, 121}
 NO_HEADERS = ("TensorRT headers not found: set TensorRT_INCLUDE_DIR to TensorRT's include/ (or TensorRT_ROOT "
-              "to its install dir) to build the plugin library and check how it registers itself")
+              "to its install dir) to build the plugin library and check how it registers itself; the headers "
+              "alone suffice (no GPU or TensorRT libraries): `git clone --depth 1 https://github.com/NVIDIA/TensorRT "
+              "/tmp/TensorRT && export TensorRT_INCLUDE_DIR=/tmp/TensorRT/include`")
 
 
 def _default_architectures() -> list[str]:
@@ -114,7 +118,8 @@ def plugin_build(tmp_path_factory) -> Path:
     assert configured.returncode == 0, configured.stdout + configured.stderr
     assert "building the TensorRT plugin against headers" in configured.stdout, configured.stdout
     built = subprocess.run(["cmake", "--build", str(build), "-j", "2", "--target", "rfconv_trt_plugin",
-                            "rfconv_registration_host_test"], capture_output=True, text=True, timeout=600)
+                            "rfconv_trt_plugin_autoreg", "rfconv_registration_host_test"], capture_output=True,
+                           text=True, timeout=600)
     assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
     return build
 
@@ -132,41 +137,66 @@ def test_library_exports_the_dynamic_registration_entry_points(plugin_build):
     assert not {"getPluginRegistry", "getLogger", "getInferLibVersion"} & defined
 
 
-def test_library_registers_on_load_without_linking_libnvinfer(plugin_build):
-    library = plugin_build / "librfconv_trt_plugin.so"
-    # Static registration runs from a static initializer...
-    sections = subprocess.run(["readelf", "-W", "-S", str(library)], capture_output=True, text=True,
-                              check=True).stdout
-    init_array = re.search(r"\.init_array\s+INIT_ARRAY\s+\S+\s+\S+\s+([0-9a-f]+)", sections)
-    assert init_array and int(init_array.group(1), 16) > 0, "no static initializer (.init_array is empty)"
-    # ...that finds getPluginRegistry at load time (dlsym), not through a link-time dependency on libnvinfer.
-    undefined = _dynamic_symbols(library, "--undefined-only")
-    assert {"dlsym", "dlopen"} <= undefined, sorted(undefined)
-    assert "getPluginRegistry" not in undefined
-    needed = subprocess.run(["readelf", "-d", str(library)], capture_output=True, text=True, check=True).stdout
-    assert "libnvinfer" not in needed, needed
-    assert b"getPluginRegistry\0" in library.read_bytes(), "the library does not look getPluginRegistry up"
+def _needed(library: Path) -> list[str]:
+    """The DT_NEEDED entries of ``library`` (readelf -d)."""
+    dynamic = subprocess.run(["readelf", "-d", str(library)], capture_output=True, text=True, check=True).stdout
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic)
 
 
-def test_registration_on_load_and_through_get_creators(plugin_build):
-    """dlopen registers once and dlclose deregisters; loadLibrary alone, and after a dlopen, registers once."""
+def test_libraries_carry_their_cuda_runtime(plugin_build):
+    """cudart linked statically (as NVIDIA's embeddable plugin/vc library): no libcudart NEEDED, so a
+    version-compatible plan that embeds the library needs no CUDA runtime installed where it runs."""
+    for name in ("librfconv_trt_plugin.so", "librfconv_trt_plugin_autoreg.so"):
+        needed = _needed(plugin_build / name)
+        assert needed, f"readelf found no NEEDED entries in {name}"
+        assert not [n for n in needed if n.startswith("libcudart")], f"{name} needs {needed}"
+        assert not [n for n in needed if n.startswith("libnvinfer")], f"{name} needs {needed}"
+    if shutil.which("ldd"):
+        resolved = subprocess.run(["ldd", str(plugin_build / "librfconv_trt_plugin.so")], capture_output=True,
+                                  text=True).stdout
+        assert "libcudart" not in resolved, resolved
+
+
+def test_plugin_library_does_nothing_when_loaded(plugin_build):
+    """No registry lookup in the plugin library: TensorRT's loadLibrary dlopens it, and a registry call from
+    its static initializers would re-enter the registry. The autoregistration library does the lookup."""
     library = plugin_build / "librfconv_trt_plugin.so"
-    result = subprocess.run([plugin_build / "rfconv_registration_host_test", library], capture_output=True,
-                            text=True, timeout=60)
+    # (It may import dlopen/dlsym: the static CUDA runtime loads libcuda.so with them.)
+    assert b"getPluginRegistry\0" not in library.read_bytes(), "the plugin library looks getPluginRegistry up"
+    autoreg = plugin_build / "librfconv_trt_plugin_autoreg.so"
+    assert {"dlsym", "dlopen"} <= _dynamic_symbols(autoreg, "--undefined-only")
+    assert b"getPluginRegistry\0" in autoreg.read_bytes()
+    assert "librfconv_trt_plugin.so" in _needed(autoreg)
+    dynamic = subprocess.run(["readelf", "-d", str(autoreg)], capture_output=True, text=True, check=True).stdout
+    assert "$ORIGIN" in dynamic, "the autoregistration library does not look for the plugin library next to it"
+    assert "getCreators" not in _dynamic_symbols(autoreg, "--defined-only"), "loadLibrary must not accept it"
+
+
+def test_registration_through_get_creators_and_on_autoregistration(plugin_build):
+    """loadLibrary registers through getCreators with no registry call from the library while it loads;
+    the autoregistration library registers on dlopen and deregisters on dlclose; both in turn register once."""
+    result = subprocess.run([plugin_build / "rfconv_registration_host_test", plugin_build / "librfconv_trt_plugin.so",
+                             plugin_build / "librfconv_trt_plugin_autoreg.so"], capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 0 and "registration host test: 0 failures" in result.stdout, (
         result.stdout + result.stderr)
 
 
 def test_preloaded_into_a_process_without_tensorrt_it_only_says_so(plugin_build):
-    """LD_PRELOAD makes the library try to load libnvinfer; where there is none the program runs on."""
+    """LD_PRELOAD of the autoregistration library makes it try to load libnvinfer; where there is none the
+    program runs on."""
     if shutil.which("true") is None:
         pytest.skip("no `true` program to preload the library into")
-    library = plugin_build / "librfconv_trt_plugin.so"
+    library = plugin_build / "librfconv_trt_plugin_autoreg.so"
     result = subprocess.run(["true"], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "LD_PRELOAD": str(library)})
     assert result.returncode == 0, result.stderr
-    noted = "was not registered when the library was loaded" in result.stderr
+    noted = "RFConvRectify was not registered when librfconv_trt_plugin_autoreg.so was loaded" in result.stderr
     if ctypes.util.find_library("nvinfer") is None and not os.environ.get("LD_LIBRARY_PATH"):
         assert noted, result.stderr  # surely no libnvinfer to load: it must say it registered nothing
     if not noted:
         assert "RFConvRectify" not in result.stderr, result.stderr  # TensorRT was found: registered silently
+    # The plugin library alone, preloaded, says nothing and does nothing.
+    quiet = subprocess.run(["true"], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "LD_PRELOAD": str(plugin_build / "librfconv_trt_plugin.so")})
+    assert quiet.returncode == 0 and "rfconv" not in quiet.stderr, quiet.stderr

@@ -1,18 +1,19 @@
 """INT8 accuracy against fp32 (issue 17): the digits CNN of ``resolution_study.py``, plain and
 rectified, trained as the benchmark does (15 epochs, one thread: about 25 s, in CI), and
 RF-ResNet-50 against the plain ResNet-50 (slow), on random pixels and on photo crops. The same
-numbers come from ``python -m benchmarks.quantize_accuracy`` (benchmarks/README.md, "INT8")."""
+numbers come from ``python -m benchmarks.quantize_accuracy``, which runs the same functions
+(:mod:`tests.helpers.int8_accuracy`; results in benchmarks/README.md, "INT8")."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks import quantize_accuracy
+from tests.helpers import int8_accuracy
 
 
 def test_trained_digits_cnns_lose_at_most_half_a_point(tmp_path):
-    result = quantize_accuracy.digits(epochs=15, samples=64, method="percentile", folder=tmp_path)
+    result = int8_accuracy.digits(epochs=15, samples=64, method="percentile", folder=tmp_path)
     for kind, row in result["models"].items():
         assert row["fp32"] > 0.9, (kind, row)  # the model learned something
         assert row["drop_points"] <= 0.5, (kind, row)
@@ -20,12 +21,12 @@ def test_trained_digits_cnns_lose_at_most_half_a_point(tmp_path):
 
 @pytest.fixture(scope="module")
 def resnet_result(tmp_path_factory):
-    return quantize_accuracy.resnet(samples=64, method="percentile", folder=tmp_path_factory.mktemp("resnet"))
+    return int8_accuracy.resnet(samples=64, method="percentile", folder=tmp_path_factory.mktemp("resnet"))
 
 
 @pytest.fixture(scope="module")
 def resnet_photos_result(tmp_path_factory):
-    return quantize_accuracy.resnet(samples=64, method="percentile", folder=tmp_path_factory.mktemp("photos"),
+    return int8_accuracy.resnet(samples=64, method="percentile", folder=tmp_path_factory.mktemp("photos"),
                                     data="photos", calibration_photo="china")
 
 
@@ -55,9 +56,9 @@ def test_resnet50_rf_int8_cosine_within_0_005_of_plain_on_photos(resnet_photos_r
 def test_photo_crops_are_seeded_squares_of_the_named_photo(tmp_path):
     from PIL import Image
 
-    first = quantize_accuracy.photo_crops("china", 3, seed=0, folder=tmp_path / "a")
-    again = quantize_accuracy.photo_crops("china", 3, seed=0, folder=tmp_path / "b")
-    other = quantize_accuracy.photo_crops("flower", 3, seed=0, folder=tmp_path / "c")
+    first = int8_accuracy.photo_crops("china", 3, seed=0, folder=tmp_path / "a")
+    again = int8_accuracy.photo_crops("china", 3, seed=0, folder=tmp_path / "b")
+    other = int8_accuracy.photo_crops("flower", 3, seed=0, folder=tmp_path / "c")
     files = sorted(first.iterdir())
     assert [f.name for f in files] == ["000.png", "001.png", "002.png"]
     pixels = []
@@ -71,10 +72,10 @@ def test_photo_crops_are_seeded_squares_of_the_named_photo(tmp_path):
     # same seed, same crop box, other photo: different pixels
     assert not any(a.shape == c.shape and np.array_equal(a, c) for a, c in zip(pixels[0], pixels[2], strict=True))
     with pytest.raises(ValueError, match="not one of china, flower"):
-        quantize_accuracy.photo_crops("lena", 1, seed=0, folder=tmp_path / "d")
+        int8_accuracy.photo_crops("lena", 1, seed=0, folder=tmp_path / "d")
 
 
 def test_cosine_helper_is_one_for_identical_and_lower_otherwise():
     a = np.arange(1.0, 11.0)
-    assert quantize_accuracy._cosines(a, a) == pytest.approx(1.0)
-    assert quantize_accuracy._cosines(a, a[::-1]) < 0.9
+    assert int8_accuracy.cosine(a, a) == pytest.approx(1.0)
+    assert int8_accuracy.cosine(a, a[::-1]) < 0.9

@@ -84,8 +84,7 @@ def test_version_compatible_plan_gets_the_backend_option(tmp_path):
 
 def test_plain_plan_carries_its_plugin_library_into_the_pod(tmp_path):
     plan = _plan(tmp_path, {"version_compatible": False, "plugin_embedded": False, "plugin_nodes": 2})
-    library = tmp_path / "librfconv_trt_plugin.so"
-    library.write_bytes(b"\x7fELF plugin")
+    library = _plugin_pair(tmp_path)
     manifest = _write(tmp_path, plan, "--plugin-lib", str(library))
     assert _errors(manifest) == []
     model = manifest["spec"]["predictor"]["model"]
@@ -95,7 +94,9 @@ def test_plain_plan_carries_its_plugin_library_into_the_pod(tmp_path):
     assert model["env"] == [{"name": "LD_PRELOAD", "value": str(in_pod)}]
     # /mnt/models is where KServe puts the repository root: the path must be the copied library
     copied = tmp_path / "repo" / in_pod.relative_to("/mnt/models")
-    assert copied.read_bytes() == library.read_bytes()
+    assert copied.name == "librfconv_trt_plugin_autoreg.so"
+    assert copied.read_bytes() == library.with_name(copied.name).read_bytes()
+    assert copied.with_name(library.name).read_bytes() == library.read_bytes()
 
 
 def test_plan_without_plugins_needs_nothing(tmp_path):
@@ -115,7 +116,7 @@ def test_plain_plan_without_its_library_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    ([], "--kserve needs --storage-uri"),
+    ([], "(--kserve FILE.yaml) needs --storage-uri"),
     (["--storage-uri", "bucket/models"], "is not a URI such as gs://"),
     (["--storage-uri", STORAGE, "--kserve-name", "Bad_Name"], "set --kserve-name"),
     (["--storage-uri", STORAGE, "--gpus", "0"], "gpus must be at least 1"),
@@ -165,10 +166,9 @@ def test_plan_without_a_sidecar(tmp_path):
     manifest = _write(tmp_path, plan)
     assert "args" not in manifest["spec"]["predictor"]["model"]
     assert "no sidecar says whether this plan needs" in (tmp_path / "isvc.yaml").read_text()
-    library = tmp_path / "librfconv_trt_plugin.so"
-    library.write_bytes(b"\x7fELF plugin")
+    library = _plugin_pair(tmp_path)
     model = _write(tmp_path, plan, "--plugin-lib", str(library))["spec"]["predictor"]["model"]
-    assert model["args"] == ["--backend-config=tensorrt,plugins=/mnt/models/rf_plan/librfconv_trt_plugin.so"]
+    assert model["args"] == ["--backend-config=tensorrt,plugins=/mnt/models/rf_plan/librfconv_trt_plugin_autoreg.so"]
     assert _errors(_write(tmp_path, plan, "--plugin-lib", str(library))) == []
 
 
@@ -176,3 +176,50 @@ def test_storage_uri_without_kserve_is_refused(tmp_path, capsys):
     assert main(["triton", str(tiny_models().dynamic), "--repo", str(tmp_path / "repo"), "--storage-uri", STORAGE]) == 2
     assert "add --kserve FILE.yaml" in capsys.readouterr().err
     assert not (tmp_path / "repo").exists()
+
+
+def _runtime_http_port() -> int:
+    """The HTTP port KServe's Triton runtime starts tritonserver with (its container args, in the fixture)."""
+    (arg,) = [a for a in fixture()["runtime"]["args"] if a.startswith("--http-port=")]
+    return int(arg.split("=", 1)[1])
+
+
+@pytest.mark.parametrize("flags", [[], ["--kserve-protocol", "grpc-v2"], ["--accelerator", "cpu"]],
+                         ids=["v2", "grpc-v2", "cpu"])
+def test_probes_watch_the_model_on_the_runtimes_http_port(tmp_path, flags):
+    """Liveness: the server answers; readiness: the model is loaded; startup: long enough for the first load."""
+    manifest = _write(tmp_path, tiny_models().dynamic, "--startup-timeout-s", "900", *flags)
+    assert _errors(manifest) == []
+    model = manifest["spec"]["predictor"]["model"]
+    port = _runtime_http_port()  # tritonserver serves HTTP in both protocols (--allow-http=true)
+    assert "--allow-http=true" in fixture()["runtime"]["args"]
+    live, ready, startup = (model[f"{kind}Probe"] for kind in ("liveness", "readiness", "startup"))
+    assert live["httpGet"] == {"path": "/v2/health/live", "port": port}
+    assert ready["httpGet"] == startup["httpGet"] == {"path": "/v2/models/tiny/ready", "port": port}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 900
+    assert live["periodSeconds"] * live["failureThreshold"] < 900  # liveness alone would restart a slow load
+
+
+def test_probes_name_the_model_directory_not_the_service(tmp_path):
+    manifest = _write(tmp_path, tiny_models().dynamic, "--name", "RF_Net", "--kserve-name", "svc")
+    model = manifest["spec"]["predictor"]["model"]
+    assert model["readinessProbe"]["httpGet"]["path"] == "/v2/models/RF_Net/ready"
+    assert (tmp_path / "repo" / "RF_Net" / "config.pbtxt").is_file()
+
+
+def test_the_schema_refuses_a_misspelt_probe():
+    good = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "m"},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "triton"}, "storageUri": STORAGE,
+                                             "readinessProbe": {"httpGet": {"path": "/", "port": 8080}}}}}}
+    assert _errors(good) == []
+    good["spec"]["predictor"]["model"]["readinessProbe"]["httpget"] = {}
+    assert _errors(good)
+
+
+def _plugin_pair(folder):
+    """A stand-in plugin library and its autoregistration library beside it (ELF headers only):
+    Triton's plugins= gets the autoregistration one, which loads the plugin from its own folder."""
+    (folder / "librfconv_trt_plugin_autoreg.so").write_bytes(b"\x7fELF autoreg")
+    library = folder / "librfconv_trt_plugin.so"
+    library.write_bytes(b"\x7fELF plugin")
+    return library

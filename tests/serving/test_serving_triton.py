@@ -41,6 +41,8 @@ def test_onnx_repository_with_dynamic_batch(tmp_path):
     assert written.model_file.read_bytes() == source.read_bytes()
     config = _parse(written.config_path)
     assert config == read_config(written.config_path) == written.config
+    # the writer checked what it wrote as Triton would load it (exporter.serving.triton_check)
+    assert written.check.ok and not written.check.unchecked and "onnx-io" in written.check.ran["tiny"]
     assert (config.name, config.platform, config.backend) == ("tiny", "onnxruntime_onnx", "onnxruntime")
     assert config.max_batch_size == 16
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
@@ -104,12 +106,13 @@ def _opaque_plan(tmp_path, with_onnx: bool):
 
 def test_plan_repository_with_plugin_instructions(tmp_path):
     plan = _opaque_plan(tmp_path, with_onnx=True)
-    plugin = tmp_path / "librfconv_trt_plugin.so"
-    plugin.write_bytes(b"\x7fELF")
+    plugin = _plugin_pair(tmp_path)
     written = write_repository(plan, tmp_path / "repo", plugin_lib=plugin)
     assert written.model_file.name == "model.plan" and written.model_file.read_bytes() == plan.read_bytes()
     text = written.config_path.read_text()
-    assert f"LD_PRELOAD={plugin}" in text and f'--backend-config=tensorrt,plugins="{plugin}"' in text
+    carried = tmp_path / "repo" / "engine" / "librfconv_trt_plugin_autoreg.so"
+    assert f"LD_PRELOAD={carried}" in text and f'--backend-config=tensorrt,plugins="{carried}"' in text
+    assert (carried.parent / "librfconv_trt_plugin.so").read_bytes() == plugin.read_bytes()
     config = _parse(written.config_path)
     assert (config.platform, config.backend, config.max_batch_size) == ("tensorrt_plan", "tensorrt", 8)
     assert [t.name for t in config.input] == ["input"] and list(config.input[0].dims) == list(IMAGE_SHAPE)
@@ -122,15 +125,15 @@ def test_plan_instructions_follow_the_build_sidecar(tmp_path, version_compatible
     ``--backend-config=tensorrt,version-compatible=true``; a plain plan needs the library through
     ``plugins=`` (it registers itself when dlopen'd) or LD_PRELOAD (issue 13, bug 2)."""
     plan = _opaque_plan(tmp_path, with_onnx=True)
-    plugin = tmp_path / "librfconv_trt_plugin.so"
-    plugin.write_bytes(b"\x7fELF")
+    plugin = _plugin_pair(tmp_path)
     sidecar_path(plan).write_text(json.dumps({"version_compatible": version_compatible,
                                               "plugin_embedded": version_compatible}))
     text = write_repository(plan, tmp_path / "repo", plugin_lib=plugin).config_path.read_text()
     vc = "--backend-config=tensorrt,version-compatible=true"
     assert (vc in text) == version_compatible
-    assert (f'--backend-config=tensorrt,plugins="{plugin}"' in text) == (not version_compatible)
-    assert (f"LD_PRELOAD={plugin}" in text) == (not version_compatible)
+    carried = tmp_path / "repo" / "engine" / "librfconv_trt_plugin_autoreg.so"
+    assert (f'--backend-config=tensorrt,plugins="{carried}"' in text) == (not version_compatible)
+    assert (f"LD_PRELOAD={carried}" in text) == (not version_compatible)
 
 
 def test_plan_without_a_sidecar_gets_both_ways(tmp_path):
@@ -210,3 +213,35 @@ def test_external_data_in_a_subfolder_is_copied(tmp_path):
     written = write_repository(tmp_path / "src" / "ext.onnx", tmp_path / "repo")
     assert (written.model_file.parent / "weights" / "w.bin").read_bytes() == \
         (tmp_path / "src" / "weights" / "w.bin").read_bytes()
+
+
+def _plugin_pair(folder):
+    """A stand-in plugin library and its autoregistration library beside it (ELF headers only):
+    Triton's plugins= gets the autoregistration one, which loads the plugin from its own folder."""
+    (folder / "librfconv_trt_plugin_autoreg.so").write_bytes(b"\x7fELF autoreg")
+    library = folder / "librfconv_trt_plugin.so"
+    library.write_bytes(b"\x7fELF plugin")
+    return library
+
+
+def test_plan_plugin_library_without_its_autoregistration_library_is_refused(tmp_path):
+    """Triton's plugins= only dlopens: the library that registers nothing when loaded is not enough."""
+    plan = _opaque_plan(tmp_path, with_onnx=True)
+    plugin = tmp_path / "librfconv_trt_plugin.so"
+    plugin.write_bytes(b"\x7fELF plugin")
+    with pytest.raises(FileNotFoundError, match="librfconv_trt_plugin_autoreg.so does not exist"):
+        write_repository(plan, tmp_path / "repo", plugin_lib=plugin)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_check_fails_an_autoregistration_library_without_the_plugin_beside_it(tmp_path):
+    from exporter.serving.triton_check import check_repository
+
+    plan = _opaque_plan(tmp_path, with_onnx=True)
+    sidecar_path(plan).write_text(json.dumps({"version_compatible": False, "plugin_nodes": 2}))
+    written = write_repository(plan, tmp_path / "repo", plugin_lib=_plugin_pair(tmp_path))
+    assert check_repository(tmp_path / "repo", [written.model_dir.name]).ok
+    (written.model_dir / "librfconv_trt_plugin.so").unlink()
+    report = check_repository(tmp_path / "repo", [written.model_dir.name])
+    assert not report.ok
+    assert "loads librfconv_trt_plugin.so from its own folder" in "; ".join(map(str, report.failures))

@@ -1,18 +1,22 @@
 /*
- * Host test of how the plugin library registers its creator: statically when it is only dlopen'ed (Triton's
- * plugins=, LD_PRELOAD, trtexec --staticPlugins), dynamically through getCreators() (loadLibrary), and both
- * in turn without a duplicate registration.
+ * Host test of how the plugin libraries register RFConvRectify: librfconv_trt_plugin.so through getCreators()
+ * only (IPluginRegistry::loadLibrary, trtexec --dynamicPlugins), doing nothing when it is loaded, and
+ * librfconv_trt_plugin_autoreg.so on load (plain dlopen: Triton's plugins=, LD_PRELOAD, trtexec
+ * --staticPlugins), and both in one process without a duplicate registration.
  *
- * No TensorRT library is needed: this program takes libnvinfer's place for the plugin library. It exports
+ * No TensorRT library is needed: this program takes libnvinfer's place for the libraries. It exports
  * getPluginRegistry(), getLogger() and getInferLibVersion() as NvInferRuntime.h declares them (the program
  * is linked with -rdynamic, so they are in the global scope where the library looks first), backed by a
  * registry that keeps IPluginRegistry's documented contract - registerCreator() fails for a creator of a
  * type already registered, deregisterCreator() for one that is not, loadLibrary() registers what
- * getCreators() returns and fails if any of it is registered already - and counts every call. It is not a
- * TensorRT stand-in beyond that contract; how TensorRT's own registry behaves is only checked on a machine
- * with TensorRT (README, Loading).
+ * getCreators() returns and fails if any of it is registered already - and counts every call, in particular
+ * calls made while loadLibrary() runs: TensorRT's registry may hold its lock there, and getAllCreators() is
+ * not thread-safe, so a library loaded by loadLibrary must not call the registry. It is not a TensorRT
+ * stand-in beyond that contract; how TensorRT's own registry behaves is only checked on a machine with
+ * TensorRT (README, Loading).
  *
- * Usage: rfconv_registration_host_test <path to librfconv_trt_plugin.so>. Exit 0 on success.
+ * Usage: rfconv_registration_host_test <librfconv_trt_plugin.so> [<librfconv_trt_plugin_autoreg.so>].
+ * Exit 0 on success.
  */
 #include "hostTestUtil.h"
 #include "NvInferRuntime.h"
@@ -68,10 +72,19 @@ public:
     int32_t rejectedRegister{0};   //!< registerCreator() refused: that type is registered already
     int32_t deregistered{0};       //!< successful deregisterCreator() calls
     int32_t rejectedDeregister{0}; //!< deregisterCreator() of a creator that is not registered
+    mutable int32_t calls{0};              //!< registry calls made by anyone but loadLibrary() itself
+    mutable int32_t callsWhileLoading{0};  //!< ...of which while loadLibrary() was running (would re-enter TensorRT's)
     std::string lastNamespace;     //!< pluginNamespace argument of the last registerCreator()
     std::vector<IPluginCreatorInterface*> creators;
 
     bool registerCreator(IPluginCreatorInterface& creator, AsciiChar const* const pluginNamespace) noexcept override
+    {
+        count();
+        return add(creator, pluginNamespace);
+    }
+
+    //! registerCreator() without counting the call: loadLibrary()'s own registration.
+    bool add(IPluginCreatorInterface& creator, AsciiChar const* const pluginNamespace) noexcept
     {
         for (IPluginCreatorInterface* c : creators)
         {
@@ -89,6 +102,12 @@ public:
 
     bool deregisterCreator(IPluginCreatorInterface const& creator) noexcept override
     {
+        count();
+        return remove(creator);
+    }
+
+    bool remove(IPluginCreatorInterface const& creator) noexcept
+    {
         for (auto it = creators.begin(); it != creators.end(); ++it)
         {
             if (*it == &creator)
@@ -104,6 +123,7 @@ public:
 
     IPluginCreatorInterface* const* getAllCreators(int32_t* const numCreators) const noexcept override
     {
+        count();
         *numCreators = static_cast<int32_t>(creators.size());
         return creators.empty() ? nullptr : creators.data();
     }
@@ -118,6 +138,7 @@ public:
     IPluginCreatorInterface* getCreator(AsciiChar const* const name, AsciiChar const* const version,
         AsciiChar const* const pluginNamespace) noexcept override
     {
+        count();
         std::string const wanted = std::string{pluginNamespace} + "::" + name + "/" + version;
         for (IPluginCreatorInterface* c : creators)
         {
@@ -131,9 +152,11 @@ public:
     }
 
     //! What loadLibrary documents: load, hand over a logger finder, register every creator of getCreators()
-    //! and fail (returning null) if any of them is registered already.
+    //! and fail (returning null, the library unloaded again) if any of them is registered already. Registry
+    //! calls from the library meanwhile (its static initializers included) are counted in callsWhileLoading.
     PluginLibraryHandle loadLibrary(AsciiChar const* pluginPath) noexcept override
     {
+        mLoading = true;
         void* handle = dlopen(pluginPath, RTLD_LAZY | RTLD_LOCAL);
         auto* setLoggerFinder = handle != nullptr
             ? reinterpret_cast<void (*)(ILoggerFinder*)>(dlsym(handle, "setLoggerFinder"))
@@ -141,21 +164,36 @@ public:
         auto* getCreators = handle != nullptr
             ? reinterpret_cast<IPluginCreatorInterface* const* (*) (int32_t&)>(dlsym(handle, "getCreators"))
             : nullptr;
-        if (setLoggerFinder == nullptr || getCreators == nullptr)
+        bool ok = setLoggerFinder != nullptr && getCreators != nullptr;
+        std::vector<IPluginCreatorInterface*> added;
+        if (ok)
         {
+            setLoggerFinder(&mFinder);
+            int32_t count = 0;
+            IPluginCreatorInterface* const* list = getCreators(count);
+            for (int32_t i = 0; ok && i < count; ++i)
+            {
+                ok = add(*list[i], "rfconv");
+                if (ok)
+                {
+                    added.push_back(list[i]);
+                }
+            }
+        }
+        mLoading = false;
+        if (!ok)
+        {
+            for (IPluginCreatorInterface* c : added)
+            {
+                remove(*c);
+            }
+            if (handle != nullptr)
+            {
+                dlclose(handle);
+            }
             return nullptr;
         }
-        setLoggerFinder(&mFinder);
-        int32_t count = 0;
-        IPluginCreatorInterface* const* list = getCreators(count);
-        for (int32_t i = 0; i < count; ++i)
-        {
-            if (!registerCreator(*list[i], "rfconv"))
-            {
-                return nullptr;
-            }
-            mLibraryCreators.push_back(list[i]);
-        }
+        mLibraryCreators = added;
         return handle;
     }
 
@@ -163,7 +201,7 @@ public:
     {
         for (IPluginCreatorInterface* c : mLibraryCreators)
         {
-            deregisterCreator(*c);
+            remove(*c);
         }
         mLibraryCreators.clear();
         dlclose(handle);
@@ -222,7 +260,14 @@ private:
         }
     };
 
+    void count() const noexcept
+    {
+        ++calls;
+        callsWhileLoading += mLoading ? 1 : 0;
+    }
+
     Finder mFinder;
+    bool mLoading{false};
     IErrorRecorder* mRecorder{nullptr};
     std::vector<IPluginCreatorInterface*> mLibraryCreators;
 };
@@ -282,6 +327,7 @@ bool unloaded(char const* path)
 void resetCounters()
 {
     gRegistry.registered = gRegistry.rejectedRegister = gRegistry.deregistered = gRegistry.rejectedDeregister = 0;
+    gRegistry.calls = gRegistry.callsWhileLoading = 0;
     gLogger.errors.clear();
 }
 
@@ -314,18 +360,35 @@ extern "C" EXPORTED int32_t getInferLibVersion() noexcept
     return gLibraryVersion;
 }
 
+//! Whether the RFConvRectify creator registered last rejects an empty field list with an error in gLogger:
+//! the plugin library reaches the logger the registration handed it.
+bool errorsReachLogger()
+{
+    gLogger.errors.clear();
+    for (IPluginCreatorInterface* c : gRegistry.creators)
+    {
+        if (isRectify(c))
+        {
+            PluginFieldCollection empty{0, nullptr};
+            bool const rejected
+                = static_cast<IPluginCreatorV3One*>(c)->createPlugin("layer", &empty, TensorRTPhase::kBUILD) == nullptr;
+            return rejected && gLogger.errors.find("'kernel' is required") != std::string::npos;
+        }
+    }
+    return false;
+}
+
 int main(int argc, char** argv)
 {
-    if (argc != 2)
+    if (argc != 2 && argc != 3)
     {
-        std::printf("usage: %s <librfconv_trt_plugin.so>\n", argv[0]);
+        std::printf("usage: %s <librfconv_trt_plugin.so> [<librfconv_trt_plugin_autoreg.so>]\n", argv[0]);
         return 2;
     }
     char const* const library = argv[1];
+    char const* const autoreg = argc == 3 ? argv[2] : nullptr;
 
-    // 1. Plain dlopen (Triton's plugins=, trtexec --staticPlugins): registered once, on load, under its
-    //    namespace; errors go to TensorRT's global logger (no ILoggerFinder was handed over); dlclose
-    //    deregisters it, so the registry keeps no pointer into an unloaded library.
+    // 1. The plugin library does nothing when it is loaded: no registry call, no registration.
     resetCounters();
     void* handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
     check(handle != nullptr, "dlopen the plugin library");
@@ -334,26 +397,19 @@ int main(int argc, char** argv)
         std::printf("dlopen: %s\n", dlerror());
         return 1;
     }
-    check(rectifyCount() == 1 && gRegistry.registered == 1, "plain dlopen registers the creator once");
-    check(gRegistry.lastNamespace == "rfconv", "registered under namespace rfconv");
-    if (rectifyCount() == 1)
-    {
-        auto* creator = static_cast<IPluginCreatorV3One*>(gRegistry.creators.back());
-        PluginFieldCollection empty{0, nullptr};
-        check(creator->createPlugin("layer", &empty, TensorRTPhase::kBUILD) == nullptr, "no kernel: rejected");
-        check(gLogger.errors.find("'kernel' is required") != std::string::npos,
-            "statically loaded, errors reach TensorRT's global logger (getLogger)");
-    }
+    check(gRegistry.calls == 0, "plain dlopen of the plugin library calls no registry method");
+    check(rectifyCount() == 0, "plain dlopen of the plugin library registers nothing");
     dlclose(handle);
-    check(unloaded(library), "dlclose unloads the library");
-    check(rectifyCount() == 0 && gRegistry.deregistered == 1, "unloading deregisters the creator");
-    checkNoRejectedCalls("plain dlopen");
+    check(unloaded(library), "dlclose unloads the plugin library");
 
-    // 2. loadLibrary alone: the static registration is handed over to loadLibrary's, which succeeds.
+    // 2. loadLibrary alone: succeeds, the library calls no registry method while it is being loaded (TensorRT's
+    //    registry may hold its lock; getAllCreators is not thread-safe), errors reach the logger finder.
     resetCounters();
     void* loaded = gRegistry.loadLibrary(library);
     check(loaded != nullptr, "loadLibrary succeeds");
+    check(gRegistry.callsWhileLoading == 0, "loadLibrary: the library calls no registry method while it loads");
     check(rectifyCount() == 1, "loadLibrary: registered once");
+    check(errorsReachLogger(), "loadLibrary: errors reach the logger handed over through setLoggerFinder");
     checkNoRejectedCalls("loadLibrary");
     if (loaded != nullptr)
     {
@@ -362,30 +418,69 @@ int main(int argc, char** argv)
     check(rectifyCount() == 0 && unloaded(library), "deregisterLibrary: deregistered and unloaded");
     checkNoRejectedCalls("deregisterLibrary");
 
-    // 3. dlopen first, loadLibrary of the same library next (LD_PRELOAD, then plugins.load_library()):
-    //    loadLibrary must not fail on the creator registered on load, and it stays registered once.
+    if (autoreg == nullptr)
+    {
+        std::printf("registration host test (no autoregistration library given): %d failures\n", gFailures);
+        return gFailures == 0 ? 0 : 1;
+    }
+
+    // 3. The autoregistration library, plain dlopen (Triton's plugins=, trtexec --staticPlugins): registered
+    //    once, on load, under its namespace; errors go to TensorRT's global logger (no ILoggerFinder was handed
+    //    over); dlclose deregisters it and unloads both libraries.
     resetCounters();
-    handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
-    check(rectifyCount() == 1, "dlopen then loadLibrary: registered on load");
+    handle = dlopen(autoreg, RTLD_NOW | RTLD_LOCAL);
+    check(handle != nullptr, "dlopen the autoregistration library");
+    if (handle == nullptr)
+    {
+        std::printf("dlopen: %s\n", dlerror());
+        return 1;
+    }
+    check(rectifyCount() == 1 && gRegistry.registered == 1, "autoregistration: the creator registered once");
+    check(gRegistry.lastNamespace == "rfconv", "autoregistration: registered under namespace rfconv");
+    check(errorsReachLogger(), "autoregistration: errors reach TensorRT's global logger (getLogger)");
+    dlclose(handle);
+    check(unloaded(autoreg) && unloaded(library), "dlclose unloads the autoregistration and plugin libraries");
+    check(rectifyCount() == 0 && gRegistry.deregistered == 1, "unloading deregisters the creator");
+    checkNoRejectedCalls("autoregistration");
+
+    // 4. loadLibrary first, the autoregistration library next (plugins.load_library(), then Triton's plugins=):
+    //    the creator stays registered once, and unloading the autoregistration library leaves it registered.
+    resetCounters();
     loaded = gRegistry.loadLibrary(library);
-    check(loaded != nullptr, "loadLibrary after static registration succeeds");
-    check(rectifyCount() == 1, "loadLibrary after static registration: registered once, not twice");
-    checkNoRejectedCalls("dlopen then loadLibrary");
+    check(loaded != nullptr, "loadLibrary before autoregistration succeeds");
+    int32_t const registeredByLoadLibrary = gRegistry.registered;
+    handle = dlopen(autoreg, RTLD_NOW | RTLD_LOCAL);
+    check(rectifyCount() == 1 && gRegistry.registered == registeredByLoadLibrary,
+        "autoregistration after loadLibrary registers nothing");
+    dlclose(handle);
+    check(rectifyCount() == 1, "unloading the autoregistration library leaves loadLibrary's registration");
+    check(gLogger.errors.empty(), "loadLibrary then autoregistration: no error logged");
+    checkNoRejectedCalls("loadLibrary then autoregistration");
     if (loaded != nullptr)
     {
         gRegistry.deregisterLibrary(loaded);
     }
-    dlclose(handle);
-    check(rectifyCount() == 0 && unloaded(library), "dlopen then loadLibrary: all released");
-    checkNoRejectedCalls("dlopen then loadLibrary, released");
+    check(rectifyCount() == 0 && unloaded(library) && unloaded(autoreg), "loadLibrary then autoregistration: released");
 
-    // 4. Another copy registered the type already: loading this one registers nothing, and unloading it
-    //    leaves the other copy's creator alone.
+    // 5. The autoregistration library first, loadLibrary next: loadLibrary refuses, as its contract says
+    //    (the type is registered), without the library calling the registry while it loads; the creator stays
+    //    registered once. (plugins.load_library() checks the registry first and does not call loadLibrary.)
+    resetCounters();
+    handle = dlopen(autoreg, RTLD_NOW | RTLD_LOCAL);
+    loaded = gRegistry.loadLibrary(library);
+    check(loaded == nullptr, "loadLibrary after autoregistration is refused by the registry's contract");
+    check(gRegistry.callsWhileLoading == 0, "autoregistration then loadLibrary: no registry call while loading");
+    check(rectifyCount() == 1, "autoregistration then loadLibrary: registered once");
+    dlclose(handle);
+    check(rectifyCount() == 0 && unloaded(library) && unloaded(autoreg), "autoregistration then loadLibrary: released");
+
+    // 6. Another copy registered the type already: loading the autoregistration library registers nothing, and
+    //    unloading it leaves the other copy's creator alone.
     resetCounters();
     OtherCopyCreator other;
     gRegistry.registerCreator(other, "rfconv");
     resetCounters();
-    handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
+    handle = dlopen(autoreg, RTLD_NOW | RTLD_LOCAL);
     check(gRegistry.registered == 0 && rectifyCount() == 1, "a registered type is not registered again on load");
     dlclose(handle);
     check(rectifyCount() == 1 && gRegistry.creators.back() == &other, "unloading leaves the other copy's creator");
@@ -393,11 +488,11 @@ int main(int argc, char** argv)
     checkNoRejectedCalls("another copy registered");
     gRegistry.deregisterCreator(other);
 
-    // 5. A TensorRT runtime of another major version: its registry is not called (its layout differs).
+    // 7. A TensorRT runtime of another major version: its registry is not called (its layout differs).
     resetCounters();
     gLibraryVersion = (NV_TENSORRT_MAJOR + 1) * 10000;
-    handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
-    check(gRegistry.registered == 0 && rectifyCount() == 0, "a registry of another major version is not used");
+    handle = dlopen(autoreg, RTLD_NOW | RTLD_LOCAL);
+    check(gRegistry.calls == 0 && rectifyCount() == 0, "a registry of another major version is not used");
     dlclose(handle);
     gLibraryVersion = NV_TENSORRT_VERSION;
     checkNoRejectedCalls("other major version");
