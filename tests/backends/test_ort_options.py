@@ -115,3 +115,30 @@ def test_provider_aliases_are_the_cli_choices():
     serve = build_parser()._subparsers._group_actions[0].choices["serve"]
     (provider,) = [a for a in serve._actions if a.dest == "provider"]
     assert set(provider.choices) == {"auto", *PROVIDER_ALIASES}
+
+
+def test_compare_backends_providers():
+    """compare's ort-cuda runs with TF32 off (the noise floor is fp32's); ort-trt is [TensorRT, CUDA] with the
+    file's precision switch (an fp16 file ran fp32 kernels without trt_fp16_enable; the runner had [TensorRT])."""
+    from exporter.backends.availability import CPU_EP, CUDA_EP, TENSORRT_EP
+    from exporter.backends.runners import RunnerOptions, ort_providers
+
+    assert ort_providers("ort-cpu", RunnerOptions()) == [CPU_EP]
+    assert ort_providers("ort-cuda", RunnerOptions()) == [(CUDA_EP, {"use_tf32": "0"})]
+    for model_precision, asked, switch in (("fp16", "fp16", "trt_fp16_enable"), ("int8", "fp32", "trt_int8_enable"),
+                                           ("fp32", "fp16", "trt_fp16_enable")):
+        (trt, trt_options), cuda = ort_providers("ort-trt", RunnerOptions(asked, model_precision))
+        assert trt == TENSORRT_EP and cuda == (CUDA_EP, {"use_tf32": "0"})
+        assert _checked(trt_options)[switch] == "True"
+    (_, fp32_options), _ = ort_providers("ort-trt", RunnerOptions("fp32", "fp32"))
+    assert "trt_fp16_enable" not in fp32_options and "trt_int8_enable" not in fp32_options
+
+
+def test_notes_for_qdq_on_cuda_and_tf32():
+    from exporter.backends.availability import CPU_EP, CUDA_EP, TENSORRT_EP
+    from exporter.backends.ort import QDQ_ON_CUDA_NOTE, provider_notes
+
+    assert provider_notes([CUDA_EP, CPU_EP], "int8") == [QDQ_ON_CUDA_NOTE] and "fp32" in QDQ_ON_CUDA_NOTE
+    assert provider_notes([TENSORRT_EP, CUDA_EP, CPU_EP], "int8") == []  # TensorRT runs Q/DQ in int8
+    assert provider_notes([CUDA_EP, CPU_EP], "fp32") == provider_notes([CPU_EP], "int8") == []
+    assert any("TF32" in note for note in provider_notes([CUDA_EP, CPU_EP], "fp32", tf32=True))
