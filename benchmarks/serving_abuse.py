@@ -47,6 +47,7 @@ SERVER_FLAGS = (
     "--max-batch", "8", "--max-delay-ms", "2", "--max-queue", "64", "--max-queue-delay-ms", "3000",
     "--max-body-mb", "1", "--max-json-mb", "1", "--max-batch-pixels", str(8 * 128 * 128),
     "--header-timeout-s", "2", "--body-timeout-s", "2", "--max-connections", "400", "--shutdown-grace-s", "5",
+    "--provider", "cpu",  # the CPU run whatever ONNX Runtime package is installed (no provider warnings)
 )
 GRACE_S = 5.0
 INFER = "/v2/models/chaos/infer"

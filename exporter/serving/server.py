@@ -399,22 +399,24 @@ def load_service(model_path: str | Path, config: ServeConfig, provider: str = "a
 
     ``min_shapes``/``opt_shapes``/``max_shapes`` (strings as for :func:`exporter.shapes.parse_shapes`)
     bound the input shapes the server accepts (:func:`~.session.served_profiles`; others get 400).
-    ``report`` gets the warm-up lines and the provider line (default: the module log, INFO);
-    warnings go to the module log.
+    ``report`` gets the GPU warm-up lines (default: the module log, INFO; on the CPU EP the one
+    warm-up run goes to the debug log); the start banner (:meth:`~.service.InferenceService.describe`)
+    names the providers, and warnings go to the module logs.
     """
     report = report or log.info
     model, profiles = load_model(model_path, config, provider, min_shapes=min_shapes, opt_shapes=opt_shapes,
                                  max_shapes=max_shapes, trt_cache=trt_cache)
-    report(f"{model_path} runs on ONNX Runtime's {model.providers[0]} (session providers: "
-           f"{', '.join(model.providers)}{'; TF32 on' if model.tf32 else ''})")
+    log.info("%s runs on ONNX Runtime's %s (session providers: %s)%s", model_path, model.providers[0],
+             ", ".join(model.providers), "; TF32 on" if model.tf32 else "")
     if warm_up:
         shapes = warm_up_shapes(model.inputs, profiles, config.max_batch, model.batchable)
         if model.device == "cpu":  # no per-shape engine or algorithm search: one run proves the session
-            shapes = shapes[:1]
-        elif not shapes:
-            log.warning("%s: dynamic H/W and no shape range: nothing to warm up at, the first request of each "
-                        "size pays the engine build or algorithm search", model_path)
-        model.warm_up(shapes, report)
+            model.warm_up(shapes[:1], log.debug)
+        else:
+            if not shapes:
+                log.warning("%s: dynamic H/W and no shape range: nothing to warm up at, the first request of each "
+                            "size pays the engine build or algorithm search", model_path)
+            model.warm_up(shapes, report)
     return InferenceService(model, config, profiles)
 
 
