@@ -11,7 +11,10 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: pip takes this pair from the machine's local wheel store
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev]'
+	# onnxruntime-gpu, the package users deploy with (here it runs its CPU EP), never beside onnxruntime:
+	# both ship the same files, so a .venv that holds the CPU wheel loses both before the install
+	if $(PY) -m pip show -q onnxruntime 2>/dev/null; then $(PY) -m pip uninstall -q -y onnxruntime onnxruntime-gpu; fi
+	$(PY) -m pip install -q -e '.[dev,gpu]'
 	# resnest 0.0.5 declares an old `nose` dependency that it never imports
 	$(PY) -m pip install -q --no-deps resnest==0.0.5
 	touch $(STAMP)

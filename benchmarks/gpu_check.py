@@ -192,7 +192,7 @@ def ort_cuda_ready():
 
 def ort_cuda_step() -> tuple[bool, str, dict]:
     """Step 4: a small RF export on ONNX Runtime's CUDA EP (TF32 off) against its CPU EP, at fp32 tolerance."""
-    ort = ort_cuda_ready()
+    ort_cuda_ready()
     import numpy as np
     import torch
     from torch import nn
@@ -206,11 +206,13 @@ def ort_cuda_step() -> tuple[bool, str, dict]:
     with tempfile.TemporaryDirectory(prefix="gpu_check_ort_") as folder:
         path = Path(folder) / "rf.onnx"
         export_onnx(model, x, path)
-        cpu = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        cuda = ort.InferenceSession(str(path), providers=[("CUDAExecutionProvider", {"use_tf32": "0"}),
-                                                          "CPUExecutionProvider"])
-        if cuda.get_providers()[0] != "CUDAExecutionProvider":
-            return False, f"the CUDA EP did not load (session providers: {cuda.get_providers()})", {}
+        from exporter.backends.ort import CPU_EP, CUDA_EP, ProviderUnavailable, create_session, cuda_ep_options
+
+        cpu = create_session(path, [CPU_EP])
+        try:  # no CPU fallback: the CUDA EP runs, or the reason (the library it misses) is the answer
+            cuda = create_session(path, [(CUDA_EP, cuda_ep_options(tf32=False)), CPU_EP], required=[CUDA_EP])
+        except ProviderUnavailable as err:
+            return False, f"the CUDA EP did not load: {err}", {}
         feed = {cpu.get_inputs()[0].name: x.numpy()}
         want, got = cpu.run(None, feed)[0], cuda.run(None, feed)[0]
     error = float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), 1e-30))

@@ -44,7 +44,9 @@ def ort_session(path: Path | str, threads: int = 2, spin: bool = False, optimize
         options.add_session_config_entry(key, value)
     if optimized is not None:
         options.optimized_model_filepath = str(optimized)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from exporter.backends.ort import CPU_EP, create_session
+
+    return create_session(path, [CPU_EP], options)
 
 
 def export_registry_model(name: str, size: int, path: Path, rectify: bool = True, **options) -> Path:

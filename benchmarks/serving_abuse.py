@@ -47,6 +47,7 @@ SERVER_FLAGS = (
     "--max-batch", "8", "--max-delay-ms", "2", "--max-queue", "64", "--max-queue-delay-ms", "3000",
     "--max-body-mb", "1", "--max-json-mb", "1", "--max-batch-pixels", str(8 * 128 * 128),
     "--header-timeout-s", "2", "--body-timeout-s", "2", "--max-connections", "400", "--shutdown-grace-s", "5",
+    "--provider", "cpu",  # the CPU run whatever ONNX Runtime package is installed (no provider warnings)
 )
 GRACE_S = 5.0
 INFER = "/v2/models/chaos/infer"
@@ -290,7 +291,7 @@ def abusers(server: Server, end: float) -> list[threading.Thread]:
 
 def run(model: Path, clients: int, duration_s: float, abuse: bool) -> dict:
     """One chaos run; returns the numbers the test asserts on and the benchmark prints."""
-    import onnxruntime
+    from exporter.backends.ort import CPU_EP, create_session
 
     server = Server(model)
     tally = Tally()
@@ -325,7 +326,7 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool) -> dict:
     health = json.loads(probe.communicate(timeout=duration_s + 30)[0])
     code, exit_s = server.stop()
 
-    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    session = create_session(model, [CPU_EP])
     wrong = sum(
         not np.allclose(logits, session.run(["logits"], {"input": x})[0], rtol=1e-4, atol=1e-5)
         for x, logits in tally.answers

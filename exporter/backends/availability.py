@@ -23,6 +23,10 @@ ORT_PROVIDERS = {"ort-trt": TENSORRT_EP, "ort-cuda": CUDA_EP, "ort-cpu": CPU_EP}
 GPU_PROVIDERS = frozenset({TENSORRT_EP, CUDA_EP})
 
 
+class BackendSkipped(Exception):
+    """A backend cannot run on this machine or for this model; ``str(err)`` says why."""
+
+
 @dataclass(frozen=True)
 class Availability:
     """One backend: whether it can run here, and a one-line detail (version, device or reason)."""

@@ -32,18 +32,13 @@ from polygraphy.common import TensorMetadata
 from polygraphy.datatype import DataType
 
 from exporter.backends import availability
-from exporter.backends.availability import BACKENDS, ORT_PROVIDERS
-from exporter.onnx.precision import tensorrt_ep_precision_options
+from exporter.backends.availability import BACKENDS, ORT_PROVIDERS, BackendSkipped
 from plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME, RectifySpec
 
 # Domains whose ops ONNX Runtime and onnx.reference implement; anything else is a custom op.
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
 PLUGIN_OP = PLUGIN_NAME
 """The TensorRT plugin node of a plugin-mode export (see plugins/spec.py)."""
-
-
-class BackendSkipped(Exception):
-    """A backend cannot run on this machine or for this model; ``str(err)`` says why."""
 
 
 @dataclass(frozen=True)
@@ -300,49 +295,55 @@ def _torch_runner(onnx_model, options, torch_model, torch_inputs, taps) -> Torch
                        taps=taps, name="torch")
 
 
-def require_provider(session, backend: str):
-    """``session`` if its first provider is ``backend``'s, else a RuntimeError saying so.
+def ort_session(onnx_path: str, providers: list, backend: str):
+    """An ONNX Runtime session of ``onnx_path`` on ``providers`` for ``backend``, made by
+    :func:`exporter.backends.ort.create_session` (no CPU fallback; ProviderUnavailable, a
+    :class:`BackendSkipped`, when the backend's provider is not in the session). Worker threads do not
+    spin: spinning threads wait for descheduled peers on shared cores, which distorts timings and
+    costs CPU for nothing in a comparison."""
+    from exporter.backends import ort
 
-    ONNX Runtime falls back to the CPU when a GPU provider fails to load; a CPU run must never
-    pass for a GPU comparison or benchmark.
-    """
-    provider = ORT_PROVIDERS[backend]
-    if session.get_providers()[0] != provider:
-        raise RuntimeError(
-            f"{backend}: ONNX Runtime did not load {provider} (session providers: "
-            f"{session.get_providers()}); check the CUDA/TensorRT libraries it needs"
-        )
-    return session
+    return ort.create_session(onnx_path, providers, ort.session_options(spinning=False),
+                              required=[ORT_PROVIDERS[backend]])
 
 
-def ort_session(onnx_path: str, provider, backend: str):
-    """An ONNX Runtime session on ``provider`` (a name or ``(name, options)``), checked by
-    :func:`require_provider`. Worker threads do not spin: spinning threads wait for descheduled
-    peers on shared cores, which distorts timings and costs CPU for nothing in a comparison."""
-    import onnxruntime
+def ort_providers(backend: str, options: RunnerOptions) -> list:
+    """The provider list of an ONNX Runtime backend: ``ort-cpu`` the CPU EP; ``ort-cuda`` the CUDA EP
+    with TF32 off (the noise-floor verdict compares against fp32); ``ort-trt`` the TensorRT EP
+    (:func:`exporter.backends.ort.tensorrt_ep_options` for the file's precision, fp16 built from an fp32
+    file when ``options.precision`` asks for it), then CUDA (TF32 off) for the nodes TensorRT rejects."""
+    from exporter.backends import ort
 
-    options = onnxruntime.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(str(onnx_path), options, providers=[provider])
-    return require_provider(session, backend)
+    if backend == "ort-cpu":
+        return [availability.CPU_EP]
+    cuda = (availability.CUDA_EP, ort.cuda_ep_options(tf32=False))
+    if backend == "ort-cuda":
+        return [cuda]
+    build_fp16 = options.precision == "fp16" and options.model_precision == "fp32"
+    trt_options = ort.tensorrt_ep_options((), 1, precision=options.model_precision, build_fp16=build_fp16)
+    return [(availability.TENSORRT_EP, trt_options), cuda]
 
 
 def _ort_runner(backend: str, onnx_path: str, options: RunnerOptions, plugin_nodes: bool) -> BaseRunner:
     from polygraphy.backend.onnxrt import OnnxrtRunner
 
+    from exporter.backends import ort
+
     provider = ORT_PROVIDERS[backend]
     found = availability.ort_provider(provider, backend)
     if not found.available:
-        raise BackendSkipped(found.detail)
+        raise ort.ProviderUnavailable(found.detail)
     if plugin_nodes:  # ort-cpu: RFConvRectify through the plugin's onnxruntime-extensions reference op
         from plugins.ort_reference import inference_session
 
         return OnnxrtRunner(lambda: inference_session(onnx_path), name=backend)
-    wanted = provider
-    if backend == "ort-trt":  # not run here, no GPU
-        precision_options = tensorrt_ep_precision_options(options.model_precision, options.precision == "fp16")
-        wanted = (provider, precision_options) if precision_options else provider
-    return OnnxrtRunner(lambda: ort_session(onnx_path, wanted, backend), name=backend)
+    if provider in availability.GPU_PROVIDERS:  # a provider library that does not load: skipped, with why
+        ort.preload_cuda_libraries()
+        reason = ort.provider_load_error(provider)
+        if reason:
+            raise ort.ProviderUnavailable(f"{backend}: {provider} does not load: {reason}")
+    providers = ort_providers(backend, options)
+    return OnnxrtRunner(lambda: ort_session(onnx_path, providers, backend), name=backend)
 
 
 def _trt_runner(onnx_path: str, options: RunnerOptions, plugin_nodes: bool) -> BaseRunner:

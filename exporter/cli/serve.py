@@ -36,7 +36,12 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--name", help="model name in the URLs (default: the file's stem)")
     add_config_arguments(p, ServeConfig)
     p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"],
-                   help="ONNX Runtime execution provider (default: auto = TensorRT EP, CUDA EP, CPU, best available)")
+                   help="ONNX Runtime execution provider: the one named runs, or serve fails at start saying why "
+                        "(tensorrt = TensorRT EP, then CUDA EP and CPU for the nodes it rejects); default: auto = "
+                        "the best of TensorRT EP, CUDA EP, CPU that loads, with a warning for a GPU one that does not")
+    p.add_argument("--trt-cache", metavar="DIR",
+                   help="folder for the TensorRT EP's engine and timing caches, one subfolder per file contents "
+                        "(default: $XDG_CACHE_HOME/rfconv-deploy/ort-trt, else ~/.cache/rfconv-deploy/ort-trt)")
     shape_range_arguments(p, "the shapes this server accepts (others get 400), and with the TensorRT EP the "
                              "engine's range, so that no new input size builds an engine while serving. The "
                              "batch (first dim) must run from 1 to at least --max-batch. Default: any shape "
@@ -49,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(ServeConfig, args, name=args.name or Path(args.model).stem)
     service = load_service(args.model, config, args.provider, min_shapes=args.min_shapes, opt_shapes=args.opt_shapes,
-                           max_shapes=args.max_shapes)
+                           max_shapes=args.max_shapes, trt_cache=args.trt_cache,
+                           report=lambda line: print(line, flush=True))
     print(f"serving model '{config.name}' from {args.model}: {service.describe()}", flush=True)
     serve_forever(service, args.host, args.port, args.grpc_port if args.grpc else None)
     return 0

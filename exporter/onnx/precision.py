@@ -1,4 +1,5 @@
-"""The precision an ONNX file computes in: one rule, read by ``build``, ``compare``, ``serve`` and ``triton``.
+"""The precision an ONNX file computes in: one rule, read by ``build``, ``compare``, ``serve`` and ``triton``
+(the TensorRT EP's precision switches follow it: :func:`exporter.backends.ort.tensorrt_ep_options`).
 
 A strongly typed TensorRT network and ONNX Runtime both compute each Conv in its weights' type,
 so the file's precision is the type of its Conv weights: ``"fp16"`` when all are float16,
@@ -28,18 +29,3 @@ def file_precision(model) -> str:
         return "mixed"
     return found.pop() if found else "fp32"
 
-
-def tensorrt_ep_precision_options(precision: str, build_fp16: bool = False) -> dict[str, str]:
-    """ONNX Runtime TensorRT EP options for a file of ``precision`` (:func:`file_precision`).
-
-    The EP builds a weakly typed network, so a Q/DQ file needs int8 on (``trt_int8_enable``; no
-    calibration table, the scales are in the file; Triton's ``precision_mode INT8`` says the
-    same). An fp16 file (fp16 weights, whatever its input and output types) needs
-    ``trt_fp16_enable``, else TensorRT computes its layers in fp32 (Triton's ``precision_mode FP16``
-    says the same); an fp32 file runs in fp16 only with it too (``build_fp16``).
-    """
-    if precision == "int8":
-        return {"trt_int8_enable": "True"}
-    if precision == "fp16" or (build_fp16 and precision == "fp32"):
-        return {"trt_fp16_enable": "True"}
-    return {}

@@ -30,8 +30,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class ServingCollector:
     """A prometheus-client collector for one model version (``counts`` returns the current snapshot)."""
 
-    def __init__(self, name: str, version: str, counts: Callable[[], RequestCounts], batcher: DynamicBatcher):
+    def __init__(self, name: str, version: str, counts: Callable[[], RequestCounts], batcher: DynamicBatcher,
+                 provider: str | None = None):
         self.labels = [name, version]
+        self.provider = provider
         self._counts = counts
         self._batcher = batcher
 
@@ -87,6 +89,10 @@ class ServingCollector:
         buckets.append(("+Inf", runs.runs))
         histogram.add_metric(self.labels, buckets, sum_value=sum(s * n for s, n in runs.sizes.items()))
         yield histogram
+        if self.provider is not None:
+            yield self._family("gauge", "rfconv_execution_provider",
+                               "1 for the ONNX Runtime execution provider that runs the model",
+                               1, {"provider": self.provider})
 
 
 def registry_for(collector: ServingCollector):

@@ -3,8 +3,8 @@ repository writer (:mod:`.triton_repo`) and answered by ``serve`` (``/v2/models/
 
 The message is Triton's own schema (``model_config.proto``, shipped as
 ``tritonclient.grpc.model_config_pb2``). ONNX Runtime's TensorRT EP options are defined once, with
-ONNX Runtime's option names (:func:`~.session.tensorrt_ep_options` for the profile,
-:func:`exporter.onnx.precision.tensorrt_ep_precision_options` for precision); the TensorRT
+ONNX Runtime's option names (:func:`exporter.backends.ort.tensorrt_ep_options`: profile, precision
+switches, workspace); the TensorRT
 accelerator's parameters are translated from them by :func:`triton_accelerator_parameters`, using
 the keys Triton's onnxruntime backend reads (``onnxruntime_backend/src/onnxruntime.cc``, the
 ``TensorRT Execution Accelerator`` parameter loop).
@@ -12,12 +12,12 @@ the keys Triton's onnxruntime backend reads (``onnxruntime_backend/src/onnxrunti
 
 from __future__ import annotations
 
-from exporter.onnx.precision import tensorrt_ep_precision_options
+from exporter.backends.ort import TRT_WORKSPACE_BYTES, tensorrt_ep_options
 from exporter.serving.datatypes import triton_type
-from exporter.serving.session import TensorSpec, leading_dims_dynamic, tensorrt_ep_options
+from exporter.serving.session import TensorSpec, leading_dims_dynamic
 from exporter.shapes import InputProfile
 
-TRT_WORKSPACE_BYTES = 1 << 30
+__all__ = ["TRT_WORKSPACE_BYTES"]  # the TensorRT EP's workspace, defined with its other options
 ACCELERATORS = ("tensorrt", "cuda", "cpu")
 
 # onnxruntime_backend src/onnxruntime.cc: Triton parameter key -> the ORT TensorRT EP option it sets.
@@ -88,10 +88,7 @@ def accelerator_ep_options(inputs: list[TensorSpec], max_batch: int, profiles: t
     """The ONNX Runtime TensorRT EP options a file of ``precision`` is served with: its precision
     switch (a Q/DQ file: int8; an fp16 file: fp16), its workspace, and one optimization profile for
     every batch (and size) served, as ``serve``'s."""
-    options = {"trt_max_workspace_size": str(TRT_WORKSPACE_BYTES), **tensorrt_ep_precision_options(precision)}
-    if inputs and (batches or profiles):
-        options.update(tensorrt_ep_options(inputs, max_batch, profiles))
-    return options
+    return tensorrt_ep_options(inputs if batches or profiles else (), max_batch, profiles, precision=precision)
 
 
 def batched(max_batch: int, inputs: list[TensorSpec] | None, outputs: list[TensorSpec] | None) -> bool:
@@ -124,7 +121,7 @@ def build_config(
     default queue policy, rejecting past either bound and letting a request's own timeout shorten
     the wait. ``precision`` (:func:`exporter.onnx.precision.file_precision`) sets the TensorRT
     accelerator's ``precision_mode`` (``int8``: INT8, ``fp16``: FP16). The accelerator gets the
-    EP's optimization profile (:func:`~.session.tensorrt_ep_options`): ``profiles`` when given,
+    EP's optimization profile (:func:`exporter.backends.ort.tensorrt_ep_options`): ``profiles`` when given,
     else for a batched file with fixed other dims batches of 1 to ``max_batch``. ValueError for an
     unknown accelerator or instance kind, a plan on CPU, or a GPU accelerator on CPU instances.
     """

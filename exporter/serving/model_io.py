@@ -14,6 +14,8 @@ from exporter.onnx.precision import file_precision
 from exporter.serving.datatypes import kserve_from_onnx
 from exporter.serving.session import TensorSpec, existing_file
 
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+
 
 def _spec(value_info) -> TensorSpec:
     tensor = value_info.type.tensor_type
@@ -26,11 +28,13 @@ def _spec(value_info) -> TensorSpec:
 @dataclass(frozen=True)
 class GraphSummary:
     """What serving needs of an ONNX graph: tensors in graph order (``-1`` for symbolic dims) and
-    the file's precision (:func:`exporter.onnx.precision.file_precision`)."""
+    the file's precision (:func:`exporter.onnx.precision.file_precision`); ``custom_ops`` the
+    ``domain.op`` of nodes outside ONNX Runtime's standard domains (a plugin-mode export's plugin)."""
 
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     precision: str
+    custom_ops: tuple[str, ...] = ()
 
 
 def graph_summary(path: str | Path) -> GraphSummary:
@@ -44,7 +48,8 @@ def graph_summary(path: str | Path) -> GraphSummary:
         raise ValueError(f"{path} is not a readable ONNX model: {err}") from None
     weights = {t.name for t in model.graph.initializer}
     inputs = [_spec(v) for v in model.graph.input if v.name not in weights]
-    return GraphSummary(inputs, [_spec(v) for v in model.graph.output], file_precision(model))
+    custom = sorted({f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in STANDARD_DOMAINS})
+    return GraphSummary(inputs, [_spec(v) for v in model.graph.output], file_precision(model), tuple(custom))
 
 
 def onnx_io(path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -44,9 +44,10 @@ from pathlib import Path
 from aiohttp import web
 
 from exporter import __version__
-from exporter.backends.availability import TENSORRT_EP
-from exporter.onnx.precision import tensorrt_ep_precision_options
-from exporter.serving.model_io import GraphSummary, graph_summary
+from exporter.backends import ort
+from exporter.backends.availability import GPU_PROVIDERS, TENSORRT_EP
+from exporter.backends.ort import ProviderUnavailable
+from exporter.serving.model_io import graph_summary
 from exporter.serving.protocol import (
     BINARY_EXTENSION,
     HEADER_LENGTH,
@@ -59,11 +60,11 @@ from exporter.serving.protocol import (
 from exporter.serving.service import InferenceService, ServeConfig
 from exporter.serving.session import (
     OrtModel,
+    existing_file,
     leading_dims_dynamic,
     missing_profile_note,
-    select_providers,
     served_profiles,
-    tensorrt_ep_options,
+    warm_up_shapes,
 )
 from exporter.shapes import InputProfile
 
@@ -389,37 +390,94 @@ class BackgroundServer:
 
 def load_service(model_path: str | Path, config: ServeConfig, provider: str = "auto", *,
                  min_shapes: str | None = None, opt_shapes: str | None = None,
-                 max_shapes: str | None = None) -> InferenceService:
-    """Load the ONNX model with the best providers and wrap it in a service.
+                 max_shapes: str | None = None, trt_cache: str | Path | None = None,
+                 warm_up: bool = True, report: Callable[[str], None] | None = None) -> InferenceService:
+    """Load the ONNX model on ``provider`` and wrap it in a service (:func:`load_model`), warmed up
+    (:func:`~.session.warm_up_shapes`: every served batch size and the corners of the shape range,
+    each run logged with its time) so that engine builds and algorithm searches happen before
+    the server reports ready.
 
     ``min_shapes``/``opt_shapes``/``max_shapes`` (strings as for :func:`exporter.shapes.parse_shapes`)
     bound the input shapes the server accepts (:func:`~.session.served_profiles`; others get 400).
-    The TensorRT EP, when used, gets them as its optimization profile, or without them one for
-    batches of 1 to ``config.max_batch`` (:func:`tensorrt_session_options`). Only with shapes or the
-    TensorRT EP is the file's graph read before the session (the profile must exist when the
-    session is made), so a plain CPU or CUDA server parses the model once and never imports ``onnx``.
+    ``report`` gets the GPU warm-up lines (default: the module log, INFO; on the CPU EP the one
+    warm-up run goes to the debug log); the start banner (:meth:`~.service.InferenceService.describe`)
+    names the providers, and warnings go to the module logs.
     """
-    providers, profiles = select_providers(provider), ()
-    if TENSORRT_EP in providers or any((min_shapes, opt_shapes, max_shapes)):
+    report = report or log.info
+    model, profiles = load_model(model_path, config, provider, min_shapes=min_shapes, opt_shapes=opt_shapes,
+                                 max_shapes=max_shapes, trt_cache=trt_cache)
+    log.info("%s runs on ONNX Runtime's %s (session providers: %s)%s", model_path, model.providers[0],
+             ", ".join(model.providers), "; TF32 on" if model.tf32 else "")
+    if warm_up:
+        shapes = warm_up_shapes(model.inputs, profiles, config.max_batch, model.batchable)
+        if model.device == "cpu":  # no per-shape engine or algorithm search: one run proves the session
+            model.warm_up(shapes[:1], log.debug)
+        else:
+            if not shapes:
+                log.warning("%s: dynamic H/W and no shape range: nothing to warm up at, the first request of each "
+                            "size pays the engine build or algorithm search", model_path)
+            model.warm_up(shapes, report)
+    return InferenceService(model, config, profiles)
+
+
+def load_model(model_path: str | Path, config: ServeConfig, provider: str = "auto", *,
+               min_shapes: str | None = None, opt_shapes: str | None = None, max_shapes: str | None = None,
+               trt_cache: str | Path | None = None) -> tuple[OrtModel, tuple[InputProfile, ...]]:
+    """The ONNX Runtime model behind a server, and its served shape range.
+
+    ``provider`` ``tensorrt``/``cuda``/``cpu`` is the provider the model runs on, or
+    :class:`~exporter.backends.ort.ProviderUnavailable` (a RuntimeError: one line naming the
+    provider and ONNX Runtime's reason, e.g. the CUDA library it could not load). ``auto`` takes
+    the best provider that loads and logs a warning naming each GPU provider that is installed but
+    did not load, with the reason. The TensorRT EP gets its options from
+    :func:`exporter.backends.ort.tensorrt_ep_options` (the served range as its optimization profile,
+    or without one batches of 1 to ``config.max_batch``; the file's precision; engine and timing
+    caches under ``trt_cache``, default :func:`exporter.backends.ort.default_cache_root`, in a
+    folder keyed by the file's contents). Only with shapes, a GPU provider, or the TensorRT EP is
+    the file's graph read (for the profile and precision; on the CUDA EP to tell a Q/DQ file's
+    fp32 convs), so a plain CPU server parses the model once and never imports ``onnx``.
+    """
+    existing_file(model_path, "ONNX model")  # a missing file is the one problem reported, before providers
+    available = ort.available_providers()
+    if provider == "auto":
+        names, left_out = ort.auto_providers(available)
+        for name, reason in left_out.items():
+            ort.log.warning("%s is installed but does not load: %s; --provider auto goes on without it", name, reason)
+    else:
+        names = ort.provider_names(ort.select_providers(provider, available))
+    summary, profiles = None, ()
+    if TENSORRT_EP in names or any((min_shapes, opt_shapes, max_shapes)):
         summary = graph_summary(model_path)
         batchable = leading_dims_dynamic(summary.inputs + summary.outputs)
         profiles = served_profiles(summary.inputs, config.max_batch, batchable, min_shapes, opt_shapes, max_shapes)
-        if TENSORRT_EP in providers:
-            options = tensorrt_session_options(summary, config.max_batch, profiles)
-            providers = select_providers(provider, tensorrt_options=options)
+    while True:
+        providers = list(names)
+        if TENSORRT_EP in names:
+            cache = ort.model_cache_dir(trt_cache or ort.default_cache_root(), model_path)
+            options = ort.tensorrt_ep_options(summary.inputs, config.max_batch, profiles, precision=summary.precision,
+                                              cache_dir=cache, custom_ops=summary.custom_ops)
+            providers = [(name, options) if name == TENSORRT_EP else name for name in names]
             note = missing_profile_note(summary.inputs, profiles)
             if note:
                 log.warning("%s: %s", model_path, note)
-    return InferenceService(OrtModel(model_path, providers), config, profiles)
-
-
-def tensorrt_session_options(summary: GraphSummary, max_batch: int,
-                             profiles: tuple[InputProfile, ...] = ()) -> dict[str, str]:
-    """The TensorRT EP's options for a model (its :func:`~.model_io.graph_summary`): its
-    optimization profile (:func:`tensorrt_ep_options`) and its precision switch (a Q/DQ file needs
-    int8 on, :func:`tensorrt_ep_precision_options`)."""
-    return {**tensorrt_ep_options(summary.inputs, max_batch, profiles),
-            **tensorrt_ep_precision_options(summary.precision)}
+        try:
+            model = OrtModel(model_path, providers, required=names if provider != "auto" else names[:1])
+        except ProviderUnavailable as err:
+            if provider != "auto" or names[0] not in GPU_PROVIDERS:
+                raise
+            ort.log.warning("%s; --provider auto goes on without it", err)
+            names = names[1:]
+            continue
+        break
+    for name, reason in ort.unloaded_gpu_providers(model.session, available).items():
+        if name in names:
+            ort.log.warning("%s is installed but ONNX Runtime did not load it: %s", name, reason)
+    precision = summary.precision if summary is not None else None
+    if precision is None and model.providers[0] == ort.CUDA_EP:
+        precision = graph_summary(model_path).precision
+    for note in ort.provider_notes(model.providers, precision, model.tf32):
+        ort.log.warning("%s: %s", model_path, note)
+    return model, profiles
 
 
 def serve_forever(service: InferenceService, host: str, port: int, grpc_port: int | None = None) -> None:

@@ -83,7 +83,8 @@ class InferenceService:
             batching = "no batching (the model's batch dimension is fixed): one run per request"
         shapes = "".join(f"; input '{p.name}' {p.range_text()}" for p in self.profiles if p.dynamic)
         return (
-            f"providers {', '.join(self.model.providers)}; {batching}; queue of {self.config.max_queue} rows, "
+            f"providers {', '.join(self.model.providers)}{' (TF32 on)' if self.model.tf32 else ''}; {batching}; "
+            f"queue of {self.config.max_queue} rows, "
             f"{self.config.max_queue_delay_ms:g} ms at most{shapes}"
         )
 
@@ -141,6 +142,10 @@ class InferenceService:
                 queue_policy=(self.config.max_queue, round(self.config.max_queue_delay_ms * 1000)),
                 precision=precision, profiles=self.profiles,
             )
+            # which provider runs (and TF32), read by clients of /config; Triton ignores unknown parameters
+            self._config_message.parameters["execution_provider"].string_value = self.model.providers[0]
+            if self.model.tf32 is not None:
+                self._config_message.parameters["tf32"].string_value = str(self.model.tf32).lower()
         return self._config_message
 
     def statistics(self):
@@ -153,7 +158,8 @@ class InferenceService:
         if self._registry is None:
             from exporter.serving.metrics import ServingCollector, registry_for
 
-            collector = ServingCollector(self.config.name, MODEL_VERSION, self.stats.snapshot, self.batcher)
+            collector = ServingCollector(self.config.name, MODEL_VERSION, self.stats.snapshot, self.batcher,
+                                         provider=self.model.providers[0])
             self._registry = registry_for(collector)
         return self._registry
 

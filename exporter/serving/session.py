@@ -1,25 +1,30 @@
-"""The ONNX Runtime session behind the server: provider choice, tensor specs, and IO binding.
+"""The ONNX Runtime session behind the server: tensor specs, the served shape range, warm-up.
 
-Providers are tried in the order TensorRT EP, CUDA EP, CPU; ONNX Runtime places every node on
-the first provider in the list that can run it, so listing all available ones gives the fallback
-chain. On a GPU provider each run goes through IO binding: inputs are bound from host memory
-and copied to the device once, outputs stay on the device until the run ends and are then
-copied back once, instead of ONNX Runtime's per-call staging in ``session.run``.
+Providers and sessions come from :mod:`exporter.backends.ort` (no CPU fallback: a provider that
+was asked for runs, or the session is not made). ONNX Runtime places every node on the first
+provider in the list that can run it. With ``io_binding`` a run binds its host inputs and lets
+ONNX Runtime allocate the outputs on the provider's device, then copies them back: the same
+host-to-device and device-to-host copies ``session.run`` makes (no pinned memory, no overlap
+with compute); it is kept as an option, not as a speed-up.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from exporter.backends.availability import CPU_EP, CUDA_EP, GPU_PROVIDERS, ORT_PROVIDERS, TENSORRT_EP
-from exporter.serving.datatypes import kserve_from_ort
+from exporter.backends.availability import GPU_PROVIDERS
+from exporter.backends.ort import auto_providers, create_session, provider_names, session_options, tf32_enabled
+from exporter.serving.datatypes import kserve_from_ort, numpy_dtype
 from exporter.shapes import InputProfile, parse_shapes, resolve_profiles
 
-PROVIDER_PREFERENCE = tuple(ORT_PROVIDERS.values())
-PROVIDER_ALIASES = {"tensorrt": TENSORRT_EP, "cuda": CUDA_EP, "cpu": CPU_EP}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,27 +84,6 @@ def served_profiles(inputs: list[TensorSpec], max_batch: int, batchable: bool, m
     return tuple(profiles)
 
 
-def tensorrt_ep_options(inputs: list[TensorSpec], max_batch: int,
-                        profiles: tuple[InputProfile, ...] = ()) -> dict[str, str]:
-    """TensorRT EP options: one optimization profile (``name:1x3x224x224`` strings).
-
-    With ``profiles`` (:func:`served_profiles`), their min/opt/max shapes for every dynamic input.
-    Otherwise batches of 1 to ``max_batch`` rows, when every input has a dynamic batch and fixed
-    other dims; else empty. Without a profile the EP rebuilds its engine whenever a shape outside
-    all seen before arrives, which under dynamic batching (or any new H x W) means engine builds
-    while serving.
-    """
-    if not profiles:
-        if not leading_dims_dynamic(inputs) or dynamic_past_batch(inputs):
-            return {}
-        profiles = tuple(InputProfile(spec.name, (1, *spec.shape[1:]), (max_batch, *spec.shape[1:]),
-                                      (max_batch, *spec.shape[1:]), dynamic=True) for spec in inputs)
-    dynamic = [profile for profile in profiles if profile.dynamic]
-    return {f"trt_profile_{label}_shapes": ",".join(f"{profile.name}:{'x'.join(map(str, getattr(profile, label)))}"
-                                                      for profile in dynamic)
-            for label in ("min", "opt", "max")}
-
-
 NO_PROFILE_NOTE = ("dynamic H/W and no shape range: the TensorRT EP builds an engine for every new input size while "
                    "serving; give --min-shape/--opt-shape/--max-shape")
 
@@ -110,49 +94,66 @@ def missing_profile_note(inputs: list[TensorSpec], profiles: tuple[InputProfile,
     return NO_PROFILE_NOTE if not profiles and dynamic_past_batch(inputs) else None
 
 
-def select_providers(
-    preference: str = "auto",
-    available: list[str] | None = None,
-    tensorrt_options: dict[str, str] | None = None,
-) -> list:
-    """Execution providers to create the session with, best first.
-
-    ``preference`` is ``"auto"`` (every available one of TensorRT EP, CUDA EP, CPU, in that order)
-    or one of ``tensorrt``, ``cuda``, ``cpu`` (that one, then CPU as the fallback for the nodes it
-    cannot run). ``available`` defaults to ``onnxruntime.get_available_providers()``. With
-    ``tensorrt_options`` the TensorRT EP entry becomes ``(name, options)``, as ONNX Runtime takes it.
-    """
-    if available is None:
-        import onnxruntime
-
-        available = onnxruntime.get_available_providers()
-    if preference == "auto":
-        chosen = [p for p in PROVIDER_PREFERENCE if p in available]
-    elif preference not in PROVIDER_ALIASES:
-        raise ValueError(f"provider {preference!r} is not one of auto, {', '.join(PROVIDER_ALIASES)}")
-    else:
-        wanted = PROVIDER_ALIASES[preference]
-        if wanted not in available:
-            raise RuntimeError(
-                f"ONNX Runtime here has no {wanted} (available: {', '.join(available)}); "
-                "install onnxruntime-gpu for the CUDA and TensorRT providers, or provider='auto'"
-            )
-        chosen = [wanted] if wanted == CPU_EP else [wanted, CPU_EP]
-    if tensorrt_options:
-        return [(p, tensorrt_options) if p == TENSORRT_EP else p for p in chosen]
-    return chosen
-
-
 def _spec(node_arg) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (node_arg.shape or ()))
     return TensorSpec(node_arg.name, kserve_from_ort(node_arg.type), shape)
 
 
+def warm_up_shapes(inputs: list[TensorSpec], profiles: Sequence[InputProfile], max_batch: int,
+                   batchable: bool) -> list[dict[str, tuple[int, ...]]]:
+    """The input shapes a server runs once before it reports ready, so that TensorRT engine builds
+    and cuDNN algorithm searches (per input shape) happen at start, not on a user's request.
+
+    Every batch size the batcher can stack (1 to ``max_batch`` for a ``batchable`` model) at the
+    served range's opt H x W, then, at batch 1 and ``max_batch``, every corner of the range's
+    dims past the batch (min or max of each). Without ``profiles`` the model's own dims; ``[]``
+    when a dim past the batch is dynamic and no range gives its sizes (nothing to warm up at).
+    """
+    ranges = {p.name: p for p in profiles}
+    base: dict[str, tuple[int, ...]] = {}
+    for spec in inputs:
+        profile = ranges.get(spec.name)
+        shape = tuple(profile.opt) if profile else spec.shape
+        if any(d < 1 for d in shape[1:]):
+            return []
+        base[spec.name] = shape
+    if batchable:
+        batches = list(range(1, max_batch + 1))
+    else:
+        batches = [max(base[spec.name][0], 1) for spec in inputs[:1]]
+    with_batch = {}
+
+    def add(batch: int, dims: dict[str, tuple[int, ...]]) -> None:
+        shapes = {name: (batch if batchable else max(shape[0], 1), *shape[1:]) for name, shape in dims.items()}
+        with_batch.setdefault(tuple(sorted(shapes.items())), shapes)
+
+    for batch in batches:
+        add(batch, base)
+    positions = sorted({i for p in profiles for i in range(1, len(p.min)) if p.min[i] != p.max[i]})
+    for choice in itertools.product(("min", "max"), repeat=len(positions)):
+        corner = {}
+        for name, shape in base.items():
+            profile, dims = ranges.get(name), list(shape)
+            for position, label in zip(positions, choice, strict=True):
+                if profile is not None and position < len(dims):
+                    dims[position] = getattr(profile, label)[position]
+            corner[name] = tuple(dims)
+        for batch in sorted({batches[0], batches[-1]}):
+            add(batch, corner)
+    return list(with_batch.values())
+
+
 class OrtModel:
     """An ONNX model loaded into ONNX Runtime, run on host arrays.
 
-    ``inputs``/``outputs`` are :class:`TensorSpec` lists in graph order; ``providers`` is what the
-    session actually uses, best first. ``io_binding`` defaults to on for GPU providers.
+    ``providers`` (an ONNX Runtime provider list; default :func:`exporter.backends.ort.auto_providers`,
+    the best that load, each GPU one left out logged as a warning) are passed to
+    :func:`exporter.backends.ort.create_session`: no CPU fallback, and each of ``required``
+    (default: every provider given; the first, for the default list) must be in the session, else
+    :class:`~exporter.backends.ort.ProviderUnavailable`. ``inputs``/``outputs`` are
+    :class:`TensorSpec` lists in graph order; ``providers`` afterwards is what the session
+    actually uses, best first; ``tf32`` whether its CUDA EP runs with TF32 (None without one).
+    ``io_binding`` defaults to on for GPU providers (see the module docstring for what it copies).
     """
 
     def __init__(
@@ -162,20 +163,20 @@ class OrtModel:
         *,
         io_binding: bool | None = None,
         intra_op_threads: int = 0,
+        required: Sequence[str] | None = None,
     ):
-        import onnxruntime
-
         path = existing_file(path, "ONNX model")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        try:
-            self.session = onnxruntime.InferenceSession(
-                str(path), options, providers=providers or select_providers()
-            )
-        except Exception as err:  # noqa: BLE001 - ORT raises its own pybind exception types
-            raise ValueError(f"ONNX Runtime cannot load {path}: {err}") from None
+        if not providers:
+            providers, left_out = auto_providers()
+            for name, reason in left_out.items():
+                log.warning("%s is installed but does not load: %s; going on without it", name, reason)
+            required = providers[:1] if required is None else required
+        elif required is None:
+            required = provider_names(providers)
+        self.session = create_session(path, providers, session_options(intra_op_threads), required=required)
         self.path = path
         self.providers = self.session.get_providers()
+        self.tf32 = tf32_enabled(self.session)
         self.inputs = [_spec(a) for a in self.session.get_inputs()]
         self.outputs = [_spec(a) for a in self.session.get_outputs()]
         if not self.inputs:
@@ -201,3 +202,24 @@ class OrtModel:
         self.session.run_with_iobinding(binding)
         arrays = binding.copy_outputs_to_cpu()
         return {spec.name: array for spec, array in zip(self.outputs, arrays, strict=True)}
+
+    def warm_up(self, shapes: list[dict[str, tuple[int, ...]]],
+                report: Callable[[str], None] | None = None) -> list[tuple[dict[str, tuple[int, ...]], float]]:
+        """Run once on zeros of each of ``shapes`` (:func:`warm_up_shapes`); returns ``(shapes, seconds)``
+        per run and passes one line per run to ``report`` (default: the module log). A failing run
+        raises RuntimeError naming the shapes (the server must not report ready)."""
+        report = report or log.info
+        dtypes = {spec.name: numpy_dtype(spec.datatype) for spec in self.inputs}
+        times = []
+        for shape in shapes:
+            feeds = {name: np.zeros(dims, dtype=dtypes[name]) for name, dims in shape.items()}
+            text = ", ".join(f"{name} {'x'.join(map(str, dims))}" for name, dims in shape.items())
+            start = time.perf_counter()
+            try:
+                self.run(feeds)
+            except Exception as err:  # noqa: BLE001 - ORT raises its own pybind exception types
+                raise RuntimeError(f"warm-up run at {text} failed on {self.providers[0]}: {err}") from err
+            seconds = time.perf_counter() - start
+            times.append((shape, seconds))
+            report(f"warm-up on {self.providers[0]}: {text} in {seconds * 1000:.1f} ms")
+        return times

@@ -33,7 +33,15 @@ def test_without_a_device_each_step_says_why_and_nothing_passes(tmp_path, capsys
 
 def test_onnxruntime_cuda_step_skips_with_the_providers_it_has():
     if "CUDAExecutionProvider" in availability.onnxruntime_providers():
-        pytest.skip("onnxruntime lists the CUDA EP here: the step would run")
+        from exporter.backends.ort import preload_cuda_libraries, provider_load_error
+
+        preload_cuda_libraries()
+        if provider_load_error("CUDAExecutionProvider") is None:
+            pytest.skip("the CUDA EP loads here: the step runs for real")
+        # onnxruntime-gpu without a usable GPU: the step fails naming the library, never a CPU run
+        step = gpu_check._timed("onnxruntime CUDA EP", gpu_check.ort_cuda_step)
+        assert step.status == "failed" and "did not load" in step.detail and ".so" in step.detail, step
+        return
     step = gpu_check._timed("onnxruntime CUDA EP", gpu_check.ort_cuda_step)
     assert step.status == "skipped" and "CPUExecutionProvider" in step.detail and "onnxruntime-gpu" in step.detail
 

@@ -1,10 +1,10 @@
 """The folder tree is the data path: no module imports a later step, and no import cycles.
 
 Steps, earliest first: base (``exporter``, ``exporter.shapes``, ``exporter.config``,
-``exporter.backends.availability``), model, plugins, onnx, quantize, trt / backend runners,
-comparison / bench / serving, cli. A module may import its own package and earlier steps. Every
-import counts, the ones inside functions too, except those under ``if TYPE_CHECKING:``, which
-never run (``exporter/__init__.py`` names its lazy public API there).
+``exporter.backends.availability``), model, plugins, onnx, quantize, trt / backend runners and
+``exporter.backends.ort``, comparison / bench / serving, cli. A module may import its own package
+and earlier steps. Every import counts, the ones inside functions too, except those under
+``if TYPE_CHECKING:``, which never run (``exporter/__init__.py`` names its lazy public API there).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ STEPS = (
     ("plugins",),
     ("exporter.onnx",),
     ("exporter.quantize",),
-    ("exporter.trt", "exporter.backends.runners"),
+    ("exporter.trt", "exporter.backends.runners", "exporter.backends.ort"),
     ("exporter.comparison", "exporter.bench", "exporter.serving"),
     ("exporter.cli",),
 )

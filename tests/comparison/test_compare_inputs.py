@@ -32,7 +32,7 @@ def conv_model(input_shape=("batch", 3, 8, 8)) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [numpy_helper.from_array(weight, "w")],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def torch_conv(model: onnx.ModelProto) -> torch.nn.Conv2d:
@@ -204,7 +204,7 @@ def _unary_model(op: str) -> onnx.ModelProto:
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def test_nan_outputs_fail_and_the_report_stays_strict_json(tmp_path, capsys):

@@ -94,7 +94,7 @@ def folded_graph(
         inits,
     )
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid("rfconv", 1)] if plugin else [])
-    model_proto = helper.make_model(graph, opset_imports=opsets)
+    model_proto = helper.make_model(graph, ir_version=10, opset_imports=opsets)
     if not plugin:  # the checker cannot infer shapes through a custom op
         onnx.checker.check_model(model_proto, full_check=True)
     return model_proto
@@ -212,7 +212,7 @@ def test_other_custom_ops_are_an_error_for_named_backends_or_skipped_with_the_re
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
     )
     path = tmp_path / "custom.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+    onnx.save(helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17),
                                                       helper.make_opsetid("acme", 1)]), str(path))
     with pytest.raises(ValueError, match=r"backend 'ort-cpu' cannot run here: the model has custom ops "
                                          r"\(acme.Frobnicate\).*; backend 'onnx-ref' cannot run here"):

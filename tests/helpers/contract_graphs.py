@@ -91,5 +91,5 @@ def contract_model(layers: list[Layer], input_shape, dtype=TensorProto.FLOAT, op
     nodes.append(helper.make_node("Identity", [current], ["output"]))
     graph = helper.make_graph(nodes, "contract", [helper.make_tensor_value_info("input", dtype, list(input_shape))],
                               [helper.make_tensor_value_info("output", dtype, None)], initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model = helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", opset)])
     return onnx.shape_inference.infer_shapes(model)

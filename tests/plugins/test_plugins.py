@@ -159,7 +159,7 @@ def _conv_rectify_model(spec: RectifySpec, weight, conv_bias, bias, in_shape, dt
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", dtype, list(in_shape))],
                               [helper.make_tensor_value_info("Y", dtype, None)], initializer=inits)
     opsets = [helper.make_opsetid("", opset), helper.make_opsetid(PLUGIN_DOMAIN, 1)]
-    return helper.make_model(graph, opset_imports=opsets)
+    return helper.make_model(graph, ir_version=10, opset_imports=opsets)
 
 
 CASES = [

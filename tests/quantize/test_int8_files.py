@@ -85,11 +85,13 @@ def test_a_file_with_excluded_convs_is_judged_and_served_as_int8(quantized, tmp_
     assert file_precision(onnx.load(str(partial))) == "int8"
     judged = compare(partial, quantized.model, backends=BACKENDS, iterations=2, batch_size=2)
     assert judged.verdict_mode == "int8" and judged.passed, judged.format_table()
+    from exporter.backends.ort import tensorrt_ep_options
     from exporter.serving.model_io import graph_summary
-    from exporter.serving.server import tensorrt_session_options
 
-    assert tensorrt_session_options(graph_summary(partial), 8)["trt_int8_enable"] == "True"
-    assert "trt_int8_enable" not in tensorrt_session_options(graph_summary(quantized.fp32), 8)
+    for path, int8 in ((partial, True), (quantized.fp32, False)):
+        summary = graph_summary(path)
+        options = tensorrt_ep_options(summary.inputs, 8, precision=summary.precision)
+        assert ("trt_int8_enable" in options) == int8 and options.get("trt_int8_enable", "True") == "True"
     written = write_repository(partial, tmp_path / "repo", name="partial_int8")
     (accelerator,) = written.config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.parameters["precision_mode"] == "INT8"

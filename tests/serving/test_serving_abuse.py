@@ -473,7 +473,7 @@ def test_a_directory_or_a_model_without_inputs_is_refused_by_name(tmp_path):
     graph = onnx.helper.make_graph([constant], "no_inputs", [], [
         onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 10])])
     path = tmp_path / "no_inputs.onnx"
-    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
+    onnx.save(onnx.helper.make_model(graph, ir_version=10, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
     with pytest.raises(ValueError, match="has no inputs"):
         load_service(path, ServeConfig(name="tiny"))
 

@@ -120,7 +120,7 @@ def test_plan_profile_above_batch_one_is_refused_naming_the_build_flag(tmp_path,
 
 def test_fp16_file_gets_fp16_precision_for_the_tensorrt_accelerator(tmp_path):
     """An fp16 export (fp32 inputs and outputs, fp16 weights) built by the EP without fp16 on runs in fp32."""
-    from exporter.onnx.precision import tensorrt_ep_precision_options
+    from exporter.backends.ort import tensorrt_ep_options
 
     source = _exports()["fp16"]
     model = onnx.load(str(source))
@@ -131,7 +131,7 @@ def test_fp16_file_gets_fp16_precision_for_the_tensorrt_accelerator(tmp_path):
     (accelerator,) = _parse(repo / "tiny_fp16" / "config.pbtxt").optimization.execution_accelerators \
         .gpu_execution_accelerator
     assert accelerator.parameters["precision_mode"] == "FP16"
-    assert tensorrt_ep_precision_options("fp16") == {"trt_fp16_enable": "True"}  # serve's EP: the same switch
+    assert tensorrt_ep_options((), 8, precision="fp16")["trt_fp16_enable"] == "True"  # serve's EP: the same switch
     _check_passes(repo)
 
 
