@@ -29,6 +29,7 @@ from torch import nn
 from exporter import __version__
 from exporter.onnx import verify
 from exporter.onnx.options import MIN_OPSET, MODES, PRECISIONS
+from exporter.onnx.passes import plugin_mode
 from exporter.onnx.passes.pipeline import run_passes
 from exporter.onnx.passes.rectified import find_rectified_convs
 
@@ -376,13 +377,15 @@ def export_onnx(
         step(f"capturing {type(model).__name__} with torch.export (dynamo exporter)")
         proto, found = _trace(model, examples, opset, dims, output_names, verbose)
         ranges = found.ranges
+        declared = plugin_mode.declared_modes(model, proto) if mode == "plugin" else None
         graph = gs.import_onnx(proto)
         with warnings.catch_warnings(record=True) as pass_warnings:  # they become the report's notices
             warnings.simplefilter("always", UserWarning)
             rectified = run_passes(graph, dynamic_hw=dynamic_hw, fold_bn=fold_bn, mode=mode,
                                    compact_scales=compact_scales, precision=precision,
                                    keep_io_types=keep_io_types,
-                                   example_shapes=[list(x.shape) for x in examples.values()], step=step)
+                                   example_shapes=[list(x.shape) for x in examples.values()],
+                                   declared=declared, step=step)
         _rename_dims(graph, _dim_names(graph))
         step("tidying (onnxscript optimizer), shape inference, writing and checking")
         out = _write(graph, path, keep_small_constants=compact_scales)
