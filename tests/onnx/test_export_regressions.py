@@ -281,3 +281,24 @@ def test_summary_names_the_mode_and_whether_hw_is_dynamic(tmp_path, settings, wo
     model = nn.Sequential(RFConv2d(3, 4, 3, padding=1), nn.ReLU(), RFConv2d(4, 4, 3, stride=2, padding=1))
     report = export_onnx(model, torch.randn(1, 3, 16, 16), tmp_path / "m.onnx", **settings)
     assert words in report.summary().splitlines()[0]
+
+
+@pytest.mark.parametrize("hw, rectified", [((32, 32), 17), ((2, 2), 17)])
+def test_factors_of_one_pixel_maps_are_rectified_convs(tmp_path, hw, rectified):
+    """RF-ResNet-18 at 32x32 has a 1x1 layer4 (at 2x2 every map past the stem is 1x1): their
+    [1, 1, 1, 1] factors were not recognised, so the summary counted 13 (or 0) rectified convs, the
+    BatchNorms after them stayed unfolded and compare failed the honest file."""
+    from exporter.comparison.layerwise import find_rectified_layers, rectifying_modules
+
+    torch.manual_seed(0)
+    model = rectify_model(torchvision.models.resnet18()).eval()
+    x = torch.randn(1, 3, *hw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = export_onnx(model, x, tmp_path / "r18.onnx")
+    assert report.rectified_convs == rectified == len(rectifying_modules(model))
+    assert report.batchnorms_left == 0 and not report.notices
+    import onnx
+
+    assert len(find_rectified_layers(onnx.load(str(report.path)))) == rectified
+    assert _ort_error(report.path, model, x) <= 1e-4
