@@ -185,6 +185,29 @@ def _check_settings(path: Path, opset, precision: str, mode: str) -> None:
         raise ExportError(f"cannot write {path}: permission denied; choose a writable location")
 
 
+def model_export_defaults(model: nn.Module) -> dict:
+    """The export settings a model asks for by default: its ``_rfconv_export_defaults`` dict
+    (:func:`exporter.model.registry.build_model` sets ``{"dynamic_hw": True}`` on dense-prediction
+    models), else ``{}``. Settings given to :func:`export_onnx` win."""
+    defaults = getattr(model, "_rfconv_export_defaults", None)
+    return dict(defaults) if isinstance(defaults, dict) else {}
+
+
+def _check_sizes_settings(size_multiple, check_sizes, dynamic_hw: bool) -> None:
+    if size_multiple is not None and (isinstance(size_multiple, bool) or not isinstance(size_multiple, int)
+                                      or size_multiple < 1):
+        raise ExportError(f"size_multiple={size_multiple!r} must be a positive integer (e.g. 32)")
+    if size_multiple is not None and check_sizes is not None:
+        raise ExportError("give size_multiple or check_sizes, not both")
+    if check_sizes is not None:
+        if not check_sizes or not all(len(hw) == 2 and all(isinstance(v, int) and v > 0 for v in hw)
+                                      for hw in check_sizes):
+            raise ExportError(f"check_sizes={list(check_sizes)!r} must be (height, width) pairs of positive ints")
+    if (size_multiple is not None or check_sizes is not None) and not dynamic_hw:
+        raise ExportError("size_multiple and check_sizes choose the sizes a dynamic-H/W file is checked at; "
+                          "export with dynamic_hw=True, or drop them")
+
+
 def _dynamic_shapes(dims: dict[str, list[int]]):
     """torch.export's ``dynamic_shapes``: one ``{dim: Dim.DYNAMIC}`` per input (None when none is dynamic)."""
     if not any(dims.values()):
@@ -316,7 +339,9 @@ def export_onnx(
     *,
     input_names: Sequence[str] | None = None,
     dynamic_batch: bool = True,
-    dynamic_hw: bool | Sequence[str] = False,
+    dynamic_hw: bool | Sequence[str] | None = None,
+    size_multiple: int | None = None,
+    check_sizes: Sequence[tuple[int, int]] | None = None,
     opset: int | None = None,
     precision: str = "fp32",
     mode: str = "static",
@@ -334,7 +359,8 @@ def export_onnx(
     ``input``, or ``input_<i>`` for several). Sizes are baked into the graph except for the batch
     (``dynamic_batch``: dimension 0 of every input, which must agree) and, with ``dynamic_hw``,
     height and width of every ``[N, C, H, W]`` input (or of the inputs it names), whose factors are
-    then computed in the graph at run time. ``precision="fp16"`` writes fp16
+    then computed in the graph at run time; ``dynamic_hw=None`` takes the model's default
+    (:func:`model_export_defaults`: on for dense-prediction registry models, else off). ``precision="fp16"`` writes fp16
     weights and activations (inputs/outputs stay fp32 unless ``keep_io_types=False``).
     ``mode="plugin"`` hands the graph to :mod:`exporter.onnx.passes.plugin_mode` (TensorRT plugin
     nodes). ``fold_bn`` folds BatchNorm into the convs (without it the BatchNorms after rectified
@@ -344,8 +370,10 @@ def export_onnx(
     load time), for static H/W and ``mode="static"`` only. The model is exported in eval mode and
     left in the mode it came in. A file with dynamic dimensions is proven at other sizes before this
     returns (:mod:`exporter.onnx.verify`: the ranges torch.export kept, and ONNX Runtime against
-    PyTorch at batch 2 and, for dynamic H/W, an odd and a twice larger size); one that fails there
-    is removed and refused. ``output_names`` names the outputs (default ``output``, or
+    PyTorch at batch 2 and, for dynamic H/W, the sizes of :mod:`exporter.onnx.sizes`: a smaller odd
+    and a larger size, or with ``size_multiple=N`` multiples of N for a model that takes only those,
+    or the ``check_sizes`` given as ``(H, W)`` pairs); one that fails there is removed and refused,
+    and a model that itself fails at a check size is named as rejecting it. ``output_names`` names the outputs (default ``output``, or
     ``output_<i>`` for several). ``progress`` prints each step with its time to stderr;
     ``verbose`` also shows the dynamo exporter's own output and the summary.
     Raises :class:`ExportError` (a ``ValueError``) for settings or models it cannot export.
@@ -354,8 +382,11 @@ def export_onnx(
     path = Path(path)
     _check_settings(path, opset, precision, mode)
     examples = _example_inputs(example_input, input_names)
+    if dynamic_hw is None:
+        dynamic_hw = model_export_defaults(model).get("dynamic_hw", False)
     dims = _dynamic_dims(examples, dynamic_batch, dynamic_hw)
     dynamic_hw = any(2 in wanted for wanted in dims.values())
+    _check_sizes_settings(size_multiple, check_sizes, dynamic_hw)
     floats = {p.dtype for p in model.parameters() if p.is_floating_point()} | {x.dtype for x in examples.values()}
     if floats != {torch.float32}:
         raise ExportError(
@@ -389,7 +420,8 @@ def export_onnx(
         _rename_dims(graph, _dim_names(graph))
         step("tidying (onnxscript optimizer), shape inference, writing and checking")
         out = _write(graph, path, keep_small_constants=compact_scales)
-        shapes = verify.verification_shapes({name: list(x.shape) for name, x in examples.items()}, found)
+        shapes = verify.verification_shapes({name: list(x.shape) for name, x in examples.items()}, found,
+                                            size_multiple=size_multiple, sizes=check_sizes)
         step(f"checking the file on ONNX Runtime at {', '.join(_sizes_text(s) for s in shapes)}")
         verified = _check_other_sizes(model, path, shapes, precision, mode, ranges,
                                       {name: list(x.shape) for name, x in examples.items()}) if shapes else []
@@ -475,13 +507,15 @@ def _check_other_sizes(model: nn.Module, path: Path, shapes: list[dict], precisi
 
         session = inference_session(str(path))
     else:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4  # a failed run raises; the error is reported, not logged twice
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     try:
         return verify.check_other_sizes(path, model, shapes, precision, session, ranges, example_shapes)
     except verify.ShapeCheckError as err:
         for written in (path, path.with_name(path.name + ".data")):
             written.unlink(missing_ok=True)
-        raise ExportError(f"{err} (the file was removed)") from None
+        raise ExportError(f"{err} (the file was removed)") from err
 
 
 @contextlib.contextmanager
