@@ -28,7 +28,7 @@ from torch import nn
 
 from exporter import __version__
 from exporter.onnx import verify
-from exporter.onnx.options import MIN_OPSET, MODES, PRECISIONS
+from exporter.onnx.options import MIN_OPSET, ExportConfig
 from exporter.onnx.passes import plugin_mode
 from exporter.onnx.passes.pipeline import run_passes
 from exporter.onnx.passes.rectified import find_rectified_convs
@@ -164,11 +164,7 @@ def _dynamic_dims(examples: dict[str, torch.Tensor], dynamic_batch: bool, dynami
     return {name: ([0] if dynamic_batch else []) + ([2, 3] if name in hw else []) for name in examples}
 
 
-def _check_settings(path: Path, opset, precision: str, mode: str) -> None:
-    if precision not in PRECISIONS:
-        raise ExportError(f"precision={precision!r} is not supported; use one of {PRECISIONS}")
-    if mode not in MODES:
-        raise ExportError(f"mode={mode!r} is not supported; use one of {MODES}")
+def _check_settings(path: Path, opset) -> None:
     newest = onnx.defs.onnx_opset_version()
     if opset is not None and not MIN_OPSET <= int(opset) <= newest:
         raise ExportError(
@@ -191,21 +187,6 @@ def model_export_defaults(model: nn.Module) -> dict:
     models), else ``{}``. Settings given to :func:`export_onnx` win."""
     defaults = getattr(model, "_rfconv_export_defaults", None)
     return dict(defaults) if isinstance(defaults, dict) else {}
-
-
-def _check_sizes_settings(size_multiple, check_sizes, dynamic_hw: bool) -> None:
-    if size_multiple is not None and (isinstance(size_multiple, bool) or not isinstance(size_multiple, int)
-                                      or size_multiple < 1):
-        raise ExportError(f"size_multiple={size_multiple!r} must be a positive integer (e.g. 32)")
-    if size_multiple is not None and check_sizes is not None:
-        raise ExportError("give size_multiple or check_sizes, not both")
-    if check_sizes is not None:
-        if not check_sizes or not all(len(hw) == 2 and all(isinstance(v, int) and v > 0 for v in hw)
-                                      for hw in check_sizes):
-            raise ExportError(f"check_sizes={list(check_sizes)!r} must be (height, width) pairs of positive ints")
-    if (size_multiple is not None or check_sizes is not None) and not dynamic_hw:
-        raise ExportError("size_multiple and check_sizes choose the sizes a dynamic-H/W file is checked at; "
-                          "export with dynamic_hw=True, or drop them")
 
 
 def _dynamic_shapes(dims: dict[str, list[int]]):
@@ -279,7 +260,7 @@ def _capture(model: nn.Module, examples: dict[str, torch.Tensor], output_names, 
                + (" (batch 2: a batch of 1 is fixed where inputs meet)" if len(examples) > 1 else "") + ". "
                if any(dims.values()) else "")
             + "torch.export.export(model, (x,)) reproduces it with the full trace."
-        ) from None
+        ) from err
     return program
 
 
@@ -373,20 +354,32 @@ def export_onnx(
     PyTorch at batch 2 and, for dynamic H/W, the sizes of :mod:`exporter.onnx.sizes`: a smaller odd
     and a larger size, or with ``size_multiple=N`` multiples of N for a model that takes only those,
     or the ``check_sizes`` given as ``(H, W)`` pairs); one that fails there is removed and refused,
-    and a model that itself fails at a check size is named as rejecting it. ``output_names`` names the outputs (default ``output``, or
-    ``output_<i>`` for several). ``progress`` prints each step with its time to stderr;
-    ``verbose`` also shows the dynamo exporter's own output and the summary.
+    and a model that itself fails at a check size is named as rejecting it. ``output_names`` names
+    the outputs (default ``output``, or ``output_<i>`` for several). ``progress`` prints each step
+    with its time to stderr; ``verbose`` also shows the dynamo exporter's own output and the summary.
     Raises :class:`ExportError` (a ``ValueError``) for settings or models it cannot export.
     """
     start = time.perf_counter()
     path = Path(path)
-    _check_settings(path, opset, precision, mode)
+    sequence = dynamic_hw is not None and not isinstance(dynamic_hw, bool)
+    try:  # the light checks of the settings, in one place
+        ExportConfig(input_names=None if input_names is None else tuple(input_names), dynamic_batch=dynamic_batch,
+                     dynamic_hw=None if sequence else dynamic_hw,
+                     dynamic_hw_inputs=(dynamic_hw,) if isinstance(dynamic_hw, str) else
+                     tuple(dynamic_hw) if sequence else None,
+                     size_multiple=size_multiple, check_sizes=None if check_sizes is None else tuple(
+                         tuple(hw) for hw in check_sizes), opset=opset, precision=precision, mode=mode)
+    except ValueError as err:
+        raise ExportError(str(err)) from err
+    _check_settings(path, opset)
     examples = _example_inputs(example_input, input_names)
     if dynamic_hw is None:
         dynamic_hw = model_export_defaults(model).get("dynamic_hw", False)
     dims = _dynamic_dims(examples, dynamic_batch, dynamic_hw)
     dynamic_hw = any(2 in wanted for wanted in dims.values())
-    _check_sizes_settings(size_multiple, check_sizes, dynamic_hw)
+    if (size_multiple is not None or check_sizes is not None) and not dynamic_hw:
+        raise ExportError("size_multiple and check_sizes choose the sizes a dynamic-H/W file is checked at; "
+                          "export with dynamic_hw=True, or drop them")
     floats = {p.dtype for p in model.parameters() if p.is_floating_point()} | {x.dtype for x in examples.values()}
     if floats != {torch.float32}:
         raise ExportError(
@@ -481,7 +474,7 @@ def _trace(model: nn.Module, examples: dict[str, torch.Tensor], opset, dims: dic
                 f"{type(model).__name__} fails on the example input{'s' if len(examples) > 1 else ''} of shape "
                 f"{shapes} ({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
                 "give input shapes the model accepts"
-            ) from None
+            ) from err
         default_names = _output_names(output)
         if output_names is not None and default_names is not None and len(output_names) != len(default_names):
             raise ExportError(f"output_names has {len(output_names)} name(s) but {type(model).__name__} "
@@ -492,7 +485,7 @@ def _trace(model: nn.Module, examples: dict[str, torch.Tensor], opset, dims: dic
     try:
         verify.check_ranges(found.ranges, {name: list(x.shape) for name, x in examples.items()})
     except verify.ShapeCheckError as err:
-        raise ExportError(str(err)) from None
+        raise ExportError(str(err)) from err
     return program.model_proto, found
 
 
@@ -536,7 +529,7 @@ def _write(graph: gs.Graph, path: Path, keep_small_constants: bool) -> onnx.Mode
     try:
         out = onnx.shape_inference.infer_shapes(out, check_type=True, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as err:
-        raise RuntimeError(f"ONNX shape inference rejected the exported graph: {err}") from None
+        raise RuntimeError(f"ONNX shape inference rejected the exported graph: {err}") from err
     _save(out, path)
     onnx.checker.check_model(str(path), full_check=True)
     return out

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from exporter.onnx.graph import sole_consumer
 from exporter.onnx.passes.rectified import find_rectified_convs, is_data_independent
 
 
@@ -48,12 +49,12 @@ def rectification_tails(graph: gs.Graph) -> list[list[gs.Node]]:
     for match in find_rectified_convs(graph):
         tail = [match.mul]
         for wanted in ("Add", "Relu"):
-            consumers = tail[-1].outputs[0].outputs
-            if len(consumers) != 1 or consumers[0].op != wanted or any(t is tail[-1].outputs[0] for t in graph.outputs):
+            consumer = sole_consumer(tail[-1].outputs[0], graph)
+            if consumer is None or consumer.op != wanted:
                 break
-            if wanted == "Add" and not _per_channel_constant(consumers[0]):
+            if wanted == "Add" and not _per_channel_constant(consumer):
                 break
-            tail.append(consumers[0])
+            tail.append(consumer)
         tails.append(tail)
     return tails
 

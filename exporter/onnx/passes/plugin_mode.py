@@ -30,6 +30,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 import torch
 
+from exporter.onnx.graph import conv_geometry, sole_consumer
 from exporter.onnx.passes.rectified import find_rectified_convs
 from plugins.spec import PLUGIN_DOMAIN, PLUGIN_NAME, RectifySpec
 
@@ -49,20 +50,18 @@ class UnmatchedFactor(ValueError):
 def _conv_geometry(conv: gs.Node) -> dict:
     """Kernel, stride, symmetric padding and dilation (height, width pairs) of a 2-D ``Conv``."""
     weight = conv.inputs[1]
-    kernel = tuple(conv.attrs.get("kernel_shape") or (weight.shape[2:] if weight.shape else ()))
-    if len(kernel) != 2:
+    geometry = conv_geometry(conv.attrs, weight.shape)
+    if geometry is None:
+        kernel = conv.attrs.get("kernel_shape") or (weight.shape[2:] if weight.shape else ())
         raise ValueError(f"plugin mode: Conv {conv.name!r} is not a 2-D convolution (kernel {list(kernel)})")
-    if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+    if geometry.auto_pad != "NOTSET":
         raise ValueError(f"plugin mode: Conv {conv.name!r} uses auto_pad={conv.attrs['auto_pad']!r}; "
                          "export with explicit pads")
-    top, left, bottom, right = conv.attrs.get("pads", (0, 0, 0, 0))
-    if (top, left) != (bottom, right):
-        raise ValueError(f"plugin mode: Conv {conv.name!r} has asymmetric pads {[top, left, bottom, right]}; "
+    if geometry.symmetric_padding is None:
+        raise ValueError(f"plugin mode: Conv {conv.name!r} has asymmetric pads {list(geometry.pads)}; "
                          "RFConvRectify supports symmetric padding only")
-    return {"kernel": tuple(int(k) for k in kernel),
-            "stride": tuple(int(s) for s in conv.attrs.get("strides", (1, 1))),
-            "padding": (int(top), int(left)),
-            "dilation": tuple(int(d) for d in conv.attrs.get("dilations", (1, 1)))}
+    return {"kernel": geometry.kernel, "stride": geometry.stride, "padding": geometry.symmetric_padding,
+            "dilation": geometry.dilation}
 
 
 def _input_hw(conv: gs.Node) -> tuple[int, int]:
@@ -79,7 +78,7 @@ def _separate_pad(conv: gs.Node) -> tuple[gs.Node, tuple[int, int]] | None:
     by constant symmetric amounts, as ``padding_mode`` reflect / replicate / circular exports."""
     source = conv.inputs[0]
     pad = source.inputs[0] if source.inputs else None
-    if pad is None or pad.op != "Pad" or any(conv.attrs.get("pads", (0, 0, 0, 0))) or len(source.outputs) != 1:
+    if pad is None or pad.op != "Pad" or any(conv.attrs.get("pads", (0, 0, 0, 0))) or sole_consumer(source) is None:
         return None
     amounts = pad.inputs[1] if len(pad.inputs) > 1 else None
     if not isinstance(amounts, gs.Constant) or amounts.values.shape != (8,):
@@ -195,13 +194,6 @@ def declared_modes(model: torch.nn.Module, proto) -> dict[str, tuple[bool, str]]
     return found
 
 
-def _sole_consumer(graph: gs.Graph, tensor: gs.Tensor) -> gs.Node | None:
-    """The only node reading ``tensor``, or None (several readers, or a graph output)."""
-    if len(tensor.outputs) != 1 or any(t is tensor for t in graph.outputs):
-        return None
-    return tensor.outputs[0]
-
-
 def _other_input(node: gs.Node, tensor: gs.Tensor) -> gs.Tensor | None:
     if len(node.inputs) != 2:
         return None
@@ -266,12 +258,12 @@ def _rewrite(graph: gs.Graph, conv: gs.Node, mul: gs.Node, scale: np.ndarray,
     spec = infer_spec(conv, scale, in_hw, padding, declared, dynamic)
     channels = conv.inputs[1].shape[0]
     fused, out, bias, activation = [mul], mul.outputs[0], None, "none"
-    add = _sole_consumer(graph, out)
+    add = sole_consumer(out, graph)
     if add is not None and add.op == "Add" and _is_channel_bias(_other_input(add, out), channels):
         bias = _other_input(add, out)
         fused.append(add)
         out = add.outputs[0]
-    relu = _sole_consumer(graph, out)
+    relu = sole_consumer(out, graph)
     if relu is not None and relu.op == "Relu":
         activation = "relu"
         fused.append(relu)

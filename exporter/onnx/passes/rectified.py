@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import onnx_graphsurgeon as gs
 
+from exporter.onnx.graph import sole_consumer
+
 # Ops whose output depends on their input's shape only, never on its values.
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
 
@@ -73,16 +75,12 @@ def is_spatial_factor(tensor: gs.Tensor) -> bool:
     return len(shape) in (2, 3, 4) and all(d == 1 for d in shape[:-2])
 
 
-def _only_consumer(tensor: gs.Tensor) -> gs.Node | None:
-    return tensor.outputs[0] if len(tensor.outputs) == 1 else None
-
-
 def _through_qdq(conv: gs.Node) -> tuple[gs.Tensor, tuple[gs.Node, gs.Node] | None]:
     """The tensor the conv's value reaches the next op in, and the Q/DQ pair it passed (or None)."""
-    q = _only_consumer(conv.outputs[0])
+    q = sole_consumer(conv.outputs[0])
     if q is None or q.op != "QuantizeLinear":
         return conv.outputs[0], None
-    dq = _only_consumer(q.outputs[0])
+    dq = sole_consumer(q.outputs[0])
     if dq is None or dq.op != "DequantizeLinear":
         return conv.outputs[0], None
     return dq.outputs[0], (q, dq)
@@ -94,10 +92,10 @@ def find_rectified_convs(graph: gs.Graph) -> list[RectifiedConv]:
     found = []
     seen: dict = {}
     for conv in graph.nodes:
-        if conv.op != "Conv" or len(conv.outputs[0].outputs) != 1:
+        if conv.op != "Conv" or sole_consumer(conv.outputs[0]) is None:
             continue
         value, qdq = _through_qdq(conv)
-        mul = _only_consumer(value)
+        mul = sole_consumer(value)
         if mul is None or mul.op != "Mul" or len(mul.inputs) != 2:
             continue
         other = mul.inputs[1] if mul.inputs[0] is value else mul.inputs[0]
