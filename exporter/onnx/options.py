@@ -8,6 +8,7 @@ which builds ``export``'s options from the fields (:func:`exporter.cli.args.add_
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, fields
 
 from exporter.config import option
@@ -26,6 +27,15 @@ DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
 def names(text: str) -> tuple[str, ...]:
     """``"image,gain"`` -> ``("image", "gain")`` (empty items dropped)."""
     return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def check_size_list(text: str) -> tuple[tuple[int, int], ...]:
+    """The argparse ``type`` of ``--check-sizes``: :func:`exporter.onnx.sizes.parse_check_sizes`,
+    its ValueError shown as argparse's own message."""
+    try:
+        return parse_check_sizes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ class ExportConfig:
         help="dynamic H/W: check the file at multiples of N (one just above the example, one about twice), for a "
              "model that takes only those (a UNet, an HRNet: e.g. 32); default: a smaller odd and a larger size")
     check_sizes: tuple[tuple[int, int], ...] | None = option(
-        None, parse=parse_check_sizes, metavar="HxW[,HxW...]",
+        None, parse=check_size_list, metavar="HxW[,HxW...]",
         help="dynamic H/W: the sizes to check the file at, e.g. 96x96,160x128")
     opset: int | None = option(None, parse=int, help=f"ONNX opset ({MIN_OPSET} or newer; default: the exporter's)")
     precision: str = option("fp32", choices=PRECISIONS, help="fp16: fp16 weights and activations, fp32 "

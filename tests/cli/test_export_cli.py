@@ -206,9 +206,11 @@ def test_cli_size_multiple_and_check_sizes(tmp_path, capsys):
     base = ["export", "tests.cli.test_export_cli:dense_factory", "-o", str(tmp_path / "m.onnx"),
             "--input-shape", "1,3,16,16"]
     assert main(base + ["--size-multiple", "8"]) == 0
-    assert "1x3x24x24" in capsys.readouterr().out  # checked at the next multiple of 8
+    assert "2x3x24x24" in capsys.readouterr().out  # checked at the next multiple of 8
     assert main(base + ["--check-sizes", "20x12"]) == 0
-    assert "1x3x20x12" in capsys.readouterr().out
-    assert main(base + ["--check-sizes", "20by12"]) == 2
+    assert "2x3x20x12" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(base + ["--check-sizes", "20by12"])
+    assert "check size '20by12' is not HxW" in capsys.readouterr().err
     assert main(base + ["--no-dynamic-hw", "--size-multiple", "8"]) == 2
     assert "--size-multiple and --check-sizes choose" in capsys.readouterr().err
