@@ -39,6 +39,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -245,19 +246,38 @@ _TOO_MANY = (
 )
 
 
-def _limit_connections(server: web.Server, limit: int) -> None:
-    """Answer connection ``limit + 1`` and later with 503 and close them, until some close."""
-    admit = server.connection_made
+@dataclass
+class ConnectionCounts:
+    """HTTP connections this server has seen: ``opened`` (admitted), ``closed`` (of those admitted,
+    by either side) and ``refused`` (over ``--max-connections``). Written on the event loop only."""
+
+    opened: int = 0
+    closed: int = 0
+    refused: int = 0
+
+
+def _limit_connections(server: web.Server, limit: int, counts: ConnectionCounts) -> None:
+    """Answer connection ``limit + 1`` and later with 503 and close them, until some close;
+    count every connection in ``counts``."""
+    admit, lost = server.connection_made, server.connection_lost
     body = error_body(f"this server has {limit} connections open, its limit (--max-connections); retry later")
 
     def connection_made(handler, transport) -> None:
         if len(server.connections) >= limit:
+            counts.refused += 1
             transport.write(_TOO_MANY % (len(body), body))
             transport.close()
             return
+        counts.opened += 1
         admit(handler, transport)
 
+    def connection_lost(handler, exc) -> None:
+        if handler in server.connections:
+            counts.closed += 1
+        lost(handler, exc)
+
     server.connection_made = connection_made
+    server.connection_lost = connection_lost
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -272,11 +292,12 @@ async def serve_until(
     stop: asyncio.Event,
     on_started: Callable[[int | None], None] | None = None,
     grpc_port: int | None = None,
+    connections: ConnectionCounts | None = None,
 ) -> str:
     """Serve HTTP on ``sock`` and, unless ``grpc_port`` is None, gRPC on that port of the same host
     (0 picks a free one), until ``stop`` is set; then shut both down within ``shutdown_grace_s`` and
-    close ``service``. ``on_started(bound_grpc_port)`` runs once both listen. Returns one line saying
-    what the shutdown dropped."""
+    close ``service``. ``on_started(bound_grpc_port)`` runs once both listen; ``connections``, when
+    given, counts the HTTP connections. Returns one line saying what the shutdown dropped."""
     config = service.config
     app = build_app(service)
     runner = web.AppRunner(
@@ -291,7 +312,7 @@ async def serve_until(
     )
     grpc_server = None
     await runner.setup()
-    _limit_connections(runner.server, config.max_connections)
+    _limit_connections(runner.server, config.max_connections, connections or ConnectionCounts())
     try:
         await web.SockSite(runner, sock).start()
         bound = None
@@ -335,6 +356,7 @@ class BackgroundServer:
         self.host, self.port = self._sock.getsockname()[:2]
         self._grpc_port = grpc_port
         self.grpc_port: int | None = None  # bound once started (grpc_port=0 picks one); None: no gRPC
+        self.connections = ConnectionCounts()  # HTTP connections opened, closed and refused so far
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         self._started = threading.Event()
@@ -360,7 +382,8 @@ class BackgroundServer:
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            serving = serve_until(self.service, self._sock, self._stop, self._on_started, self._grpc_port)
+            serving = serve_until(self.service, self._sock, self._stop, self._on_started, self._grpc_port,
+                                  self.connections)
             self._loop.run_until_complete(serving)
         except BaseException as err:  # noqa: BLE001 - handed to the thread that called start()
             self._error = err

@@ -178,8 +178,19 @@ def test_full_queue_answers_503_with_retry_after_at_once_and_readiness_follows()
         running.stop()
 
 
+def wait_for(condition, what: str, timeout: float = TIMEOUT) -> None:
+    """Poll ``condition()`` (a count the server keeps) until true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 def test_request_of_a_client_that_left_is_not_computed():
-    """Regression: 50 abandoned requests were all computed before the next real one."""
+    """Regression: 50 abandoned requests were all computed before the next real one.
+
+    The wait is on the server's own counts: every abandoned connection seen closed, and no request
+    but the held one still in the service (an empty queue alone also holds before they arrive)."""
     running, model = _gated_server(max_batch=8, max_queue=64, max_delay_ms=0.0)
     try:
         post_async = ThreadPoolExecutor(1).submit(post, running, *binary_request(images(1, seed=1), "held"))
@@ -189,9 +200,8 @@ def test_request_of_a_client_that_left_is_not_computed():
             head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
             _raw(running, f"POST {INFER} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode()
                  + body, read=False)
-        deadline = time.monotonic() + TIMEOUT
-        while running.service.batcher.queued_rows and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: running.connections.closed >= 10, "the server to see the 10 abandoned connections close")
+        wait_for(lambda: running.service.in_flight == 1, "the abandoned requests to leave the service")
         assert running.service.batcher.queued_rows == 0, "abandoned requests are still queued"
         model.gate.set()
         assert post_async.result(TIMEOUT)[0] == 200
