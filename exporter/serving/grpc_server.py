@@ -154,7 +154,7 @@ def make_servicer(service: InferenceService, extensions: list[str], server_name:
             except RequestError as err:
                 raise _Refused(status_code(err.status), err.message) from None
             except Exception as err:  # noqa: BLE001 - a model failure is INTERNAL, never a dead stream
-                log.exception("gRPC infer for model '%s' failed", request.model_name)
+                service.failures.failed(f"gRPC infer for model '{request.model_name}'", err)
                 raise _Refused(grpc.StatusCode.INTERNAL, f"inference failed: {type(err).__name__}: {err}") from None
 
         async def ModelInfer(self, request, context):

@@ -47,6 +47,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.backends.availability import TENSORRT_EP
 from exporter.onnx.precision import tensorrt_ep_precision_options
+from exporter.serving.logs import RateLimitedLog, TracebackLog
 from exporter.serving.model_io import GraphSummary, graph_summary
 from exporter.serving.protocol import (
     BINARY_EXTENSION,
@@ -73,7 +74,6 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "rfconv-deploy"
 DRAINING = web.AppKey("draining", list)
 EXTENSIONS = [BINARY_EXTENSION, "model_configuration", "statistics"]  # binary data: HTTP only
-DISCONNECT_LOG_INTERVAL_S = 10.0
 
 
 def _json(payload: dict, status: int = 200) -> web.Response:
@@ -84,30 +84,10 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.Response(body=error_body(message), status=status, content_type="application/json", headers=headers)
 
 
-class RateLimitedLog:
-    """At most one warning per ``interval_s`` for a recurring event, counting the ones it held back."""
-
-    def __init__(self, message: str, interval_s: float = DISCONNECT_LOG_INTERVAL_S):
-        self.message = message
-        self.interval_s = interval_s
-        self.count = 0
-        self._held = 0
-        self._last = -float("inf")
-
-    def note(self, detail: str) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if now - self._last < self.interval_s:
-            self._held += 1
-            return
-        more = f" ({self._held} more since the last such line)" if self._held else ""
-        log.warning("%s: %s%s", self.message, detail, more)
-        self._last, self._held = now, 0
-
-
-def _errors_as_json(disconnects: RateLimitedLog):
+def _errors_as_json(disconnects: RateLimitedLog, failures: TracebackLog):
     """Middleware: every failure becomes a KServe ``{"error": ...}`` body, so clients can show the reason;
-    a client that left mid-request is one rate-limited log line."""
+    a client that left mid-request is one rate-limited log line, a server-side failure one
+    traceback per kind per interval (:class:`~.logs.TracebackLog`)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
@@ -127,7 +107,7 @@ def _errors_as_json(disconnects: RateLimitedLog):
             disconnects.note(f"{request.method} {request.path}: cancelled")
             raise
         except Exception as err:  # noqa: BLE001 - a model failure must answer 500, not kill the connection
-            log.exception("request %s %s failed", request.method, request.path)
+            failures.failed(f"request {request.method} {request.path}", err)
             response = _error(500, f"inference failed: {type(err).__name__}: {err}")
         if not request.content.at_eof():
             response.force_close()  # the rest of the body is never read: close instead of draining it
@@ -170,7 +150,7 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
     in ``app[DRAINING]``); whoever runs it closes the service once every front end has stopped.
     """
     config = service.config
-    disconnects = disconnects or RateLimitedLog("client disconnected mid-request")
+    disconnects = disconnects or RateLimitedLog("client disconnected mid-request", logger=log)
 
     async def server_metadata(request):
         return _json({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
@@ -220,7 +200,7 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
         app[DRAINING].append(asyncio.get_running_loop().run_in_executor(None, service.drain))
 
     # Bodies are read in read_body (raw, bounded); aiohttp's own limit applies to request.read() only.
-    app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[_errors_as_json(disconnects)])
+    app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[_errors_as_json(disconnects, service.failures)])
     app[DRAINING] = []
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"

@@ -16,8 +16,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from exporter.backends.availability import TENSORRT_EP
-from exporter.serving.config import ServeConfig
 from exporter.serving.batcher import DynamicBatcher, Overloaded, Timing
+from exporter.serving.config import ServeConfig
+from exporter.serving.logs import TracebackLog
 from exporter.serving.protocol import (
     InferRequest,
     RequestedOutput,
@@ -67,6 +68,7 @@ class InferenceService:
         self.accepting = True
         self.in_flight = 0  # requests accepted and not yet answered (event-loop thread only)
         self.stats = RequestStats()
+        self.failures = TracebackLog()  # server-side failures: one traceback per kind per minute
         self._config_message = None
         self._registry = None
 

