@@ -75,3 +75,36 @@ class TracebackLog:
             self._kinds[key] = (now, 0)
         more = f" ({held} more of this kind since the last such traceback)" if held else ""
         self._log.error("%s failed: %s: %s%s", what, type(err).__name__, err, more, exc_info=err)
+
+
+class ConnectionLog:
+    """The logger aiohttp's connection handler writes to: a malformed request (an HTTP parse
+    error, answered 400 by aiohttp) is one rate-limited line without traceback; any other
+    exception goes to ``failures`` (one traceback per kind per interval); debug lines pass."""
+
+    def __init__(self, failures: TracebackLog, logger: logging.Logger | None = None):
+        self._log = logger or log
+        self._failures = failures
+        self.malformed = RateLimitedLog("malformed HTTP request", logger=self._log)
+
+    def debug(self, msg, *args, **kwargs) -> None:
+        kwargs.pop("exc_info", None)
+        self._log.debug(msg, *args, **kwargs)
+
+    def exception(self, msg, *args, exc_info=None, **kwargs) -> None:
+        err = exc_info if isinstance(exc_info, BaseException) else None
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        if isinstance(err, HttpProcessingError):
+            detail = " ".join(str(err).split())
+            self.malformed.note(f"{msg % args if args else msg}: {type(err).__name__}: {detail}")
+        elif err is not None:
+            self._failures.failed(msg % args if args else msg, err)
+        else:
+            self._log.error(msg, *args)
+
+    error = exception
+    warning = exception
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - the logging.Logger method aiohttp calls
+        return self._log.isEnabledFor(level)

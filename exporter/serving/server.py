@@ -47,7 +47,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.backends.availability import TENSORRT_EP
 from exporter.onnx.precision import tensorrt_ep_precision_options
-from exporter.serving.logs import RateLimitedLog, TracebackLog
+from exporter.serving.logs import ConnectionLog, RateLimitedLog, TracebackLog
 from exporter.serving.model_io import GraphSummary, graph_summary
 from exporter.serving.protocol import (
     BINARY_EXTENSION,
@@ -200,7 +200,8 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
         app[DRAINING].append(asyncio.get_running_loop().run_in_executor(None, service.drain))
 
     # Bodies are read in read_body (raw, bounded); aiohttp's own limit applies to request.read() only.
-    app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[_errors_as_json(disconnects, service.failures)])
+    middleware = _errors_as_json(disconnects, service.failures)
+    app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[middleware])
     app[DRAINING] = []
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
@@ -289,6 +290,7 @@ async def serve_until(
         keepalive_timeout=config.header_timeout_s,  # also closes connections whose headers never complete
         lingering_time=0,  # never drain an unread body: close the connection instead
         auto_decompress=False,  # read_body takes the raw bytes; decompression is bounded, off the loop
+        logger=ConnectionLog(service.failures, log),  # malformed requests: one line, never a traceback
     )
     grpc_server = None
     await runner.setup()

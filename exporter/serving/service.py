@@ -220,6 +220,7 @@ class InferenceService:
                 raise overloaded(f"the request waited more than {which} {limit_ms:g} in the queue; retry later")
             return await answer
         except asyncio.CancelledError:
+            answer.cancel()  # nobody awaits it any more: an answer or error arriving later is dropped, not logged
             future.cancel()
             raise
         except Overloaded as err:

@@ -19,7 +19,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from exporter.serving.server import BackgroundServer, load_service
 from exporter.serving.service import InferenceService, ServeConfig
 from tests.helpers.serving_models import IMAGE_SHAPE, tiny_models
-from tests.serving.test_serving_abuse import INFER, TIMEOUT, GatedModel, _one, post, wait_for
+from tests.serving.test_serving_abuse import TIMEOUT, GatedModel, _one, _raw, post, wait_for
 from tests.serving.test_serving_server import binary_request, images
 
 OVERFLOWING = ([0, 3, 2**62, 4], [0, 2**64], [0, 2**63 - 1, 2**63 - 1])
@@ -92,3 +92,27 @@ def test_server_errors_log_one_traceback_per_kind_with_a_count(caplog):
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1, [r.getMessage() for r in tracebacks]
     assert "RuntimeError" in tracebacks[0].getMessage()
+
+
+MALFORMED = (
+    b"GET /v2 HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\n\r\n",
+    b"POST /v2 HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+)
+
+
+def test_malformed_header_blocks_get_400_and_one_log_line_without_traceback(caplog):
+    """Regression: each malformed header block logged aiohttp's traceback."""
+    running = BackgroundServer(load_service(tiny_models().dynamic, ServeConfig(name="tiny"))).start()
+    try:
+        with caplog.at_level(logging.DEBUG):
+            for _ in range(3):
+                for data in MALFORMED:
+                    assert _raw(running, data).startswith(b"HTTP/1.0 400"), data[:40]
+            wait_for(lambda: running.connections.closed >= 3 * len(MALFORMED), "the malformed requests to close")
+            assert post(running, b"", path="/v2/health/live", method="GET")[0] == 200
+    finally:
+        running.stop()
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage()[:200] for r in caplog.records if r.exc_info]
+    lines = [r for r in caplog.records if "malformed HTTP request" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0].getMessage(), [r.getMessage() for r in lines]
