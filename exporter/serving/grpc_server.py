@@ -150,7 +150,10 @@ def make_servicer(service: InferenceService, extensions: list[str], server_name:
                 def encode(decoded, outputs, requested):
                     return encode_infer_response(service.config.name, MODEL_VERSION, decoded.id, outputs, requested)
 
-                return await service.run(lambda: decode_infer_request(request), encode)
+                def decode():
+                    return decode_infer_request(request, service.model.inputs, service.config.max_json_bytes)
+
+                return await service.run(decode, encode)
             except RequestError as err:
                 raise _Refused(status_code(err.status), err.message) from None
             except Exception as err:  # noqa: BLE001 - a model failure is INTERNAL, never a dead stream

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from exporter.serving.protocol import RequestError
 from exporter.serving.server import BackgroundServer, load_service
 from exporter.serving.service import InferenceService, ServeConfig
 from tests.helpers.serving_models import IMAGE_SHAPE, tiny_models
@@ -116,3 +117,61 @@ def test_malformed_header_blocks_get_400_and_one_log_line_without_traceback(capl
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage()[:200] for r in caplog.records if r.exc_info]
     lines = [r for r in caplog.records if "malformed HTTP request" in r.getMessage()]
     assert len(lines) == 1 and "\n" not in lines[0].getMessage(), [r.getMessage() for r in lines]
+
+
+# --- typed gRPC contents: checked before conversion, never value by value for floats ---------------
+
+class _NoListConversion:
+    """numpy, except that ``array()`` of more than a few values from a Python sequence fails the test."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def array(values, *args, **kwargs):
+        if not isinstance(values, np.ndarray) and len(values) > 64:
+            raise AssertionError(f"np.array over a sequence of {len(values)} values")
+        return np.array(values, *args, **kwargs)
+
+
+def _typed_request(values, shape, field="fp32_contents", datatype="FP32"):
+    request = service_pb2.ModelInferRequest(model_name="tiny")
+    tensor = request.inputs.add(name="input", datatype=datatype, shape=list(shape))
+    getattr(tensor.contents, field).extend(values)
+    return request
+
+
+def test_typed_contents_are_checked_against_the_model_before_conversion(monkeypatch):
+    """Regression: 15 M fp32 zeros (valid for no input of the model) were converted value by value,
+    holding the GIL for seconds, before the shape check refused them."""
+    from exporter.serving import grpc_protocol
+    from exporter.serving.grpc_protocol import decode_infer_request
+
+    specs = OrtModelSpecs.inputs()
+    monkeypatch.setattr(grpc_protocol, "np", _NoListConversion())
+    flood = _typed_request(np.zeros(2_000_000, np.float32), [2_000_000])
+    with pytest.raises(RequestError, match=r"has shape \[2000000\] but the model takes"):
+        decode_infer_request(flood, specs)
+    with pytest.raises(RequestError, match="datatype INT64 but the model takes FP32"):
+        decode_infer_request(_typed_request([0] * 768, [1, *IMAGE_SHAPE], "int64_contents", "INT64"), specs)
+    x = images(2, seed=5)
+    decoded = decode_infer_request(_typed_request(x.ravel(), x.shape), specs)
+    np.testing.assert_array_equal(decoded.inputs["input"], x)  # bit-exact, from the packed bytes
+    x64 = images(1, seed=6).astype(np.float64)
+    wide = _typed_request(x64.ravel(), x64.shape, "fp64_contents", "FP64")
+    np.testing.assert_array_equal(decode_infer_request(wide).inputs["input"], x64)
+    monkeypatch.undo()
+    with pytest.raises(RequestError, match="outside the range of UINT8"):
+        decode_infer_request(_typed_request([300] * 768, [1, *IMAGE_SHAPE], "uint_contents", "UINT8"))
+    many = _typed_request(np.zeros(768, np.int64), [1, 768], "int64_contents", "INT64")
+    with pytest.raises(RequestError, match="--max-json-mb") as caught:
+        decode_infer_request(many, None, max_typed_bytes=8 * 100)
+    assert caught.value.status == 413
+
+
+class OrtModelSpecs:
+    @staticmethod
+    def inputs():
+        from exporter.serving.session import OrtModel
+
+        return OrtModel(tiny_models().dynamic, ["CPUExecutionProvider"]).inputs
