@@ -167,18 +167,23 @@ def make_servicer(service: InferenceService, extensions: list[str], server_name:
                 await context.abort(refused.code, refused.message)
 
         async def ModelStreamInfer(self, request_iterator, context):
+            """Answers in the order they are computed. The stream's window: at most ``max_queue``
+            requests read and not yet answered on the wire; a slot is freed once its answer is
+            written, so a client that never reads its answers stops the reading of its requests."""
             answers: asyncio.Queue = asyncio.Queue()
             window = asyncio.Semaphore(service.config.max_queue)
             tasks: set[asyncio.Task] = set()
 
             async def answer(request):
                 try:
-                    item = pb.ModelStreamInferResponse(infer_response=await self._infer(request))
-                except _Refused as refused:
-                    item = pb.ModelStreamInferResponse(error_message=refused.message)
-                finally:
+                    try:
+                        item = pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+                    except _Refused as refused:
+                        item = pb.ModelStreamInferResponse(error_message=refused.message)
+                except BaseException:
                     window.release()
-                answers.put_nowait(item)
+                    raise
+                answers.put_nowait(item)  # its slot is freed once written
 
             async def read():
                 try:
@@ -196,6 +201,7 @@ def make_servicer(service: InferenceService, extensions: list[str], server_name:
             try:
                 while (item := await answers.get()) is not None:
                     yield item
+                    window.release()
             finally:
                 for task in (reader, *tasks):
                     task.cancel()

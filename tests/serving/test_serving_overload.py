@@ -175,3 +175,53 @@ class OrtModelSpecs:
         from exporter.serving.session import OrtModel
 
         return OrtModel(tiny_models().dynamic, ["CPUExecutionProvider"]).inputs
+
+
+# --- a gRPC stream whose answers are never read ------------------------------------------------------
+
+def test_stream_window_is_freed_when_an_answer_is_written_not_computed():
+    """Regression: the stream's window slot was freed when an answer was computed, so a client that
+    never read its answers had every request read, computed and held (RSS grew without bound).
+
+    Driven through the servicer itself: the answers are never taken past the first, so once the
+    window's requests are computed and nothing is left in the service, no further request may
+    have been read."""
+    import asyncio
+
+    from exporter.serving.grpc_server import make_servicer
+
+    service = load_service(tiny_models().dynamic, ServeConfig(name="tiny", max_batch=4, max_queue=4,
+                                                              max_delay_ms=0.0))
+    servicer = make_servicer(service, [], "test")
+    x = images(1, seed=3)
+    pulled = []
+
+    async def requests():
+        for i in range(40):
+            request = service_pb2.ModelInferRequest(model_name="tiny", id=str(i))
+            request.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+            request.raw_input_contents.append(x.tobytes())
+            pulled.append(i)
+            yield request
+
+    async def main():
+        stream = servicer.ModelStreamInfer(requests(), None)
+        first = await stream.__anext__()  # written; its slot is freed when the next one is asked for
+        assert first.infer_response.id == "0"
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while not (service.stats.snapshot().success >= 4 and service.in_flight == 0):
+            assert asyncio.get_running_loop().time() < deadline, "the window's requests were not answered"
+            await asyncio.sleep(0.01)
+        computed, read = service.stats.snapshot().success, len(pulled)
+        second = await stream.__anext__()  # one more written: exactly one more request is read
+        while len(pulled) < min(read + 1, 40) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        await stream.aclose()
+        return computed, read, second
+
+    try:
+        computed, read, second = asyncio.run(main())
+    finally:
+        service.close()
+    assert computed == 4 and read == 5, f"{computed} answers computed and {read} requests read with none written"
+    assert second.infer_response.id == "1"
