@@ -217,6 +217,16 @@ async def start_grpc_server(service: InferenceService, host: str, port: int, *, 
                             server_name: str):
     """A started ``grpc.aio`` server on this event loop; returns (server, bound port). ``port=0``
     picks a free one; OSError saying what to do when the port cannot be bound."""
+    hint = "pick another --grpc-port (0 = any free one) or turn gRPC off with --no-grpc"
+    if port:  # checked first: grpc itself logs its own line before failing
+        try:
+            from exporter.serving.server import bind
+
+            bind(host, port, "--grpc-port").close()
+        except OSError as err:
+            cause = err.__cause__ or err
+            raise OSError(f"cannot listen for gRPC on {grpc_address(host, port)} "
+                          f"({getattr(cause, 'strerror', None) or cause}); {hint}") from err
     limit = service.config.max_body_bytes
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)],
@@ -234,7 +244,6 @@ async def start_grpc_server(service: InferenceService, host: str, port: int, *, 
         cause = None
     if not bound:
         await server.stop(None)
-        raise OSError(f"cannot listen for gRPC on {grpc_address(host, port)} ({cause or 'in use?'}); "
-                      "pick another --grpc-port (0 = any free one) or turn gRPC off with --no-grpc")
+        raise OSError(f"cannot listen for gRPC on {grpc_address(host, port)} ({cause or 'in use?'}); {hint}")
     await server.start()
     return server, bound

@@ -261,10 +261,22 @@ def _limit_connections(server: web.Server, limit: int, counts: ConnectionCounts)
     server.connection_lost = connection_lost
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (``port=0`` picks a free one)."""
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    return socket.create_server((host, port), family=family)
+def bind(host: str, port: int, flag: str = "--port") -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``port=0`` picks a free one); OSError naming ``flag``
+    (the option that sets the port) when it cannot be bound."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as err:
+        raise OSError(f"cannot listen on {host}:{port} ({err.strerror or err}); pick another {flag} "
+                      "(0 = any free one)") from err
+
+
+def check_ports(port: int, grpc_port: int | None) -> None:
+    """ValueError when HTTP and gRPC are asked for the same port (0, any free one, excepted)."""
+    if grpc_port is not None and port and grpc_port == port:
+        raise ValueError(f"--port and --grpc-port are both {port}; give gRPC another --grpc-port "
+                         "(or turn it off with --no-grpc)")
 
 
 async def serve_until(
@@ -430,7 +442,9 @@ def tensorrt_session_options(summary: GraphSummary, max_batch: int,
 def serve_forever(service: InferenceService, host: str, port: int, grpc_port: int | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully. Prints where it listens.
 
-    ``grpc_port`` None serves HTTP only."""
+    ``grpc_port`` None serves HTTP only. ValueError for one port asked for both, OSError naming the
+    flag for a port that cannot be bound."""
+    check_ports(port, grpc_port)
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
 

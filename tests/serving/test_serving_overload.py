@@ -225,3 +225,28 @@ def test_stream_window_is_freed_when_an_answer_is_written_not_computed():
         service.close()
     assert computed == 4 and read == 5, f"{computed} answers computed and {read} requests read with none written"
     assert second.infer_response.id == "1"
+
+
+# --- ports: one line naming the flag to change --------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["http", "grpc", "same"])
+def test_port_problems_are_one_line_naming_the_flag(which, capfd):
+    """Regression: a taken HTTP port gave "Address already in use" without a hint, a taken gRPC port
+    printed grpc's own log line first, and the same port for both was not caught before binding."""
+    from exporter.cli import main
+    from exporter.serving.server import bind
+
+    busy = bind("127.0.0.1", 0)
+    port = busy.getsockname()[1]
+    ports = {"http": ["--port", str(port), "--grpc-port", "0"], "grpc": ["--port", "0", "--grpc-port", str(port)],
+             "same": ["--port", "0", "--grpc-port", "0"]}[which]
+    if which == "same":
+        busy.close()
+        ports = ["--port", str(port), "--grpc-port", str(port)]
+    try:
+        assert main(["serve", str(tiny_models().dynamic), *ports]) == 2
+    finally:
+        busy.close()
+    err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
+    flag = {"http": "--port", "grpc": "--grpc-port", "same": "--grpc-port"}[which]
+    assert len(err) == 1 and str(port) in err[0] and flag in err[0], err
