@@ -4,7 +4,8 @@ HTTP endpoints (those ``tritonclient.http`` calls; ``/versions/{v}`` forms are a
 
     GET  /v2                            server metadata
     GET  /v2/health/live                200 while the process serves
-    GET  /v2/health/ready               200 while the model takes requests, 503 while stopping or queue-full
+    GET  /v2/health/ready               200 while the model is loaded and takes requests, 503 while stopping
+                                        (overload is answered per request, never here)
     GET  /v2/models/{name}              model metadata
     GET  /v2/models/{name}/ready        model readiness
     GET  /v2/models/{name}/config       Triton's ModelConfig as JSON (the config.pbtxt ``triton`` writes)

@@ -47,7 +47,9 @@ class InferenceService:
     """One ONNX model served under ``config.name``, version ``"1"``, through a dynamic batcher.
 
     Decoding, validation and encoding run on ``DECODE_THREADS`` worker threads, never on the
-    caller's event loop; only admission (:meth:`~.batcher.DynamicBatcher.submit`) runs there.
+    caller's event loop; only admission (:meth:`~.batcher.DynamicBatcher.submit`) runs there. A
+    request is refused at admission (503) when the queue is full or when the work ahead of it is
+    estimated to take longer than it may wait (``max_queue_delay_ms`` or its own timeout).
     ``profiles`` (:func:`~.session.served_profiles`) bound the input shapes accepted, ``()`` none;
     with the TensorRT EP they are its optimization profile.
     """
@@ -74,8 +76,10 @@ class InferenceService:
 
     @property
     def ready(self) -> bool:
-        """Taking requests: not shutting down and the queue not full."""
-        return self.accepting and not self.batcher.saturated
+        """The model is loaded and the server takes requests (not shutting down). Overload never
+        makes it false: it is answered per request (503 with ``Retry-After``) and shown in the
+        metrics, so a readiness probe does not pull a busy replica out of its service."""
+        return self.accepting
 
     def describe(self) -> str:
         """One line for the start banner: providers, batching and admission bounds."""
@@ -185,7 +189,7 @@ class InferenceService:
             loop = asyncio.get_running_loop()
             feeds, request, requested = await loop.run_in_executor(self._codec, self._check, decode)
             try:
-                future = self.batcher.submit(feeds, timing)
+                future = self.batcher.submit(feeds, timing, self._wait_limit_ms(request.timeout_us)[0] / 1000.0)
             except Overloaded as err:
                 raise overloaded(str(err)) from None
             outputs = await self._outputs(future, request.timeout_us)
@@ -211,9 +215,7 @@ class InferenceService:
         request's own ``timeout_us``, whichever is shorter (then it never runs); a cancelled call
         (the client left) takes the request out of the queue."""
         answer = asyncio.wrap_future(future)
-        limit_ms, which = self.config.max_queue_delay_ms, "--max-queue-delay-ms"
-        if timeout_us is not None and timeout_us / 1000.0 < limit_ms:
-            limit_ms, which = timeout_us / 1000.0, "its parameters.timeout, in ms,"
+        limit_ms, which = self._wait_limit_ms(timeout_us)
         try:
             done, _ = await asyncio.wait({answer}, timeout=limit_ms / 1000.0)
             if not done and future.cancel():
@@ -225,6 +227,12 @@ class InferenceService:
             raise
         except Overloaded as err:
             raise overloaded(str(err)) from None
+
+    def _wait_limit_ms(self, timeout_us: int | None) -> tuple[float, str]:
+        """How long a request may wait for its run, ms, and the setting that says so."""
+        if timeout_us is not None and timeout_us / 1000.0 < self.config.max_queue_delay_ms:
+            return timeout_us / 1000.0, "its parameters.timeout, in ms,"
+        return self.config.max_queue_delay_ms, "--max-queue-delay-ms"
 
     def _decode_http(self, body: bytes, encoding: str, header_length: str | None) -> InferRequest:
         data = decompress(body, encoding, self.config.max_body_bytes)

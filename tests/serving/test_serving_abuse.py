@@ -154,7 +154,9 @@ def test_oversized_bodies_are_freed_at_once_and_bombs_are_not_inflated():
 
 # --- finding 3: admission control, cancellation, bounded shutdown ----------------------------------
 
-def test_full_queue_answers_503_with_retry_after_at_once_and_readiness_follows():
+def test_full_queue_answers_503_with_retry_after_at_once_and_readiness_holds():
+    """A full queue answers each request 503 + Retry-After; readiness stays 200 (a readiness probe
+    must not pull a busy replica out of its service) and the metrics show the rejection."""
     running, model = _gated_server(max_batch=4, max_queue=4, max_delay_ms=0.0)
     pool = ThreadPoolExecutor(6)
     try:
@@ -168,7 +170,11 @@ def test_full_queue_answers_503_with_retry_after_at_once_and_readiness_follows()
         status, headers, body = post(running, *binary_request(images(1, seed=9), "over"))
         assert time.perf_counter() - start < 1.0
         assert status == 503 and headers["Retry-After"] == "1" and "queue is full" in json.loads(body)["error"]
-        assert post(running, b"", path="/v2/health/ready", method="GET")[0] == 503
+        assert post(running, b"", path="/v2/health/ready", method="GET")[0] == 200
+        assert post(running, b"", path="/v2/models/tiny/ready", method="GET")[0] == 200
+        metrics = post(running, b"", path="/metrics", method="GET")[2].decode()
+        assert 'nv_inference_request_failure{model="tiny",reason="REJECTED",version="1"} 1.0' in metrics
+        assert 'rfconv_inference_pending_rows{model="tiny",version="1"} 4.0' in metrics
         model.gate.set()
         assert [f.result(TIMEOUT)[0] for f in [first, *queued]] == [200] * 5
         assert post(running, b"", path="/v2/health/ready", method="GET")[0] == 200

@@ -320,7 +320,7 @@ def test_full_queue_and_queue_timeout_are_unavailable_and_a_passed_deadline_leav
         with pytest.raises(InferenceServerException, match="queue is full") as caught:
             client.infer("tiny", [_input(images(1, seed=5))])
         assert caught.value.status() == "StatusCode.UNAVAILABLE"
-        assert not client.is_server_ready()
+        assert client.is_server_ready() and client.is_model_ready("tiny")  # overload never flips readiness
         model.gate.set()
         held.result(TIMEOUT), queued.result(TIMEOUT)
         assert model.rows_run == 1 + 2, "a refused or abandoned request was computed"
