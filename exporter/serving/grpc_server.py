@@ -27,7 +27,7 @@ from tritonclient.grpc import service_pb2_grpc
 
 from exporter import __version__
 from exporter.serving.grpc_protocol import decode_infer_request, encode_infer_response
-from exporter.serving.protocol import RequestError
+from exporter.serving.protocol import RETRY_AFTER_S, RequestError
 from exporter.serving.service import MODEL_VERSION, InferenceService
 from exporter.serving.stats import service_pb2
 
@@ -90,9 +90,9 @@ class _RefuseUndecodable(grpc.aio.ServerInterceptor):
 
 
 class _Refused(Exception):
-    def __init__(self, code, message: str):
+    def __init__(self, code, message: str, retry: bool = False):
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.retry = code, message, retry
 
 
 def make_servicer(service: InferenceService, extensions: list[str], server_name: str):
@@ -139,32 +139,39 @@ def make_servicer(service: InferenceService, extensions: list[str], server_name:
                 await self._answer(context, lambda: service.check_model(request.name, request.version))
             return pb.ModelStatisticsResponse(model_stats=[service.statistics()])
 
-        async def _infer(self, request):
-            """The ``ModelInferResponse`` for ``request``; :class:`_Refused` with the status of its error."""
+        async def _infer(self, request, reservation):
+            """The ``ModelInferResponse`` for ``request``; :class:`_Refused` with the status of its error.
+            ``reservation`` (the caller releases it once the answer is written) holds the message
+            and what the service adds to it."""
             if isinstance(request, _Undecodable):
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, request.message)
             try:
                 service.check_model(request.model_name, request.model_version)
                 service.check_admission()
-
-                def encode(decoded, outputs, requested):
-                    return encode_infer_response(service.config.name, MODEL_VERSION, decoded.id, outputs, requested)
+                reservation.grow(request.ByteSize(), "the request message")
 
                 def decode():
                     return decode_infer_request(request, service.model.inputs, service.config.max_json_bytes)
 
-                return await service.run(decode, encode)
+                def encode(decoded, outputs, requested):
+                    return encode_infer_response(service.config.name, MODEL_VERSION, decoded.id, outputs, requested)
+
+                return await service.run(decode, encode, reservation)
             except RequestError as err:
-                raise _Refused(status_code(err.status), err.message) from None
+                code = getattr(grpc.StatusCode, err.grpc_code) if err.grpc_code else status_code(err.status)
+                raise _Refused(code, err.message, "Retry-After" in err.headers) from None
             except Exception as err:  # noqa: BLE001 - a model failure is INTERNAL, never a dead stream
                 service.failures.failed(f"gRPC infer for model '{request.model_name}'", err)
                 raise _Refused(grpc.StatusCode.INTERNAL, f"inference failed: {type(err).__name__}: {err}") from None
 
         async def ModelInfer(self, request, context):
-            try:
-                return await self._infer(request)
-            except _Refused as refused:
-                await context.abort(refused.code, refused.message)
+            with service.budget.reserve() as reservation:
+                try:
+                    return await self._infer(request, reservation)
+                except _Refused as refused:
+                    if refused.retry:
+                        context.set_trailing_metadata((("retry-after", str(RETRY_AFTER_S)),))
+                    await context.abort(refused.code, refused.message)
 
         async def ModelStreamInfer(self, request_iterator, context):
             """Answers in the order they are computed. The stream's window: at most ``max_queue``
@@ -175,15 +182,17 @@ def make_servicer(service: InferenceService, extensions: list[str], server_name:
             tasks: set[asyncio.Task] = set()
 
             async def answer(request):
+                reservation = service.budget.reserve()
                 try:
                     try:
-                        item = pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+                        item = pb.ModelStreamInferResponse(infer_response=await self._infer(request, reservation))
                     except _Refused as refused:
                         item = pb.ModelStreamInferResponse(error_message=refused.message)
                 except BaseException:
+                    reservation.release()
                     window.release()
                     raise
-                answers.put_nowait(item)  # its slot is freed once written
+                answers.put_nowait((item, reservation))  # its slot and memory are freed once written
 
             async def read():
                 try:
@@ -199,12 +208,20 @@ def make_servicer(service: InferenceService, extensions: list[str], server_name:
 
             reader = asyncio.create_task(read())
             try:
-                while (item := await answers.get()) is not None:
-                    yield item
+                while (entry := await answers.get()) is not None:
+                    item, reservation = entry
+                    try:
+                        yield item
+                    finally:
+                        reservation.release()
                     window.release()
             finally:
                 for task in (reader, *tasks):
                     task.cancel()
+                while not answers.empty():  # computed, never written: their memory is free now
+                    entry = answers.get_nowait()
+                    if entry is not None:
+                        entry[1].release()
 
     return Servicer()
 

@@ -44,13 +44,16 @@ RETRY_AFTER_S = 1
 
 class RequestError(Exception):
     """A client error: ``status`` is the HTTP status (4xx, or 503 to retry), ``message`` says what to
-    change; ``headers`` are added to the answer (``Retry-After`` on 503)."""
+    change; ``headers`` are added to the answer (``Retry-After`` on 503); ``grpc_code`` (a
+    ``grpc.StatusCode`` name) overrides the gRPC status the HTTP status maps to."""
 
-    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None):
+    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None,
+                 grpc_code: str | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
         self.headers = headers or {}
+        self.grpc_code = grpc_code
 
 
 def overloaded(message: str) -> RequestError:

@@ -48,6 +48,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.backends.availability import TENSORRT_EP
 from exporter.onnx.precision import tensorrt_ep_precision_options
+from exporter.serving.budget import Reservation
 from exporter.serving.logs import ConnectionLog, RateLimitedLog, TracebackLog
 from exporter.serving.model_io import GraphSummary, graph_summary
 from exporter.serving.protocol import (
@@ -74,6 +75,7 @@ log = logging.getLogger(__name__)
 
 SERVER_NAME = "rfconv-deploy"
 DRAINING = web.AppKey("draining", list)
+RESERVATION = web.RequestKey("reservation", Reservation)  # the request's share of the memory budget
 EXTENSIONS = [BINARY_EXTENSION, "model_configuration", "statistics"]  # binary data: HTTP only
 
 
@@ -92,6 +94,14 @@ def _errors_as_json(disconnects: RateLimitedLog, failures: TracebackLog):
 
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        try:
+            return await answer(request, handler)
+        finally:  # whatever happened (the client left, the write failed): the request holds nothing more
+            reservation = request.get(RESERVATION)
+            if reservation is not None:
+                reservation.release()
+
+    async def answer(request: web.Request, handler) -> web.StreamResponse:
         try:
             response = await handler(request)
         except RequestError as err:
@@ -112,27 +122,36 @@ def _errors_as_json(disconnects: RateLimitedLog, failures: TracebackLog):
             response = _error(500, f"inference failed: {type(err).__name__}: {err}")
         if not request.content.at_eof():
             response.force_close()  # the rest of the body is never read: close instead of draining it
+        if request.get(RESERVATION) is not None:  # held until the answer is written: a client that never
+            await response.prepare(request)      # reads its answer keeps it counted
+            await response.write_eof()
         return response
 
     return middleware
 
 
-async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+async def read_body(request: web.Request, limit: int, timeout_s: float,
+                    reservation: Reservation | None = None) -> bytes:
     """The request body as sent (still compressed), at most ``limit`` bytes, within ``timeout_s`` seconds.
 
     413 as soon as more than ``limit`` bytes arrived (or were announced), 408 when the body is
-    slower than ``timeout_s``; nothing read so far is kept once the error is raised.
+    slower than ``timeout_s``; nothing read so far is kept once the error is raised. A body
+    without ``Content-Length`` grows ``reservation`` chunk by chunk (503 once the memory budget is
+    full); one with it must have been reserved whole before this is called.
     """
     if request.content_length is not None and request.content_length > limit:
         raise too_large("the request body", limit, "--max-body-mb")
     chunks: list[bytes] = []
     size = 0
+    counted = reservation is not None and request.content_length is None
     try:
         async with asyncio.timeout(timeout_s):
             async for chunk in request.content.iter_any():
                 size += len(chunk)
                 if size > limit:
                     break
+                if counted:
+                    reservation.grow(len(chunk), "the request body")
                 chunks.append(chunk)
     except TimeoutError:
         size = -1
@@ -188,9 +207,14 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
         service.check_model(request.match_info["name"], request.match_info.get("version"))
         encoding = content_encoding(request.headers.get("Content-Encoding"))
         service.check_admission()
-        body = await read_body(request, config.max_body_bytes, config.body_timeout_s)
+        announced = request.content_length if request.content_length is not None else 0
+        if announced > config.max_body_bytes:
+            raise too_large("the request body", config.max_body_bytes, "--max-body-mb")
+        request[RESERVATION] = reservation = service.budget.reserve(announced, "the request body")
+        body = await read_body(request, config.max_body_bytes, config.body_timeout_s, reservation)
         service.check_admission()
-        payload, header_length = await service.infer(body, encoding, request.headers.get(HEADER_LENGTH))
+        payload, header_length = await service.infer(body, encoding, request.headers.get(HEADER_LENGTH), reservation)
+        reservation.grow(len(payload), None)
         if header_length is None:
             return web.Response(body=payload, content_type="application/json")
         return web.Response(

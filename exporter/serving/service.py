@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from exporter.backends.availability import TENSORRT_EP
 from exporter.serving.batcher import DynamicBatcher, Overloaded, Timing
+from exporter.serving.budget import MemoryBudget, Reservation
 from exporter.serving.config import ServeConfig
 from exporter.serving.logs import TracebackLog
 from exporter.serving.protocol import (
@@ -41,6 +42,7 @@ Answer = TypeVar("Answer")
 
 
 DECODE_THREADS = 2
+DECODE_QUEUE_JSON = 2  # JSON parts of --max-json-mb each that may wait for the codec threads at once
 
 
 class InferenceService:
@@ -67,6 +69,9 @@ class InferenceService:
             max_batch_pixels=config.max_batch_pixels,
         )
         self._codec = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="rfconv-codec")
+        self.budget = MemoryBudget(config.max_inflight_bytes)
+        self.decode_pending_bytes = 0  # JSON bytes admitted to the codec threads, not yet decoded (event loop)
+        self.decode_refused = 0
         self.accepting = True
         self.in_flight = 0  # requests accepted and not yet answered (event-loop thread only)
         self.stats = RequestStats()
@@ -115,6 +120,21 @@ class InferenceService:
                 "--max-batch-pixels); retry later"
             )
 
+    def load_metrics(self) -> list[tuple[str, str, str, float]]:
+        """How loaded the server is, as ``(kind, name, documentation, value)`` for ``/metrics``."""
+        budget = self.budget
+        return [
+            ("gauge", "rfconv_inflight_bytes", "Bytes of request bodies, decoded tensors and unsent answers held "
+             "(what --max-inflight-mb bounds)", budget.used),
+            ("gauge", "rfconv_inflight_limit_bytes", "The memory budget, --max-inflight-mb, in bytes", budget.limit),
+            ("counter", "rfconv_inflight_refused", "Requests refused because the memory budget was full",
+             budget.refused),
+            ("gauge", "rfconv_decode_pending_bytes", "Bytes of JSON admitted to the decode threads, not yet decoded",
+             self.decode_pending_bytes),
+            ("counter", "rfconv_decode_refused", "Requests refused because the decode queue was full",
+             self.decode_refused),
+        ]
+
     def metadata(self) -> dict:
         """KServe v2 model metadata: name, versions, platform, inputs and outputs."""
         return {
@@ -158,41 +178,69 @@ class InferenceService:
         if self._registry is None:
             from exporter.serving.metrics import ServingCollector, registry_for
 
-            collector = ServingCollector(self.config.name, MODEL_VERSION, self.stats.snapshot, self.batcher)
+            collector = ServingCollector(self.config.name, MODEL_VERSION, self.stats.snapshot, self.batcher,
+                                         self.load_metrics)
             self._registry = registry_for(collector)
         return self._registry
 
-    async def infer(self, body: bytes, encoding: str, header_length: str | None) -> tuple[bytes, int | None]:
+    async def infer(self, body: bytes, encoding: str, header_length: str | None,
+                    reservation: Reservation | None = None) -> tuple[bytes, int | None]:
         """Answer one HTTP infer request body (as sent, ``encoding`` from :func:`~.protocol.content_encoding`):
-        response body and its JSON header length (None: all JSON)."""
+        response body and its JSON header length (None: all JSON). ``reservation`` (holding the
+        body) grows by what the request holds next; the caller releases it once the answer is written."""
 
         def encode(request: InferRequest, outputs: dict, requested: tuple[RequestedOutput, ...]):
             return encode_response(self.config.name, MODEL_VERSION, request.id, outputs, requested)
 
-        return await self.run(lambda: self._decode_http(body, encoding, header_length), encode)
+        json_bytes = len(body)
+        if encoding == "identity":  # the JSON part's size is known before decoding: refused here, never queued
+            split = parse_header_length(header_length, len(body))
+            json_bytes = len(body) if split is None else split
+            if json_bytes > self.config.max_json_bytes:
+                self.stats.failure(0, "OTHER")
+                raise too_large("the request's JSON", self.config.max_json_bytes, "--max-json-mb")
+        return await self.run(lambda: self._decode_http(body, encoding, header_length), encode, reservation,
+                              decode_cost=min(json_bytes, self.config.max_json_bytes))
 
     async def run(
         self,
         decode: Callable[[], InferRequest],
         encode: Callable[[InferRequest, dict, tuple[RequestedOutput, ...]], Answer],
+        reservation: Reservation | None = None,
+        decode_cost: int = 0,
     ) -> Answer:
         """One request of any front end: ``decode()`` and ``encode(request, outputs, requested)`` run on
         the codec threads, the checks between them too; admission and batching as described above.
 
+        Memory: the decoded tensors and the computed outputs are added to ``reservation`` (a new one
+        when None, released on return): decoded tensors that do not fit :attr:`budget` are 503.
+        ``decode_cost`` (bytes of JSON to parse) is admitted to the codec threads' queue only while
+        at most ``DECODE_QUEUE_JSON`` JSON parts of ``--max-json-mb`` wait there, else 503 at once;
+        the wait for a codec thread counts as queue time in :attr:`stats`.
+
         Cancelling the call (the client left, or its gRPC deadline passed) before the model ran
         removes the request from the queue. Every outcome is counted in :attr:`stats`.
         """
+        own = reservation is None
+        reservation = self.budget.reserve(0) if own else reservation
         self.in_flight += 1
         started = time.perf_counter_ns()
         timing = Timing()
+        admitted = 0
         try:
             loop = asyncio.get_running_loop()
-            feeds, request, requested = await loop.run_in_executor(self._codec, self._check, decode)
+            admitted = self._admit_decode(decode_cost)
+            feeds, request, requested, decode_wait_ns = await loop.run_in_executor(
+                self._codec, self._check, decode, reservation, time.perf_counter_ns())
+            self.decode_pending_bytes -= admitted
+            admitted = 0
             try:
                 future = self.batcher.submit(feeds, timing, self._wait_limit_ms(request.timeout_us)[0] / 1000.0)
             except Overloaded as err:
                 raise overloaded(str(err)) from None
             outputs = await self._outputs(future, request.timeout_us)
+            timing.queue_ns += decode_wait_ns
+            reservation.grow(sum(array.nbytes for array in outputs.values()), None)  # computed: counted, never refused
             answer = await loop.run_in_executor(self._codec, encode, request, outputs, requested)
         except RequestError as err:
             self.stats.failure(time.perf_counter_ns() - started, failure_reason(err.status))
@@ -208,7 +256,23 @@ class InferenceService:
             self.stats.success(time.perf_counter_ns() - started, rows, timing)
             return answer
         finally:
+            self.decode_pending_bytes -= admitted
             self.in_flight -= 1
+            if own:
+                reservation.release()
+
+    def _admit_decode(self, cost: int) -> int:
+        """Admit ``cost`` JSON bytes to the codec threads' queue (event loop only); 503 when full."""
+        if cost <= 0:
+            return 0
+        limit = DECODE_QUEUE_JSON * self.config.max_json_bytes
+        if self.decode_pending_bytes and self.decode_pending_bytes + cost > limit:
+            self.decode_refused += 1
+            raise overloaded(f"{self.decode_pending_bytes / 1048576:.1f} MiB of JSON wait to be decoded, this "
+                             f"server's limit ({DECODE_QUEUE_JSON} x --max-json-mb); send binary tensor data or "
+                             "retry later")
+        self.decode_pending_bytes += cost
+        return cost
 
     async def _outputs(self, future: Future, timeout_us: int | None) -> dict:
         """The batcher's answer; 503 when its run did not start within ``max_queue_delay_ms`` or the
@@ -241,8 +305,10 @@ class InferenceService:
             raise too_large("the request's JSON", self.config.max_json_bytes, "--max-json-mb")
         return decode_request(data, split)
 
-    def _check(self, decode: Callable[[], InferRequest]):
+    def _check(self, decode: Callable[[], InferRequest], reservation: Reservation, submitted_ns: int):
+        waited_ns = time.perf_counter_ns() - submitted_ns
         request = decode()
+        reservation.grow(sum(array.nbytes for array in request.inputs.values()), "the decoded request")
         feeds = check_inputs(
             request.inputs,
             self.model.inputs,
@@ -252,7 +318,7 @@ class InferenceService:
             reject_non_finite=self.config.reject_non_finite,
             profiles=self.profiles,
         )
-        return feeds, request, resolve_outputs(request.outputs, self.model.outputs, request.binary_output)
+        return feeds, request, resolve_outputs(request.outputs, self.model.outputs, request.binary_output), waited_ns
 
     def drain(self) -> int:
         """Stop taking requests (readiness false, new ones 503), run the queued ones for up to
