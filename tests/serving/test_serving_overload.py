@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import socket
 
 import grpc
 import numpy as np
@@ -20,7 +20,7 @@ from exporter.serving.protocol import RequestError
 from exporter.serving.server import BackgroundServer, load_service
 from exporter.serving.service import InferenceService, ServeConfig
 from tests.helpers.serving_models import IMAGE_SHAPE, tiny_models
-from tests.serving.test_serving_abuse import TIMEOUT, GatedModel, _one, _raw, post, wait_for
+from tests.serving.test_serving_abuse import INFER, MIB, TIMEOUT, GatedModel, _one, _raw, post, wait_for
 from tests.serving.test_serving_server import binary_request, images
 
 OVERFLOWING = ([0, 3, 2**62, 4], [0, 2**64], [0, 2**63 - 1, 2**63 - 1])
@@ -250,3 +250,71 @@ def test_port_problems_are_one_line_naming_the_flag(which, capfd):
     err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     flag = {"http": "--port", "grpc": "--grpc-port", "same": "--grpc-port"}[which]
     assert len(err) == 1 and str(port) in err[0] and flag in err[0], err
+
+
+# --- one memory budget ---------------------------------------------------------------------------------
+
+def _partial_upload(running, declared: int, sent: int) -> socket.socket:
+    """A POST declaring ``declared`` body bytes that sends ``sent`` of them and stops (the socket stays open)."""
+    sock = socket.create_connection((running.host, running.port), timeout=TIMEOUT)
+    sock.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {declared}\r\n\r\n".encode() + b" " * sent)
+    return sock
+
+
+def _metric(running, name: str) -> float:
+    text = post(running, b"", path="/metrics", method="GET")[2].decode()
+    line = next(line for line in text.splitlines() if line.startswith(name + "{"))
+    return float(line.rsplit(" ", 1)[1])
+
+
+def test_bodies_being_read_are_held_within_the_memory_budget():
+    """Regression: 32 connections each sending 60 MiB of a declared 64 MiB body were outside
+    admission control (2 GB held, /ready 200, nothing refused). Now each body is reserved from its
+    Content-Length before it is read: past the budget the answer is 503 + Retry-After at once, the
+    server stays ready, and the budget is whole again once the clients leave."""
+    running = BackgroundServer(load_service(tiny_models().dynamic, ServeConfig(
+        name="tiny", max_body_mb=8.0, max_inflight_mb=20.0, body_timeout_s=60.0))).start()
+    held = []
+    try:
+        for _ in range(2):  # 2 x 8 MiB of the 20 MiB budget
+            held.append(_partial_upload(running, 8 * MIB, MIB))
+        wait_for(lambda: running.service.budget.used >= 16 * MIB, "the two bodies to be reserved")
+        head = f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {8 * MIB}\r\n\r\n".encode()
+        answer = _raw(running, head)
+        assert answer.startswith(b"HTTP/1.1 503") and b"Retry-After: 1" in answer and b"--max-inflight-mb" in answer
+        assert post(running, b"", path="/v2/health/ready", method="GET")[0] == 200
+        x = images(1, seed=1)
+        status, _, _ = post(running, *binary_request(x, "small"))  # small requests still fit
+        assert status == 200
+        assert _metric(running, "rfconv_inflight_refused") == 1
+        assert _metric(running, "rfconv_inflight_limit_bytes") == 20 * MIB
+        for sock in held:
+            sock.close()
+        wait_for(lambda: running.service.budget.used == 0, "the abandoned bodies' reservations to be released")
+    finally:
+        for sock in held:
+            sock.close()
+        running.stop()
+
+
+def test_grpc_messages_are_held_within_the_memory_budget():
+    """A gRPC request that does not fit the budget is RESOURCE_EXHAUSTED with retry-after, at once."""
+    service = load_service(tiny_models().dynamic, ServeConfig(name="tiny", max_inflight_mb=1.0))
+    with BackgroundServer(service, grpc_port=0) as running:
+        channel, stub = _stub(running)
+        request = service_pb2.ModelInferRequest(model_name="tiny")
+        x = np.zeros((8, *IMAGE_SHAPE), np.float32)
+        big = np.zeros((8, 3, 128, 128), np.float32)  # 1.5 MiB: over the budget by itself
+        request.inputs.add(name="input", datatype="FP32", shape=list(big.shape))
+        request.raw_input_contents.append(big.tobytes())
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ModelInfer(request, timeout=TIMEOUT)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max-inflight-mb" in caught.value.details()
+        assert dict(caught.value.trailing_metadata()).get("retry-after") == "1"
+        ok = service_pb2.ModelInferRequest(model_name="tiny")
+        ok.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+        ok.raw_input_contents.append(x.tobytes())
+        assert stub.ModelInfer(ok, timeout=TIMEOUT).outputs[0].name == "logits"
+        channel.close()
+        assert service.budget.used == 0 and service.budget.refused == 1
