@@ -10,9 +10,15 @@ With ``abuse`` on, these run alongside:
 * oversized bodies: 4 MiB chunked uploads against a 1 MiB limit;
 * gzip bombs: 256 MiB of zeros compressed to about 250 KiB;
 * slow-loris connections: headers that never end, and bodies shorter than announced;
-* huge images: 1x3x512x512 (over the pixel bound) and 1x3x192x192 (under it) requests.
+* huge images: 1x3x512x512 (over the pixel bound) and 1x3x192x192 (under it) requests;
+* shape overflow: JSON inputs of shape ``[0, 3, 2**62, 4]`` and ``[0, 2**64]`` (400, no traceback);
+* malformed header blocks (400 from the HTTP parser, one log line);
+* held bodies: connections announcing a body of ``--max-body-mb`` that send a tenth of it and stop,
+  against the memory budget (``--max-inflight-mb``);
+* a JSON flood: JSON bodies near ``--max-json-mb`` that are decoded, then refused.
 
-Meanwhile ``/v2/health/ready`` is polled every 50 ms from a separate process (so that the
+Meanwhile ``/v2/health/ready`` is polled every 50 ms (each answer must be 200: overload never
+turns readiness off) from a separate process (so that the
 clients' own interpreter lock does not count against the server), and the server's RSS every 200 ms. At the
 end the server gets SIGTERM and the time to exit is measured. All traffic is bounded by
 ``duration_s`` and stays on 127.0.0.1. ``python -m benchmarks.serving_abuse`` runs it without
@@ -47,6 +53,7 @@ SERVER_FLAGS = (
     "--max-batch", "8", "--max-delay-ms", "2", "--max-queue", "64", "--max-queue-delay-ms", "3000",
     "--max-body-mb", "1", "--max-json-mb", "1", "--max-batch-pixels", str(8 * 128 * 128),
     "--header-timeout-s", "2", "--body-timeout-s", "2", "--max-connections", "400", "--shutdown-grace-s", "5",
+    "--max-inflight-mb", "64",
 )
 GRACE_S = 5.0
 INFER = "/v2/models/chaos/infer"
@@ -56,19 +63,21 @@ IMAGE = (3, 16, 16)
 HEALTH_PROBE = """
 import http.client, json, sys, time
 host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-end, latencies, conn = time.monotonic() + seconds, [], None
+end, latencies, not_ready, conn = time.monotonic() + seconds, [], 0, None
 while time.monotonic() < end:
     start = time.perf_counter()
     try:
         conn = conn or http.client.HTTPConnection(host, port, timeout=10)
         conn.request("GET", "/v2/health/ready")
-        conn.getresponse().read()
+        response = conn.getresponse()
+        response.read()
+        not_ready += response.status != 200
         latencies.append(time.perf_counter() - start)
     except (OSError, http.client.HTTPException):
         latencies.append(float("inf"))
         conn = None
     time.sleep(0.05)
-print(json.dumps(latencies))
+print(json.dumps({"latencies": latencies, "not_ready": not_ready}))
 """
 
 
@@ -275,6 +284,30 @@ def abusers(server: Server, end: float) -> list[threading.Thread]:
             sock.close()
 
     short_body = _post_bytes(b"{" * 100, {})[:-90]
+    overflow = [_post_bytes(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": shape,
+                                                    "data": []}]}).encode(), {})
+                for shape in ([0, 3, 2**62, 4], [0, 2**64])]
+    malformed = b"POST " + INFER.encode() + b" HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"
+    values = (1 << 20) // len(b"0.123456789,")  # a JSON part just under --max-json-mb, the wrong size
+    flood = _post_bytes(b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 16, 16], "data": ['
+                        + b",".join([b"0.123456789"] * values) + b"]}]}", {})
+
+    def held_bodies():
+        held = []
+        while time.monotonic() < end:
+            try:
+                sock = socket.create_connection((server.host, server.port), timeout=5)
+                sock.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {1 << 20}\r\n\r\n".encode()
+                             + b" " * (1 << 17))
+                held.append(sock)
+            except OSError:
+                pass
+            if len(held) > 100:
+                held.pop(0).close()
+            time.sleep(0.02)
+        for sock in held:
+            sock.close()
+
     actions = [
         loop(lambda: _send_and_leave(server, abandon), 0.02),
         loop(lambda: _send_and_leave(server, abandon), 0.02),
@@ -284,6 +317,12 @@ def abusers(server: Server, end: float) -> list[threading.Thread]:
         loop(lambda: _send_and_read(server, large), 0.3),
         loop(lambda: _send_and_leave(server, short_body), 0.1),
         slow_loris,
+        loop(lambda: [_send_and_read(server, body) for body in overflow], 0.1),
+        loop(lambda: _send_and_read(server, malformed), 0.1),
+        held_bodies,
+        loop(lambda: _send_and_read(server, flood), 0.0),
+        loop(lambda: _send_and_read(server, flood), 0.0),
+        loop(lambda: _send_and_read(server, flood), 0.0),
     ]
     return [threading.Thread(target=action, daemon=True) for action in actions]
 
@@ -322,7 +361,8 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool) -> dict:
     stop_monitors.set()
     for thread in monitors:
         thread.join(15)
-    health = json.loads(probe.communicate(timeout=duration_s + 30)[0])
+    probed = json.loads(probe.communicate(timeout=duration_s + 30)[0])
+    health = probed["latencies"]
     code, exit_s = server.stop()
 
     session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
@@ -339,7 +379,7 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool) -> dict:
         "retries": tally.retried,
         "p50_ms": percentile(tally.latencies, 50) * 1e3, "p99_ms": percentile(tally.latencies, 99) * 1e3,
         "health_p99_ms": percentile(health, 99) * 1e3, "health_max_ms": max(health, default=0.0) * 1e3,
-        "health_checks": len(health),
+        "health_checks": len(health), "health_not_ready": probed["not_ready"],
         "idle_rss_mib": idle_rss, "max_rss_mib": max(rss, default=float("nan")),
         "exit_code": code, "exit_s": exit_s, "grace_s": GRACE_S,
         "server_log_lines": len(server.output), "server_tracebacks": sum("Traceback" in line for line in server.output),

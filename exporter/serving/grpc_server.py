@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -237,13 +238,11 @@ async def start_grpc_server(service: InferenceService, host: str, port: int, *, 
     hint = "pick another --grpc-port (0 = any free one) or turn gRPC off with --no-grpc"
     if port:  # checked first: grpc itself logs its own line before failing
         try:
-            from exporter.serving.server import bind
-
-            bind(host, port, "--grpc-port").close()
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            socket.create_server((host, port), family=family).close()
         except OSError as err:
-            cause = err.__cause__ or err
-            raise OSError(f"cannot listen for gRPC on {grpc_address(host, port)} "
-                          f"({getattr(cause, 'strerror', None) or cause}); {hint}") from err
+            raise OSError(f"cannot listen for gRPC on {grpc_address(host, port)} ({err.strerror or err}); "
+                          f"{hint}") from err
     limit = service.config.max_body_bytes
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)],
