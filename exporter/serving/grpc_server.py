@@ -12,7 +12,10 @@ Errors: every :class:`~.protocol.RequestError` is answered with the gRPC status 
 request gets a ``ModelStreamInferResponse`` with ``error_message`` and the stream goes on (as in
 Triton). Bounds: a message is at most ``--max-body-mb`` (gRPC answers RESOURCE_EXHAUSTED above it,
 also for a compressed message that inflates past it), at most ``--max-connections`` calls run at
-once (RESOURCE_EXHAUSTED beyond), and one stream has at most ``--max-queue`` requests in flight.
+once (RESOURCE_EXHAUSTED beyond), and one stream has at most ``--max-queue`` requests read and not
+yet answered on the wire. Each request holds its message, decoded tensors and answer in the
+service's memory budget until the answer is sent (RESOURCE_EXHAUSTED with ``retry-after``
+trailing metadata when it does not fit).
 A call whose client leaves, or whose deadline passes, is cancelled: its request leaves the queue.
 """
 

@@ -23,7 +23,11 @@ Every error is answered as ``{"error": "..."}`` with its 4xx/5xx status (503s ca
 and closed); a body is read raw, at most ``max_body_mb``, and decompressed with the same bound
 off the event loop; a connection whose body was not read to its end is closed after the answer.
 A client that disconnects cancels its request (dropped from the queue if it has not run) and
-costs one rate-limited log line, never a traceback.
+costs one rate-limited log line, never a traceback; so does a malformed request (400 from the
+HTTP parser). Memory: an infer request reserves its ``Content-Length`` in the service's memory
+budget (:mod:`.budget`) before its body is read (a chunked body, chunk by chunk), then its decoded
+tensors and its answer, and holds it all until the answer is written; 503 + ``Retry-After`` when
+it does not fit.
 
 Shutdown: the listening socket closes, readiness goes false, queued requests run for up to
 ``shutdown_grace_s`` and the rest are answered 503, then connections still open after the grace

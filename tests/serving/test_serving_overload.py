@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -318,3 +319,44 @@ def test_grpc_messages_are_held_within_the_memory_budget():
         assert stub.ModelInfer(ok, timeout=TIMEOUT).outputs[0].name == "logits"
         channel.close()
         assert service.budget.used == 0 and service.budget.refused == 1
+
+
+def test_json_waiting_for_the_decode_threads_is_bounded_and_refused_at_once():
+    """Regression: the decode threads' queue was unbounded: 16 clients of 4 MiB JSON bodies kept
+    polite clients waiting for seconds, with no 503. Now at most two JSON parts of --max-json-mb
+    wait there; the next JSON request is 503 + Retry-After at once, binary requests still enter,
+    and the refusals are in /metrics."""
+    import threading
+
+    service = load_service(tiny_models().dynamic, ServeConfig(name="tiny", max_json_mb=0.5, max_delay_ms=0.0))
+    gate, entered = threading.Event(), threading.Semaphore(0)
+    decode_http = service._decode_http
+
+    def gated_decode(*args):
+        entered.release()
+        assert gate.wait(TIMEOUT)
+        return decode_http(*args)
+
+    service._decode_http = gated_decode
+    values = (400 * 1024) // len(b"0.123456789,")
+    body = (b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 16, 16], "data": ['
+            + b",".join([b"0.123456789"] * values) + b"]}]}")
+    pool = ThreadPoolExecutor(3)
+    with BackgroundServer(service) as running:
+        try:
+            waiting = [pool.submit(post, running, body) for _ in range(2)]
+            for _ in range(2):
+                assert entered.acquire(timeout=TIMEOUT)  # both decode threads hold a JSON part
+            status, headers, answer = post(running, body)
+            assert status == 503 and headers["Retry-After"] == "1"
+            assert "wait to be decoded" in json.loads(answer)["error"]
+            x = images(1, seed=4)
+            polite = pool.submit(post, running, *binary_request(x, "polite"))  # binary: admitted, waits its turn
+            assert _metric(running, "rfconv_decode_refused") == 1
+            gate.set()
+            assert [f.result(TIMEOUT)[0] for f in waiting] == [400, 400]
+            assert polite.result(TIMEOUT)[0] == 200
+            assert service.decode_pending_bytes == 0
+        finally:
+            gate.set()
+            pool.shutdown()
