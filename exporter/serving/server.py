@@ -31,7 +31,8 @@ it does not fit.
 
 Shutdown: the listening socket closes, readiness goes false, queued requests run for up to
 ``shutdown_grace_s`` and the rest are answered 503, then connections still open after the grace
-period are cut; what was dropped is logged.
+period (and ``SHUTDOWN_WRITE_S`` to write those 503s) are cut; what was dropped is logged in one
+line, and what the cut leaves behind (aiohttp's cancelled waiters) in at most one more.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.backends.availability import TENSORRT_EP
 from exporter.onnx.precision import tensorrt_ep_precision_options
+from exporter.serving.batcher import Overloaded
 from exporter.serving.budget import Reservation
 from exporter.serving.logs import ConnectionLog, RateLimitedLog, TracebackLog
 from exporter.serving.model_io import GraphSummary, graph_summary
@@ -79,6 +81,7 @@ log = logging.getLogger(__name__)
 
 SERVER_NAME = "rfconv-deploy"
 DRAINING = web.AppKey("draining", list)
+SHUTDOWN_WRITE_S = 0.5  # past the grace period, time to write the 503s of the requests it dropped
 RESERVATION = web.RequestKey("reservation", Reservation)  # the request's share of the memory budget
 EXTENSIONS = [BINARY_EXTENSION, "model_configuration", "statistics"]  # binary data: HTTP only
 
@@ -290,6 +293,25 @@ def _limit_connections(server: web.Server, limit: int, counts: ConnectionCounts)
     server.connection_lost = connection_lost
 
 
+def _loop_exception_handler(failures: TracebackLog):
+    """The event loop's handler for errors nobody awaited: one line for what a shutdown or a client
+    that left leaves behind (aiohttp's cancelled handler waiters, dropped requests' futures), one
+    traceback per kind per interval for anything else."""
+    aftermath = RateLimitedLog("left over after a cancelled request or the shutdown", logger=log)
+
+    def handler(loop, context) -> None:
+        err = context.get("exception")
+        if err is None:
+            log.warning("event loop: %s", context.get("message"))
+        elif isinstance(err, (asyncio.InvalidStateError, asyncio.CancelledError, ConnectionError, RequestError,
+                              Overloaded)):
+            aftermath.note(f"{context.get('message', 'error')}: {type(err).__name__}: {err}")
+        else:
+            failures.failed(f"event loop: {context.get('message', 'error')}", err)
+
+    return handler
+
+
 def bind(host: str, port: int, flag: str = "--port") -> socket.socket:
     """A listening TCP socket on ``host:port`` (``port=0`` picks a free one); OSError naming ``flag``
     (the option that sets the port) when it cannot be bound."""
@@ -322,11 +344,15 @@ async def serve_until(
     given, counts the HTTP connections. Returns one line saying what the shutdown dropped."""
     config = service.config
     app = build_app(service)
+    loop = asyncio.get_running_loop()
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(_loop_exception_handler(service.failures))
     runner = web.AppRunner(
         app,
         handle_signals=False,
         access_log=None,
-        shutdown_timeout=config.shutdown_grace_s,
+        # the 503s of requests dropped at the end of the grace period are written before handlers are cut
+        shutdown_timeout=config.shutdown_grace_s + SHUTDOWN_WRITE_S,
         handler_cancellation=True,  # a client that leaves cancels its request
         keepalive_timeout=config.header_timeout_s,  # also closes connections whose headers never complete
         lingering_time=0,  # never drain an unread body: close the connection instead
@@ -356,7 +382,8 @@ async def serve_until(
         await asyncio.gather(*stopping)
         await asyncio.gather(*app[DRAINING])
         cut = service.in_flight
-        await asyncio.get_running_loop().run_in_executor(None, service.close)
+        await loop.run_in_executor(None, service.close)
+        loop.set_exception_handler(previous_handler)
     summary = (
         f"stopped in {time.monotonic() - started:.1f} s: {service.batcher.dropped} queued requests dropped "
         f"(answered 503), {cut} requests cut off at the {config.shutdown_grace_s:g} s grace period"

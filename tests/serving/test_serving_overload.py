@@ -360,3 +360,24 @@ def test_json_waiting_for_the_decode_threads_is_bounded_and_refused_at_once():
         finally:
             gate.set()
             pool.shutdown()
+
+
+def test_what_a_shutdown_leaves_on_the_event_loop_is_one_line(caplog):
+    """Regression: on SIGTERM aiohttp's cancelled handler waiters (InvalidStateError) and the futures of
+    dropped requests ("Future exception was never retrieved") each logged a traceback."""
+    import asyncio
+
+    from exporter.serving.batcher import Overloaded
+    from exporter.serving.logs import TracebackLog
+    from exporter.serving.server import _loop_exception_handler
+
+    handler = _loop_exception_handler(TracebackLog())
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(5):
+            handler(None, {"message": "Exception in callback", "exception": asyncio.InvalidStateError("invalid state")})
+            handler(None, {"message": "Future exception was never retrieved",
+                           "exception": Overloaded("the server shut down before this request ran")})
+        handler(None, {"message": "Task exception was never retrieved", "exception": RuntimeError("a bug")})
+    assert len([r for r in caplog.records if "left over" in r.getMessage()]) == 1
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "a bug" in tracebacks[0].getMessage()
