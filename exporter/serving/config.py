@@ -72,6 +72,9 @@ class ServeConfig:
         if self.max_inflight_mb < 0:
             raise ValueError(f"max_inflight_mb must be >= 0 (0: a quarter of the machine's memory), "
                              f"got {self.max_inflight_mb}")
+        if self.max_inflight_mb and self.max_inflight_mb < self.max_body_mb:
+            raise ValueError(f"max_inflight_mb={self.max_inflight_mb:g} must be at least max_body_mb="
+                             f"{self.max_body_mb:g}, or no body of the largest size could ever be taken")
         if self.shutdown_grace_s < 0:
             raise ValueError(f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s}")
 

@@ -194,11 +194,14 @@ class InferenceService:
 
         json_bytes = len(body)
         if encoding == "identity":  # the JSON part's size is known before decoding: refused here, never queued
-            split = parse_header_length(header_length, len(body))
-            json_bytes = len(body) if split is None else split
-            if json_bytes > self.config.max_json_bytes:
-                self.stats.failure(0, "OTHER")
-                raise too_large("the request's JSON", self.config.max_json_bytes, "--max-json-mb")
+            try:
+                split = parse_header_length(header_length, len(body))
+                json_bytes = len(body) if split is None else split
+                if json_bytes > self.config.max_json_bytes:
+                    raise too_large("the request's JSON", self.config.max_json_bytes, "--max-json-mb")
+            except RequestError as err:
+                self.stats.failure(0, failure_reason(err.status))
+                raise
         return await self.run(lambda: self._decode_http(body, encoding, header_length), encode, reservation,
                               decode_cost=min(json_bytes, self.config.max_json_bytes))
 

@@ -299,13 +299,14 @@ def test_bodies_being_read_are_held_within_the_memory_budget():
 
 
 def test_grpc_messages_are_held_within_the_memory_budget():
-    """A gRPC request that does not fit the budget is RESOURCE_EXHAUSTED with retry-after, at once."""
-    service = load_service(tiny_models().dynamic, ServeConfig(name="tiny", max_inflight_mb=1.0))
+    """A gRPC request whose message and decoded tensors do not fit the budget together is
+    RESOURCE_EXHAUSTED with retry-after, at once; the budget is whole again afterwards."""
+    service = load_service(tiny_models().dynamic, ServeConfig(name="tiny", max_inflight_mb=1.0, max_body_mb=1.0))
     with BackgroundServer(service, grpc_port=0) as running:
         channel, stub = _stub(running)
         request = service_pb2.ModelInferRequest(model_name="tiny")
         x = np.zeros((8, *IMAGE_SHAPE), np.float32)
-        big = np.zeros((8, 3, 128, 128), np.float32)  # 1.5 MiB: over the budget by itself
+        big = np.zeros((4, 3, 128, 128), np.float32)  # 0.75 MiB as a message, as much again decoded
         request.inputs.add(name="input", datatype="FP32", shape=list(big.shape))
         request.raw_input_contents.append(big.tobytes())
         with pytest.raises(grpc.RpcError) as caught:
@@ -381,3 +382,14 @@ def test_what_a_shutdown_leaves_on_the_event_loop_is_one_line(caplog):
     assert len([r for r in caplog.records if "left over" in r.getMessage()]) == 1
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1 and "a bug" in tracebacks[0].getMessage()
+
+
+def test_memory_budget_option_is_checked_and_derived_from_the_machine():
+    from exporter.serving.budget import default_budget_bytes
+
+    with pytest.raises(ValueError, match="max_inflight_mb=1 must be at least max_body_mb=2"):
+        ServeConfig(name="tiny", max_inflight_mb=1.0, max_body_mb=2.0)
+    with pytest.raises(ValueError, match="max_inflight_mb must be >= 0"):
+        ServeConfig(name="tiny", max_inflight_mb=-1.0)
+    assert ServeConfig(name="tiny").max_inflight_bytes == default_budget_bytes() >= 64 * MIB
+    assert ServeConfig(name="tiny", max_inflight_mb=100.0).max_inflight_bytes == 100 * MIB
