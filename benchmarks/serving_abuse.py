@@ -97,14 +97,29 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
-class Server:
-    """``rfconv-deploy serve MODEL --name chaos`` with :data:`SERVER_FLAGS` in a child process."""
+def server_flags(image: tuple[int, int, int]) -> tuple[str, ...]:
+    """:data:`SERVER_FLAGS`, with the body and pixel bounds of batches of 8 ``image``-sized inputs
+    (and a budget to match) for images larger than :data:`IMAGE`."""
+    if image == IMAGE:
+        return SERVER_FLAGS
+    pixels = 8 * image[1] * image[2]
+    body_mb = max(1, -(-8 * int(np.prod(image)) * 4 // (1 << 20)) + 1)
+    sized = {"--max-batch-pixels": str(pixels), "--max-body-mb": str(body_mb),
+             "--max-inflight-mb": str(max(64, 16 * body_mb))}
+    flags = list(SERVER_FLAGS)
+    for flag, value in sized.items():
+        flags[flags.index(flag) + 1] = value
+    return tuple(flags)
 
-    def __init__(self, model: Path):
+
+class Server:
+    """``rfconv-deploy serve MODEL --name chaos`` with :func:`server_flags` in a child process."""
+
+    def __init__(self, model: Path, flags: tuple[str, ...] = SERVER_FLAGS):
         root = Path(__file__).resolve().parents[1]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
         command = [sys.executable, "-m", "exporter.cli", "serve", str(model), "--name", "chaos", "--port", "0",
-                   "--no-grpc", *SERVER_FLAGS]
+                   "--no-grpc", *flags]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env=env)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -174,17 +189,18 @@ def _decode(headers: dict, body: bytes) -> tuple[str, np.ndarray]:
     return header["id"], values.reshape(out["shape"])
 
 
-def well_behaved(server: Server, seed: int, end: float, tally: Tally) -> None:
-    """Requests of 1-8 images, JSON or binary, until ``end``; each retried on 503 until it gets its 200."""
+def well_behaved(server: Server, seed: int, end: float, tally: Tally, image: tuple[int, int, int] = IMAGE) -> None:
+    """Requests of 1-8 images, JSON or binary (binary only for images larger than :data:`IMAGE`),
+    until ``end``; each retried on 503 until it gets its 200."""
     rng = np.random.default_rng(seed)
     conn = None
     count = 0
     while time.monotonic() < end:
         rows = int(rng.integers(1, 9))
-        x = rng.standard_normal((rows, *IMAGE)).astype(np.float32)
+        x = rng.standard_normal((rows, *image)).astype(np.float32)
         request_id = f"c{seed}-{count}"
         count += 1
-        body, headers = _encode(x, bool(rng.integers(2)), request_id)
+        body, headers = _encode(x, image == IMAGE and bool(rng.integers(2)), request_id)
         start, give_up = time.monotonic(), max(end, time.monotonic()) + RETRY_GRACE_S
         while True:
             if time.monotonic() > give_up:
@@ -327,11 +343,12 @@ def abusers(server: Server, end: float) -> list[threading.Thread]:
     return [threading.Thread(target=action, daemon=True) for action in actions]
 
 
-def run(model: Path, clients: int, duration_s: float, abuse: bool) -> dict:
-    """One chaos run; returns the numbers the test asserts on and the benchmark prints."""
+def run(model: Path, clients: int, duration_s: float, abuse: bool, image: tuple[int, int, int] = IMAGE) -> dict:
+    """One chaos run on ``model`` (inputs of ``image`` = C, H, W); returns the numbers the test
+    asserts on and the benchmark prints."""
     import onnxruntime
 
-    server = Server(model)
+    server = Server(model, server_flags(image))
     tally = Tally()
     rss: list[float] = []
     end = time.monotonic() + duration_s
@@ -347,7 +364,7 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool) -> dict:
 
     idle_rss = rss_mib(server.process.pid)
     monitors = [threading.Thread(target=monitor_rss, daemon=True)]
-    workers = [threading.Thread(target=well_behaved, args=(server, seed, end, tally), daemon=True)
+    workers = [threading.Thread(target=well_behaved, args=(server, seed, end, tally, image), daemon=True)
                for seed in range(clients)]
     hostile = abusers(server, end) if abuse else []
     started = time.monotonic()
@@ -400,12 +417,20 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=64, help="well-behaved client threads (default: 64)")
     parser.add_argument("--duration-s", type=float, default=20.0, help="seconds per run (default: 20)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--model", type=Path, help="an ONNX file with input 'input' and output 'logits' to serve "
+                                                   "instead of the tiny RF-CNN, e.g. an exported RF-ResNet-50")
+    parser.add_argument("--image", default="3,16,16", help="C,H,W of the clients' images (default: 3,16,16; "
+                                                           "3,224,224 for RF-ResNet-50)")
     args = parser.parse_args(argv)
-    from tests.helpers.serving_models import tiny_models
+    image = tuple(int(v) for v in args.image.split(","))
+    if args.model is None:
+        from tests.helpers.serving_models import tiny_models
 
-    model = tiny_models().dynamic_hw
-    results = [run(model, args.clients, args.duration_s, abuse) for abuse in (False, True)]
-    print(f"Serving under abuse: tiny RF-CNN 16x16, batches of 1-8, {args.clients} clients, "
+        model, name = tiny_models().dynamic_hw, "tiny RF-CNN"
+    else:
+        model, name = args.model, args.model.name
+    results = [run(model, args.clients, args.duration_s, abuse, image) for abuse in (False, True)]
+    print(f"Serving under abuse: {name} {image[1]}x{image[2]}, batches of 1-8, {args.clients} clients, "
           f"{args.duration_s:g} s per run ({platform.machine()}, {os.cpu_count()} CPUs, shared)")
     for r in results:
         print(_line(r))
