@@ -229,14 +229,18 @@ class InferenceService:
         self.in_flight += 1
         started = time.perf_counter_ns()
         timing = Timing()
-        admitted = 0
         try:
             loop = asyncio.get_running_loop()
             admitted = self._admit_decode(decode_cost)
-            feeds, request, requested, decode_wait_ns = await loop.run_in_executor(
-                self._codec, self._check, decode, reservation, time.perf_counter_ns())
-            self.decode_pending_bytes -= admitted
-            admitted = 0
+            decoding = loop.run_in_executor(self._codec, self._check, decode, reservation, time.perf_counter_ns())
+            if admitted:  # counted until the codec thread is done with it, even if the client left meanwhile
+                decoding.add_done_callback(lambda done, cost=admitted: self._decoded(done, cost))
+                admitted = 0
+                decoding = asyncio.shield(decoding)
+            try:
+                feeds, request, requested, decode_wait_ns = await decoding
+            finally:
+                decoding = None  # the future holds the error, the error this frame: no cycle keeps the body
             try:
                 future = self.batcher.submit(feeds, timing, self._wait_limit_ms(request.timeout_us)[0] / 1000.0)
             except Overloaded as err:
@@ -259,10 +263,14 @@ class InferenceService:
             self.stats.success(time.perf_counter_ns() - started, rows, timing)
             return answer
         finally:
-            self.decode_pending_bytes -= admitted
             self.in_flight -= 1
             if own:
                 reservation.release()
+
+    def _decoded(self, done: asyncio.Future, cost: int) -> None:
+        self.decode_pending_bytes -= cost
+        if not done.cancelled():
+            done.exception()  # retrieved here: the caller may have left
 
     def _admit_decode(self, cost: int) -> int:
         """Admit ``cost`` JSON bytes to the codec threads' queue (event loop only); 503 when full."""
