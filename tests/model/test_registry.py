@@ -92,7 +92,7 @@ def test_checkpoint_errors_are_clear(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         read_state_dict(tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match="junk.pth is a text file, not a checkpoint"):
         read_state_dict(tmp_path / "junk.pth")
     torch.save({"model": nn.Linear(2, 2)}, tmp_path / "pickled.pth")  # a pickled module
     with pytest.raises(CheckpointError, match="weights_only=True"):
