@@ -27,6 +27,8 @@ SAFETENSORS_SUFFIX = ".safetensors"
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTOCOL_OPCODE = 0x80
 SNIFF_BYTES = 4096
+ONNX_SECOND_FIELDS = (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42)
+"""Tags of ``ModelProto`` fields 2-8 (producer, version, domain, model_version, doc, graph, opsets)."""
 WEIGHTS_FORMATS = "the PyTorch weights (.pt/.pth/.safetensors)"
 
 
@@ -42,7 +44,7 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
 
 def _looks_like_onnx(head: bytes) -> bool:
     """An ONNX ``ModelProto``: field 1 (``ir_version``, a small varint) then another of its fields."""
-    return len(head) > 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] in (0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42)
+    return len(head) > 3 and head[0] == 0x08 and head[1] < 0x80 and head[2] in ONNX_SECOND_FIELDS
 
 
 def _is_text(head: bytes) -> bool:
