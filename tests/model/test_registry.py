@@ -43,7 +43,11 @@ def test_batchnorm_statistics_are_non_trivial(resnet50_pair):
     assert torch.isfinite(logits).all() and 0.01 < logits.std() < 100
 
 
-@pytest.mark.parametrize("name", [n for n in REGISTRY if n != "resnet50"])
+HEAVY = ("resnest101", "resnest200")  # 44 M and 68 M parameters: calibrating BatchNorm takes minutes
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+                                  for n in REGISTRY if n != "resnet50"])
 def test_every_registry_model_builds_rectified(name):
     model = build_model(name, average_mode=True)
     rectified = [m for m in model.modules() if isinstance(m, RFConv2d)]
@@ -54,6 +58,25 @@ def test_every_registry_model_builds_rectified(name):
         assert list(out) == ["out"] and out["out"].shape == (1, 21, 64, 64)
     else:
         assert out.shape == (1, 1000)
+
+
+def test_build_model_sets_export_defaults_from_the_spec(monkeypatch):
+    from exporter.model import registry
+
+    assert dict(REGISTRY["fcn_resnet50"].export_defaults) == {"dynamic_hw": True}
+    assert dict(REGISTRY["deeplabv3_resnet50"].export_defaults) == {"dynamic_hw": True}
+    assert all(not spec.export_defaults for spec in REGISTRY.values() if not spec.dense)
+    tiny = registry.ModelSpec("tiny", "a tiny dense model", lambda rectify, average: _tiny(), dense=True,
+                              export_defaults={"dynamic_hw": True, "opset": 18})
+    monkeypatch.setitem(REGISTRY, "tiny", tiny)
+    model = build_model("tiny")
+    assert model._rfconv_export_defaults == {"dynamic_hw": True, "opset": 18}
+    assert type(model._rfconv_export_defaults) is dict
+    model._rfconv_export_defaults["opset"] = 17  # a copy: the spec is not changed through the model
+    assert tiny.export_defaults["opset"] == 18
+    plain = registry.ModelSpec("plain", "a tiny classifier", lambda rectify, average: _tiny())
+    monkeypatch.setitem(REGISTRY, "plain", plain)
+    assert build_model("plain")._rfconv_export_defaults == {}
 
 
 def test_unknown_model_and_bad_factory():
