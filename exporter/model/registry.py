@@ -93,8 +93,6 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("resnext50_32x4d", "RF-ResNeXt-50 32x4d (torchvision)", _torchvision("resnext50_32x4d")),
         ModelSpec("regnet_x_4gf", "RF-RegNetX-4.0GF (torchvision RegNet, pycls widths)", _regnet_x_4gf),
         ModelSpec("resnest50", "RF-ResNeSt-50 (resnest package, rectified_conv=True)", _resnest("resnest50")),
-        ModelSpec("resnest101", "RF-ResNeSt-101 (resnest package, rectified_conv=True)", _resnest("resnest101")),
-        ModelSpec("resnest200", "RF-ResNeSt-200 (resnest package, rectified_conv=True)", _resnest("resnest200")),
         ModelSpec("fcn_resnet50", "RF-FCN-ResNet-50 segmentation, 21 classes (torchvision)",
                   _segmentation("fcn_resnet50"), dense=True, export_defaults=DENSE_EXPORT_DEFAULTS),
         ModelSpec("deeplabv3_resnet50", "RF-DeepLabV3-ResNet-50 segmentation, 21 classes (torchvision)",
