@@ -28,7 +28,7 @@ def shape(rank: int | None = None) -> Callable[[str], tuple[int, ...]]:
         try:
             return parse_shape(text, rank)
         except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
+            raise argparse.ArgumentTypeError(str(err)) from err
 
     return parse
 
@@ -38,7 +38,7 @@ def named_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
     try:
         return parse_named_shape(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def comma_list(choices: tuple[str, ...] | None = None) -> Callable[[str], tuple[str, ...]]:
@@ -58,8 +58,8 @@ def int_list(text: str) -> tuple[int, ...]:
     """An argparse ``type`` for ``1,8,32``."""
     try:
         return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
 
 
 def model_kwargs(text: str) -> dict:
