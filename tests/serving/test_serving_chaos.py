@@ -1,9 +1,10 @@
 """Chaos test: 64 well-behaved clients alongside abusive ones against ``rfconv-deploy serve``.
 
 The traffic and the abusers are those of :mod:`tests.helpers.serving_chaos` (one definition, also
-run by ``python -m benchmarks.serving_abuse``; loopback only, bounded in time). Every well-behaved request ends in a 200 that
-matches in-process ONNX Runtime, after retrying any 503 it got; health checks stay fast; the
-server's memory stays bounded; SIGTERM stops it cleanly within its grace period.
+run by ``python -m benchmarks.serving_abuse``; loopback only, bounded in time). Every
+well-behaved request ends in a 200 that matches in-process ONNX Runtime, after retrying any 503 it
+got; health checks stay fast; the server's memory stays bounded; SIGTERM stops it cleanly within
+its grace period.
 """
 
 from __future__ import annotations
