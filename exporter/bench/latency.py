@@ -15,7 +15,6 @@ recorded as skipped with the reason, and the report is written all the same.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import platform
 import time
@@ -24,8 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from exporter.backends import availability
-from exporter.backends.availability import ORT_PROVIDERS
+from exporter.backends.availability import check_named, why_not
 from exporter.bench.config import ALL_BACKENDS, BenchConfig
 from exporter.bench.timing import interleaved
 
@@ -59,30 +57,6 @@ def _runner(backend: str, model, onnx_path: Path, device: str):
     onnx_model = onnx.load(str(onnx_path), load_external_data=False)
     runner = make_runner(backend, str(onnx_path), onnx_model, RunnerOptions(torch_device=device), model)
     return runner, onnx_model.graph.input[0].name
-
-
-def why_not(backend: str) -> str | None:
-    """Why ``backend`` cannot run here, or None when it can as far as can be told before running
-    (ONNX Runtime listing a provider does not prove that it loads)."""
-    if backend == "trt":
-        if importlib.util.find_spec("tensorrt") is None:
-            return "the tensorrt package is not installed"
-        found = availability.tensorrt()
-        return None if found.available else found.detail
-    if backend in ORT_PROVIDERS:
-        if importlib.util.find_spec("onnxruntime") is None:
-            return "the onnxruntime package is not installed"
-        found = availability.ort_provider(ORT_PROVIDERS[backend], backend)
-        return None if found.available else found.detail
-    return None
-
-
-def check_named(backends) -> None:
-    """Raise ``ValueError`` naming every one of ``backends`` that cannot run here, on one line."""
-    missing = [f"backend {name!r} cannot run here: {reason}" for name in backends
-               if (reason := why_not(name)) is not None]
-    if missing:
-        raise ValueError("; ".join(missing))
 
 
 def _start(backend: str, models: dict, paths: dict, device: str) -> dict:

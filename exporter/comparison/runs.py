@@ -86,6 +86,9 @@ def backend_detail(name: str, options: RunnerOptions) -> str:
         return f"onnx.reference.ReferenceEvaluator (onnx {onnx.__version__})"
     if name == "trt":
         return availability.tensorrt().detail
+    if name == "ov-cpu":
+        precision = "bf16" if options.precision == "bf16" else "fp32"
+        return f"{availability.ov_cpu().detail}, {precision}"
     return f"onnxruntime {availability.package_version('onnxruntime')}"
 
 
