@@ -77,11 +77,16 @@ def _start(backend: str, models: dict, paths: dict, device: str) -> dict:
 
 def run_bench(config: BenchConfig | None = None, log: Callable[[str], None] = print, **options) -> dict:
     """Measure the backends of ``config`` (keyword ``options`` are :class:`BenchConfig` fields,
-    applied on top); returns the JSON-ready report and writes it to ``config.out_dir``.
+    applied on top); returns the JSON-ready report and writes it to ``config.out_dir``. With
+    ``config.files``, times those files instead (:func:`exporter.bench.files.run_files`).
 
     Raises ``ValueError`` before any work when a named backend cannot run here.
     """
     config = dataclasses.replace(config, **options) if config is not None else BenchConfig(**options)
+    if config.files:
+        from exporter.bench.files import run_files
+
+        return run_files(config, log)
     if config.backends_named:
         check_named(config.backends)
     import numpy as np
@@ -155,6 +160,10 @@ def summary(report: dict) -> str:
 
 
 def format_table(report: dict) -> str:
+    if "files" in report:
+        from exporter.bench.files import format_table as files_table
+
+        return files_table(report)
     head = (f"{'backend':<9} {'batch':>5} {'RF median':>10} {'RF p90':>9} {'plain med':>10} "
             f"{'plain p90':>10} {'RF/plain':>9} {'spread':>13} {'RF img/s':>9}")
     lines = [head, "-" * len(head)]
