@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 from exporter.config import option
 
+SERVE_PROVIDERS = ("auto", "tensorrt", "cuda", "cpu", "openvino")
+"""``serve --provider`` choices: ONNX Runtime's providers (``exporter.backends.ort.PROVIDER_ALIASES``),
+``auto``, and ``openvino`` (OpenVINO's CPU plugin, :mod:`exporter.serving.openvino`)."""
+
 
 @dataclass(frozen=True)
 class ServeConfig:
