@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from exporter.backends.openvino import compile_named, port_dtype, port_shape
+from exporter.serving.config import OPENVINO_PROVIDER
 from exporter.serving.datatypes import kserve_datatype
 from exporter.serving.session import OrtModel, TensorSpec, existing_file, leading_dims_dynamic, served_profiles
 from exporter.shapes import InputProfile
 
-PROVIDER = "OpenVINO CPU"
+PROVIDER = OPENVINO_PROVIDER
 """What :attr:`OpenVinoModel.providers` lists (the server logs it)."""
 
 
