@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from exporter.backends.availability import check_named, why_not
+from exporter.bench.report import summary
 
 SUFFIXES = (".onnx", ".plan")
 FILE_BACKENDS = ("ort-cpu", "ov-cpu", "ort-cuda", "ort-trt", "trt")
@@ -216,8 +217,6 @@ def run_files(config, log: Callable[[str], None] = print) -> dict:
         "runs_per_block": config.runs, "rows": [asdict(r) for r in rows], "ran": ran, "skipped": skipped,
         "named": list(config.backends) if config.backends is not None else None,
     }
-    from exporter.bench.latency import summary
-
     report["summary"] = summary(report)
     import json
 
@@ -253,8 +252,6 @@ def format_table(report: dict) -> str:
         lines.append(f"ratio: median latency over {', '.join(baselines)}'s, in the same interleaved blocks")
     for backend, reason in report["skipped"].items():
         lines.append(f"{backend:<9} skipped: {reason}")
-    from exporter.bench.latency import summary
-
     lines.append(f"Backends: {summary(report)}")
     return "\n".join(lines)
 

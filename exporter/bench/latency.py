@@ -25,6 +25,7 @@ from pathlib import Path
 
 from exporter.backends.availability import check_named, why_not
 from exporter.bench.config import ALL_BACKENDS, BenchConfig
+from exporter.bench.report import summary
 from exporter.bench.timing import interleaved
 
 __all__ = ["ALL_BACKENDS", "BenchConfig", "Row", "check_named", "format_table", "run_bench", "summary"]
@@ -148,15 +149,6 @@ def run_bench(config: BenchConfig | None = None, log: Callable[[str], None] = pr
     if rows:
         plot(report, out_dir / "bench.png")
     return report
-
-
-def summary(report: dict) -> str:
-    """"2 backends ran, 1 skipped: trt (the tensorrt package is not installed)"."""
-    ran, skipped = report.get("ran", []), report["skipped"]
-    text = f"{len(ran)} backend{'s' if len(ran) != 1 else ''} ran"
-    if skipped:
-        text += f", {len(skipped)} skipped: " + "; ".join(f"{name} ({why})" for name, why in skipped.items())
-    return text
 
 
 def format_table(report: dict) -> str:
