@@ -1,13 +1,18 @@
-"""``rfconv-deploy export``: a model to ONNX (:func:`exporter.onnx.export.export_onnx`)."""
+"""``rfconv-deploy export``: a model to ONNX (:func:`exporter.onnx.export.export_onnx`).
+
+The options are the fields of :class:`exporter.onnx.options.ExportConfig`; the example input
+shapes (``--input-shape``, repeatable) are parsed here, at the edge.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import warnings
 from pathlib import Path
 
-from exporter.cli.args import as_flags, comma_list, load_model, model_arguments, named_shape
-from exporter.onnx.options import DEFAULT_INPUT_SHAPE, MIN_OPSET, MODES, PRECISIONS
+from exporter.cli.args import add_config_arguments, as_flags, config_from_args, load_model, model_arguments, named_shape
+from exporter.onnx.options import DEFAULT_INPUT_SHAPE, ExportConfig
 from exporter.shapes import input_shapes
 
 LARGE_MODEL_PARAMS = 10_000_000
@@ -18,62 +23,36 @@ def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "export", help="export a model to ONNX (rectified convs as Conv -> Mul(scale))",
         description="Export a model to ONNX: each rectified conv becomes Conv -> Mul(scale [1,1,Ho,Wo]), "
-        "BatchNorm is folded, and the file passes onnx.checker's full check and shape inference.",
+        "BatchNorm is folded, and the file passes onnx.checker's full check and shape inference. A file "
+        "with dynamic dimensions is checked against PyTorch at other sizes before it is kept.",
     )
     model_arguments(p, positional=True)
     p.add_argument("-o", "--output", dest="path", required=True, type=Path, help="ONNX file to write")
-    p.add_argument("--input-names", dest="input_names", type=comma_list(), metavar="NAMES",
-                   help="names of the model's inputs, in forward()'s order, e.g. image,gain (default: input, "
-                        "or input_0,input_1,... for several)")
     p.add_argument("--input-shape", dest="input_shape", type=named_shape, action="append", metavar="[NAME:]SHAPE",
                    help="example input shape (default {}); repeat it for a model with several inputs, in "
                         "--input-names order or as name:2x3x224x224".format(",".join(map(str, DEFAULT_INPUT_SHAPE))))
-    p.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
-                   help="keep the batch dimension (dimension 0 of every input) symbolic (default on)")
-    p.add_argument("--dynamic-hw", action=argparse.BooleanOptionalAction, default=None,
-                   help="keep height and width of every N,C,H,W input symbolic; the scale is computed in the graph "
-                        "(default: on for dense-prediction registry models, off otherwise)")
-    p.add_argument("--dynamic-hw-inputs", dest="dynamic_hw_inputs", type=comma_list(), metavar="NAMES",
-                   help="keep height and width symbolic for these inputs only (implies --dynamic-hw)")
-    p.add_argument("--opset", type=int, help=f"ONNX opset ({MIN_OPSET} or newer; default: the exporter's)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp16: fp16 weights and activations, fp32 inputs/outputs")
-    p.add_argument("--compact-scales", action="store_true",
-                   help="store scales as row x column factors (smaller file; folded again at load time)")
-    p.add_argument("--mode", choices=MODES, default="static",
-                   help="static: Conv -> Mul(scale) (default); plugin: TensorRT plugin nodes")
-    p.add_argument("-v", "--verbose", action="store_true", help="print each step and the exporter's output")
+    add_config_arguments(p, ExportConfig)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from exporter.model.registry import REGISTRY
     from exporter.onnx.export import export_onnx
 
     try:
         names, shapes = input_shapes(args.input_names, args.input_shape, DEFAULT_INPUT_SHAPE)
     except ValueError as err:
         args.command_parser.error(as_flags(str(err), args.command_parser))
+    config = config_from_args(ExportConfig, args, input_names=names)
     model = load_model(args)
-    dynamic_hw = args.dynamic_hw
-    if args.dynamic_hw_inputs:
-        if dynamic_hw is False:
-            raise ValueError("dynamic_hw_inputs keeps H and W dynamic: drop dynamic_hw=False or dynamic_hw_inputs")
-        dynamic_hw = list(args.dynamic_hw_inputs)
-    if dynamic_hw is None:
-        dynamic_hw = args.model in REGISTRY and REGISTRY[args.model].dense
     generator = torch.Generator().manual_seed(0)
     examples = tuple(torch.randn(shape, generator=generator) for shape in shapes)
     large = sum(p.numel() for p in model.parameters()) >= LARGE_MODEL_PARAMS
+    config = dataclasses.replace(config, progress=large or config.verbose)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notices are part of the printed summary
-        report = export_onnx(
-            model, examples if len(examples) > 1 else examples[0], args.path, input_names=names,
-            dynamic_batch=args.dynamic_batch, dynamic_hw=dynamic_hw,
-            opset=args.opset, precision=args.precision, mode=args.mode, compact_scales=args.compact_scales,
-            progress=large or args.verbose, verbose=args.verbose,
-        )
+        report = export_onnx(model, examples if len(examples) > 1 else examples[0], args.path,
+                             **config.export_arguments())
     print(report.summary())
     return 0

@@ -44,28 +44,4 @@ NOISE_FLOOR_MULTIPLE = 16.0
 FLOOR_EPS = {"fp32": 2.0 ** -23, "fp16": 2.0 ** -10, "bf16": 2.0 ** -7}
 """Machine epsilon by floor precision: the floor is never below ``eps * max|reference|``."""
 
-ROUNDING_DEPTH = 5
-"""Stride-2 stages the larger check size rounds at (ResNet-style networks have five)."""
-
-
-def _smaller_odd(size: int) -> int:
-    return size - 1 if size % 2 == 0 else size - 2
-
-
-def _larger_rounding(size: int) -> int:
-    step = 2 ** ROUNDING_DEPTH
-    return (size // step + 1) * step + 1
-
-
-def check_sizes(hw: tuple[int, int]) -> list[tuple[int, int]]:
-    """The input sizes ``(H, W)`` in pixels at which a dynamic-H/W file is compared.
-
-    Three: ``hw`` itself (the export size, or the one asked for); the largest odd size below it
-    on each axis (odd inputs make the first stride-2 layer round, and a smaller map moves every
-    border); and the smallest size above it that is ``1 mod 2**ROUNDING_DEPTH`` on each axis, so
-    that each of the first :data:`ROUNDING_DEPTH` stride-2 stages halves an odd size and rounds.
-    A factor computed in the graph can be right at one size only; these three catch that.
-    Example: ``(224, 224)`` -> ``[(224, 224), (223, 223), (257, 257)]``.
-    """
-    h, w = hw
-    return [(h, w), (_smaller_odd(h), _smaller_odd(w)), (_larger_rounding(h), _larger_rounding(w))]
+from exporter.onnx.sizes import ROUNDING_DEPTH, check_sizes  # noqa: E402,F401 - the one rule of check sizes

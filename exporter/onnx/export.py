@@ -28,7 +28,8 @@ from torch import nn
 
 from exporter import __version__
 from exporter.onnx import verify
-from exporter.onnx.options import MIN_OPSET, MODES, PRECISIONS
+from exporter.onnx.options import MIN_OPSET, ExportConfig
+from exporter.onnx.passes import plugin_mode
 from exporter.onnx.passes.pipeline import run_passes
 from exporter.onnx.passes.rectified import find_rectified_convs
 
@@ -163,11 +164,7 @@ def _dynamic_dims(examples: dict[str, torch.Tensor], dynamic_batch: bool, dynami
     return {name: ([0] if dynamic_batch else []) + ([2, 3] if name in hw else []) for name in examples}
 
 
-def _check_settings(path: Path, opset, precision: str, mode: str) -> None:
-    if precision not in PRECISIONS:
-        raise ExportError(f"precision={precision!r} is not supported; use one of {PRECISIONS}")
-    if mode not in MODES:
-        raise ExportError(f"mode={mode!r} is not supported; use one of {MODES}")
+def _check_settings(path: Path, opset) -> None:
     newest = onnx.defs.onnx_opset_version()
     if opset is not None and not MIN_OPSET <= int(opset) <= newest:
         raise ExportError(
@@ -182,6 +179,14 @@ def _check_settings(path: Path, opset, precision: str, mode: str) -> None:
         raise ExportError(f"cannot write {path}: directory {parent} does not exist; create it or choose another path")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise ExportError(f"cannot write {path}: permission denied; choose a writable location")
+
+
+def model_export_defaults(model: nn.Module) -> dict:
+    """The export settings a model asks for by default: its ``_rfconv_export_defaults`` dict
+    (:func:`exporter.model.registry.build_model` sets ``{"dynamic_hw": True}`` on dense-prediction
+    models), else ``{}``. Settings given to :func:`export_onnx` win."""
+    defaults = getattr(model, "_rfconv_export_defaults", None)
+    return dict(defaults) if isinstance(defaults, dict) else {}
 
 
 def _dynamic_shapes(dims: dict[str, list[int]]):
@@ -255,7 +260,7 @@ def _capture(model: nn.Module, examples: dict[str, torch.Tensor], output_names, 
                + (" (batch 2: a batch of 1 is fixed where inputs meet)" if len(examples) > 1 else "") + ". "
                if any(dims.values()) else "")
             + "torch.export.export(model, (x,)) reproduces it with the full trace."
-        ) from None
+        ) from err
     return program
 
 
@@ -315,7 +320,9 @@ def export_onnx(
     *,
     input_names: Sequence[str] | None = None,
     dynamic_batch: bool = True,
-    dynamic_hw: bool | Sequence[str] = False,
+    dynamic_hw: bool | Sequence[str] | None = None,
+    size_multiple: int | None = None,
+    check_sizes: Sequence[tuple[int, int]] | None = None,
     opset: int | None = None,
     precision: str = "fp32",
     mode: str = "static",
@@ -333,7 +340,8 @@ def export_onnx(
     ``input``, or ``input_<i>`` for several). Sizes are baked into the graph except for the batch
     (``dynamic_batch``: dimension 0 of every input, which must agree) and, with ``dynamic_hw``,
     height and width of every ``[N, C, H, W]`` input (or of the inputs it names), whose factors are
-    then computed in the graph at run time. ``precision="fp16"`` writes fp16
+    then computed in the graph at run time; ``dynamic_hw=None`` takes the model's default
+    (:func:`model_export_defaults`: on for dense-prediction registry models, else off). ``precision="fp16"`` writes fp16
     weights and activations (inputs/outputs stay fp32 unless ``keep_io_types=False``).
     ``mode="plugin"`` hands the graph to :mod:`exporter.onnx.passes.plugin_mode` (TensorRT plugin
     nodes). ``fold_bn`` folds BatchNorm into the convs (without it the BatchNorms after rectified
@@ -343,18 +351,35 @@ def export_onnx(
     load time), for static H/W and ``mode="static"`` only. The model is exported in eval mode and
     left in the mode it came in. A file with dynamic dimensions is proven at other sizes before this
     returns (:mod:`exporter.onnx.verify`: the ranges torch.export kept, and ONNX Runtime against
-    PyTorch at batch 2 and, for dynamic H/W, an odd and a twice larger size); one that fails there
-    is removed and refused. ``output_names`` names the outputs (default ``output``, or
-    ``output_<i>`` for several). ``progress`` prints each step with its time to stderr;
-    ``verbose`` also shows the dynamo exporter's own output and the summary.
+    PyTorch at batch 2 and, for dynamic H/W, the sizes of :mod:`exporter.onnx.sizes`: a smaller odd
+    and a larger size, or with ``size_multiple=N`` multiples of N for a model that takes only those,
+    or the ``check_sizes`` given as ``(H, W)`` pairs); one that fails there is removed and refused,
+    and a model that itself fails at a check size is named as rejecting it. ``output_names`` names
+    the outputs (default ``output``, or ``output_<i>`` for several). ``progress`` prints each step
+    with its time to stderr; ``verbose`` also shows the dynamo exporter's own output and the summary.
     Raises :class:`ExportError` (a ``ValueError``) for settings or models it cannot export.
     """
     start = time.perf_counter()
     path = Path(path)
-    _check_settings(path, opset, precision, mode)
+    sequence = dynamic_hw is not None and not isinstance(dynamic_hw, bool)
+    try:  # the light checks of the settings, in one place
+        ExportConfig(input_names=None if input_names is None else tuple(input_names), dynamic_batch=dynamic_batch,
+                     dynamic_hw=None if sequence else dynamic_hw,
+                     dynamic_hw_inputs=(dynamic_hw,) if isinstance(dynamic_hw, str) else
+                     tuple(dynamic_hw) if sequence else None,
+                     size_multiple=size_multiple, check_sizes=None if check_sizes is None else tuple(
+                         tuple(hw) for hw in check_sizes), opset=opset, precision=precision, mode=mode)
+    except ValueError as err:
+        raise ExportError(str(err)) from err
+    _check_settings(path, opset)
     examples = _example_inputs(example_input, input_names)
+    if dynamic_hw is None:
+        dynamic_hw = model_export_defaults(model).get("dynamic_hw", False)
     dims = _dynamic_dims(examples, dynamic_batch, dynamic_hw)
     dynamic_hw = any(2 in wanted for wanted in dims.values())
+    if (size_multiple is not None or check_sizes is not None) and not dynamic_hw:
+        raise ExportError("size_multiple and check_sizes choose the sizes a dynamic-H/W file is checked at; "
+                          "export with dynamic_hw=True, or drop them")
     floats = {p.dtype for p in model.parameters() if p.is_floating_point()} | {x.dtype for x in examples.values()}
     if floats != {torch.float32}:
         raise ExportError(
@@ -376,17 +401,20 @@ def export_onnx(
         step(f"capturing {type(model).__name__} with torch.export (dynamo exporter)")
         proto, found = _trace(model, examples, opset, dims, output_names, verbose)
         ranges = found.ranges
+        declared = plugin_mode.declared_modes(model, proto) if mode == "plugin" else None
         graph = gs.import_onnx(proto)
         with warnings.catch_warnings(record=True) as pass_warnings:  # they become the report's notices
             warnings.simplefilter("always", UserWarning)
             rectified = run_passes(graph, dynamic_hw=dynamic_hw, fold_bn=fold_bn, mode=mode,
                                    compact_scales=compact_scales, precision=precision,
                                    keep_io_types=keep_io_types,
-                                   example_shapes=[list(x.shape) for x in examples.values()], step=step)
+                                   example_shapes=[list(x.shape) for x in examples.values()],
+                                   declared=declared, step=step)
         _rename_dims(graph, _dim_names(graph))
         step("tidying (onnxscript optimizer), shape inference, writing and checking")
         out = _write(graph, path, keep_small_constants=compact_scales)
-        shapes = verify.verification_shapes({name: list(x.shape) for name, x in examples.items()}, found)
+        shapes = verify.verification_shapes({name: list(x.shape) for name, x in examples.items()}, found,
+                                            size_multiple=size_multiple, sizes=check_sizes)
         step(f"checking the file on ONNX Runtime at {', '.join(_sizes_text(s) for s in shapes)}")
         verified = _check_other_sizes(model, path, shapes, precision, mode, ranges,
                                       {name: list(x.shape) for name, x in examples.items()}) if shapes else []
@@ -446,7 +474,7 @@ def _trace(model: nn.Module, examples: dict[str, torch.Tensor], opset, dims: dic
                 f"{type(model).__name__} fails on the example input{'s' if len(examples) > 1 else ''} of shape "
                 f"{shapes} ({type(err).__name__}: {str(err).strip().splitlines()[0]}); "
                 "give input shapes the model accepts"
-            ) from None
+            ) from err
         default_names = _output_names(output)
         if output_names is not None and default_names is not None and len(output_names) != len(default_names):
             raise ExportError(f"output_names has {len(output_names)} name(s) but {type(model).__name__} "
@@ -457,7 +485,7 @@ def _trace(model: nn.Module, examples: dict[str, torch.Tensor], opset, dims: dic
     try:
         verify.check_ranges(found.ranges, {name: list(x.shape) for name, x in examples.items()})
     except verify.ShapeCheckError as err:
-        raise ExportError(str(err)) from None
+        raise ExportError(str(err)) from err
     return program.model_proto, found
 
 
@@ -472,13 +500,15 @@ def _check_other_sizes(model: nn.Module, path: Path, shapes: list[dict], precisi
 
         session = inference_session(str(path))
     else:
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4  # a failed run raises; the error is reported, not logged twice
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     try:
         return verify.check_other_sizes(path, model, shapes, precision, session, ranges, example_shapes)
     except verify.ShapeCheckError as err:
         for written in (path, path.with_name(path.name + ".data")):
             written.unlink(missing_ok=True)
-        raise ExportError(f"{err} (the file was removed)") from None
+        raise ExportError(f"{err} (the file was removed)") from err
 
 
 @contextlib.contextmanager
@@ -499,7 +529,7 @@ def _write(graph: gs.Graph, path: Path, keep_small_constants: bool) -> onnx.Mode
     try:
         out = onnx.shape_inference.infer_shapes(out, check_type=True, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as err:
-        raise RuntimeError(f"ONNX shape inference rejected the exported graph: {err}") from None
+        raise RuntimeError(f"ONNX shape inference rejected the exported graph: {err}") from err
     _save(out, path)
     onnx.checker.check_model(str(path), full_check=True)
     return out

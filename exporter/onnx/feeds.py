@@ -99,7 +99,7 @@ def _load_image(path: Path, height: int, width: int) -> np.ndarray:
         with Image.open(path) as img:
             rgb = img.convert("RGB")
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
+        raise ValueError(f"cannot read image {path}: {err}") from err
     short = round(min(height, width) / IMAGENET_CROP_FRACTION)
     rgb = F.center_crop(F.resize(rgb, short), [height, width])
     tensor = F.normalize(F.to_tensor(rgb), IMAGENET_MEAN, IMAGENET_STD)

@@ -11,8 +11,8 @@ dimension dynamic, and is then wrong, or fails, at other sizes. Two checks, both
   above is evidence, not proof (torch bounds some decompositions, circular padding's batch for
   one, that the file computes right beyond): the sizes checked then lie beyond the bound.
 * :func:`check_other_sizes` runs the written file on ONNX Runtime against the PyTorch model at
-  :func:`verification_shapes` (batch 2; an odd size and a much larger size for dynamic H/W, the
-  same for every dimension of one symbol) and refuses a file whose error there is of the order
+  :func:`verification_shapes` (batch 2; for dynamic H/W the sizes of :mod:`exporter.onnx.sizes`,
+  the same for every dimension of one symbol) and refuses a file whose error there is of the order
   of a wrong result (:data:`VERIFY_RTOL`, or :data:`ROUNDING_MULTIPLE` times the file's error at
   the example's shapes when fp16 rounding alone is larger), not of rounding, which ``compare``
   checks precisely.
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from exporter.onnx.sizes import axis_sizes
 
 AXES = {0: "batch", 2: "height", 3: "width"}
 VERIFY_RTOL = {"fp32": 1e-3, "fp16": 3e-2}
@@ -46,6 +48,10 @@ INF = float("inf")
 
 class ShapeCheckError(ValueError):
     """The file would be wrong or fail at sizes it declares dynamic; the message says what to change."""
+
+
+class ModelRejectsSize(ShapeCheckError):
+    """The PyTorch model itself fails at a check size (it takes some sizes only): no fault of the file."""
 
 
 @dataclass(frozen=True)
@@ -134,43 +140,50 @@ def _advice(axes) -> str:
             f"without {' and '.join(f'{p}=True' for p in params)}")
 
 
-def _beyond(upper: float, size: int) -> int:
-    """The smallest odd size above both ``size`` and ``upper`` (``upper`` may be ``inf``: ignored)."""
-    floor = size if upper == INF else max(size, int(upper))
-    return floor + 1 + floor % 2
+def _other_hw(axis: str, size: int, kept: tuple, index: int, size_multiple: int | None,
+              sizes: Sequence[tuple[int, int]] | None) -> int:
+    """Height or width of check set ``index``: the given ``sizes`` (``(H, W)`` pairs), else
+    :func:`exporter.onnx.sizes.axis_sizes` within the range torch.export ``kept`` (past its upper
+    bound when it has one, and above the example where the smaller size is below its lower bound)."""
+    if sizes is not None:
+        return int(sizes[index][0 if axis == "height" else 1])
+    lower, upper = kept
+    pair = axis_sizes(size, size_multiple, None if upper == INF else int(upper))
+    if pair[0] < lower:
+        pair = axis_sizes(size, size_multiple, size if upper == INF else max(size, int(upper)))
+    return pair[index]
 
 
-def _other_size(axis: str, size: int, upper: float, larger: bool) -> int:
-    """The size to check a dynamic dimension at: batch 2 (1 when the example has 2) or past a bound;
-    for height and width the next odd size (past any bound) or, ``larger``, about twice as large."""
-    if axis == "batch":
-        return int(upper) + 1 if upper != INF else (1 if size == 2 else 2)
-    if larger:
-        return 2 * size + (1 if axis == "height" else 3)
-    return _beyond(upper, size)
-
-
-def verification_shapes(example_shapes: Mapping[str, Sequence[int]], found: DynamicDims) -> list[dict]:
+def verification_shapes(example_shapes: Mapping[str, Sequence[int]], found: DynamicDims,
+                        size_multiple: int | None = None,
+                        sizes: Sequence[tuple[int, int]] | None = None) -> list[dict]:
     """Input shapes other than the example's to check the file at: ``[{input name: shape}, ...]``.
 
-    Batch 2 (or 1 when the example has 2) for a dynamic batch; where some input has dynamic H/W,
-    two sets: one odd size next to the example's and one about twice as large and odd, where
-    stride-2 layers round. Where torch.export bounded a dimension, the sizes lie beyond the bound.
-    Dimensions of one symbol get one size, and one that is an expression of symbols (``2*s0``)
-    gets its value; one whose symbols have no size of their own stays at the example's.
+    Batch 2 (or 1 when the example has 2; past a bound torch.export kept) for a dynamic batch;
+    where some input has dynamic H/W, one set per size of the one rule of check sizes
+    (:func:`exporter.onnx.sizes.axis_sizes`: a smaller odd size and a larger one where stride-2
+    layers round, or multiples of ``size_multiple``), past any bound torch.export kept, or one
+    set per ``(H, W)`` of ``sizes`` (given explicitly). Dimensions of one symbol get one size,
+    and one that is an expression of symbols (``2*s0``) gets its value; one whose symbols have
+    no size of their own stays at the example's.
     """
     hw = any(axis in ("height", "width") for axes in found.ranges.values() for axis in axes)
     if not any(found.symbols.values()):
         return []
+    count = (len(sizes) if sizes is not None else 2) if hw else 1
     sets = []
-    for larger in ((False, True) if hw else (False,)):
+    for index in range(count):
         chosen = {}
         for name, exprs in found.symbols.items():
             for dim, expr in exprs.items():
                 if expr.is_Symbol and expr not in chosen:
                     axis = AXES[dim]
-                    upper = found.ranges[name].get(axis, (0, INF))[1]
-                    chosen[expr] = _other_size(axis, example_shapes[name][dim], upper, larger)
+                    kept = found.ranges[name].get(axis, (0, INF))
+                    size = example_shapes[name][dim]
+                    if axis == "batch":
+                        chosen[expr] = int(kept[1]) + 1 if kept[1] != INF else (1 if size == 2 else 2)
+                    else:
+                        chosen[expr] = _other_hw(axis, size, kept, index, size_multiple, sizes)
         values = {**found.values, **chosen}
         shapes = {}
         for name, example in example_shapes.items():
@@ -237,12 +250,23 @@ def _error_at(path, model: torch.nn.Module, session, shapes: Mapping[str, Sequen
     xs = {name: torch.randn(tuple(shape), generator=generator) for name, shape in shapes.items()}
     at = _at(shapes)
     try:
-        got = session.run(None, {name: x.numpy().astype(dtypes[name]) for name, x in xs.items()})
+        with torch.no_grad():
+            want = model(*xs.values())
+    except Exception as err:  # noqa: BLE001 - any failure of the user's forward
+        raise ModelRejectsSize(
+            f"{type(model).__name__} itself fails in PyTorch at input {at} ({type(err).__name__}: "
+            f"{str(err).strip().splitlines()[0][:300]}): the model rejects that size, so the dynamic-H/W "
+            "file cannot be checked there; give size_multiple=N for a model that takes multiples of N only "
+            "(e.g. 32 for five stride-2 stages joined by skips), or the sizes to check (check_sizes)"
+        ) from err
+    quiet = _quiet_run_options()
+    try:
+        got = session.run(None, {name: x.numpy().astype(dtypes[name]) for name, x in xs.items()}, quiet)
     except Exception as err:  # noqa: BLE001 - ORT raises its own pybind types
         raise ShapeCheckError(
             f"{path} declares dynamic dimensions but ONNX Runtime fails at input {at} "
             f"({type(err).__name__}: {str(err).strip().splitlines()[0][:300]}); {why}"
-        ) from None
+        ) from err
     declared = [(o.name, o.shape) for o in session.get_outputs()]
     for (name, dims), value in zip(declared, got, strict=True):
         fixed = [(d, v) for d, v in zip(dims, value.shape, strict=False) if isinstance(d, int)]
@@ -251,10 +275,18 @@ def _error_at(path, model: torch.nn.Module, session, shapes: Mapping[str, Sequen
                 f"{path} declares output {name!r} as {list(dims)}, but at input {at} it is "
                 f"{list(value.shape)}: the declared shape was fixed to the example's; {why}"
             )
-    with torch.no_grad():
-        want = model(*xs.values())
     wants = [want] if isinstance(want, torch.Tensor) else list(want.values() if isinstance(want, dict) else want)
     return max(_relative_error(g, wt.float().numpy()) for g, wt in zip(got, wants, strict=False))
+
+
+def _quiet_run_options():
+    """ONNX Runtime run options that log fatal errors only: a failed run raises, and the raised
+    error is reported; ONNX Runtime's own coloured log line would only repeat it."""
+    import onnxruntime
+
+    options = onnxruntime.RunOptions()
+    options.log_severity_level = 4
+    return options
 
 
 def _relative_error(got: np.ndarray, want: np.ndarray) -> float:

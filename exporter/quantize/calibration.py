@@ -38,7 +38,7 @@ def _npz_feeds(path: Path, metadata, samples: int) -> list[OrderedDict]:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read calibration file {path} as .npz: {err}") from None
+        raise ValueError(f"cannot read calibration file {path} as .npz: {err}") from err
     names = list(metadata)
     if len(names) == 1 and len(arrays) == 1:
         arrays = {names[0]: next(iter(arrays.values()))}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from exporter.onnx.graph import sole_consumer
 from exporter.onnx.passes.rectified import find_rectified_convs, is_data_independent
 
 
@@ -48,12 +49,12 @@ def rectification_tails(graph: gs.Graph) -> list[list[gs.Node]]:
     for match in find_rectified_convs(graph):
         tail = [match.mul]
         for wanted in ("Add", "Relu"):
-            consumers = tail[-1].outputs[0].outputs
-            if len(consumers) != 1 or consumers[0].op != wanted or any(t is tail[-1].outputs[0] for t in graph.outputs):
+            consumer = sole_consumer(tail[-1].outputs[0], graph)
+            if consumer is None or consumer.op != wanted:
                 break
-            if wanted == "Add" and not _per_channel_constant(consumers[0]):
+            if wanted == "Add" and not _per_channel_constant(consumer):
                 break
-            tail.append(consumers[0])
+            tail.append(consumer)
         tails.append(tail)
     return tails
 
@@ -83,9 +84,20 @@ def dedicate_qdq_pairs(graph: gs.Graph) -> int:
     A ``QuantizeLinear`` whose output feeds several ``DequantizeLinear`` nodes, or one whose
     output feeds several nodes, is split so that every (Q, DQ, consumer) chain is its own, with
     copies of the scale and zero point under new names (so that ONNX Runtime's common
-    subexpression elimination does not merge them again). Values are unchanged. Returns the
-    number of pairs added.
+    subexpression elimination does not merge them again). Every new tensor and node gets a name
+    no other has: quantizers that share one scale (ONNX Runtime gives ops that keep the scale,
+    such as Reshape or MaxPool, the same scale on both sides) get copies of their own. Values are
+    unchanged. Returns the number of pairs added.
     """
+    taken_tensors, taken_nodes = set(graph.tensors()), {n.name for n in graph.nodes}
+
+    def fresh(base: str, taken: set) -> str:
+        name, suffix = base, 1
+        while name in taken:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        taken.add(name)
+        return name
+
     added = 0
     for q in [n for n in graph.nodes if n.op == "QuantizeLinear"]:
         chains = [(dq, consumer) for dq in list(q.outputs[0].outputs) if dq.op == "DequantizeLinear"
@@ -93,15 +105,16 @@ def dedicate_qdq_pairs(graph: gs.Graph) -> int:
         if len(chains) <= 1 or any(t is dq.outputs[0] for dq, _ in chains for t in graph.outputs):
             continue
         for index, (dq, consumer) in enumerate(chains[1:], start=1):
-            params = [gs.Constant(f"{t.name}__pair{index}", np.array(t.values)) for t in q.inputs[1:]]
-            quantized = gs.Variable(f"{q.outputs[0].name}__pair{index}", dtype=q.outputs[0].dtype,
-                                    shape=q.outputs[0].shape)
-            restored = gs.Variable(f"{dq.outputs[0].name}__pair{index}", dtype=dq.outputs[0].dtype,
-                                   shape=dq.outputs[0].shape)
-            graph.nodes.append(gs.Node("QuantizeLinear", f"{q.name}__pair{index}", dict(q.attrs),
+            params = [gs.Constant(fresh(f"{t.name}__pair{index}", taken_tensors), np.array(t.values))
+                      for t in q.inputs[1:]]
+            quantized = gs.Variable(fresh(f"{q.outputs[0].name}__pair{index}", taken_tensors),
+                                    dtype=q.outputs[0].dtype, shape=q.outputs[0].shape)
+            restored = gs.Variable(fresh(f"{dq.outputs[0].name}__pair{index}", taken_tensors),
+                                   dtype=dq.outputs[0].dtype, shape=dq.outputs[0].shape)
+            graph.nodes.append(gs.Node("QuantizeLinear", fresh(f"{q.name}__pair{index}", taken_nodes), dict(q.attrs),
                                        [q.inputs[0], *params], [quantized]))
-            graph.nodes.append(gs.Node("DequantizeLinear", f"{dq.name}__pair{index}", dict(dq.attrs),
-                                       [quantized, *params], [restored]))
+            graph.nodes.append(gs.Node("DequantizeLinear", fresh(f"{dq.name}__pair{index}", taken_nodes),
+                                       dict(dq.attrs), [quantized, *params], [restored]))
             for slot, tensor in enumerate(consumer.inputs):
                 if tensor is dq.outputs[0]:
                     consumer.inputs[slot] = restored

@@ -33,12 +33,11 @@ from exporter.onnx.passes.rectified import find_rectified_convs
 from exporter.onnx.precision import file_precision
 from exporter.quantize.calibration import FeedReader, calibration_feeds
 from exporter.quantize.options import (
-    ACTIVATIONS,
     DEFAULT_ACTIVATIONS,
     DEFAULT_METHOD,
     DEFAULT_SAMPLES,
-    METHODS,
     PERCENTILE,
+    QuantizeConfig,
 )
 from exporter.quantize.placement import dedicate_qdq_pairs, float_nodes, shape_only_nodes
 from exporter.quantize.rules import RULES, check_qdq, format_violations
@@ -117,13 +116,11 @@ class QuantizeReport:
         return "\n".join(lines)
 
 
-def _check_settings(source: Path, path: Path, method: str, activations: str, samples: int) -> None:
-    if method not in METHODS:
-        raise QuantizeError(f"method={method!r} is not one of {', '.join(METHODS)}")
-    if activations not in ACTIVATIONS:
-        raise QuantizeError(f"activations={activations!r} is not one of {', '.join(ACTIVATIONS)}")
-    if samples < 1:
-        raise QuantizeError(f"samples must be >= 1, got {samples}")
+def _check_settings(source: Path, path: Path, **settings) -> None:
+    try:  # the light checks of the settings, in one place
+        QuantizeConfig(**settings)
+    except ValueError as err:
+        raise QuantizeError(str(err)) from err
     if not source.is_file():
         raise QuantizeError(f"ONNX model {source} does not exist" + (" (it is a directory)" if source.is_dir() else ""))
     if path.is_dir():
@@ -142,7 +139,7 @@ def _load(source: Path) -> onnx.ModelProto:
     try:
         model = onnx.load(str(source))
     except Exception as err:  # noqa: BLE001 - protobuf raises assorted errors for non-ONNX files
-        raise QuantizeError(f"cannot read {source} as an ONNX model: {err}") from None
+        raise QuantizeError(f"cannot read {source} as an ONNX model: {err}") from err
     precision = file_precision(model)
     if precision != "fp32":
         raise QuantizeError(f"{source} is {precision}: quantize the fp32 export (rfconv-deploy export without "
@@ -193,7 +190,7 @@ def quantize_onnx(
 
     ``calibration`` is ``"random"`` (seeded with ``seed``), a folder of images or an ``.npz``
     (:func:`exporter.quantize.calibration.calibration_feeds`); ``samples`` of them (batch 1)
-    calibrate the activation ranges with ``method`` (one of :data:`METHODS`). ``activations``
+    calibrate the activation ranges with ``method`` (one of :data:`exporter.quantize.options.METHODS`). ``activations``
     ``"int8"`` writes TensorRT's symmetric int8 Q/DQ (default), ``"uint8"`` the ONNX Runtime CPU
     variant. ``exclude`` names nodes (or conv weight / output tensors) to leave in fp32.
     ``input_shape`` fixes H and W of a dynamic-H/W file for calibration (the file stays dynamic:
@@ -205,14 +202,15 @@ def quantize_onnx(
     start = time.perf_counter()
     say = progress or (lambda line: None)
     source, path = Path(onnx_path), Path(output_path)
-    _check_settings(source, path, method, activations, samples)
+    _check_settings(source, path, calibration=calibration, samples=samples, method=method, activations=activations,
+                    exclude=tuple(exclude), seed=seed, input_shape=None if input_shape is None else tuple(input_shape))
     model = _load(source)
     graph = gs.import_onnx(model)
     folded = fold_batchnorm(graph)
     try:
         keep_float = float_nodes(graph)
     except ValueError as err:
-        raise QuantizeError(f"{source}: {err}") from None
+        raise QuantizeError(f"{source}: {err}") from err
     by_name = {n.name: n for n in graph.nodes}
     by_tensor = {t.name: n for n in graph.nodes for t in n.outputs}
     by_tensor.update({n.inputs[1].name: n for n in graph.nodes if n.op == "Conv"})  # a conv by its weight
@@ -231,7 +229,7 @@ def quantize_onnx(
         with _quiet():
             feeds = calibration_feeds(prepared, calibration, samples, seed, input_shape)
     except ValueError as err:
-        raise QuantizeError(str(err)) from None
+        raise QuantizeError(str(err)) from err
     say(f"calibrating on {len(feeds)} sample(s) of {calibration} ({method})")
     calibrating = time.perf_counter()
 
@@ -258,7 +256,7 @@ def quantize_onnx(
                     nodes_to_exclude=[*keep_float, *excluded], extra_options=extra,
                 )
         except (ValueError, RuntimeError) as err:
-            raise QuantizeError(f"ONNX Runtime's quantizer failed on {source}: {err}") from None
+            raise QuantizeError(f"ONNX Runtime's quantizer failed on {source}: {err}") from err
         calibration_seconds = time.perf_counter() - calibrating
         say("placing Q/DQ pairs (one per consumer) and checking the Q/DQ rules")
         out_graph = gs.import_onnx(onnx.load(str(quantized)))

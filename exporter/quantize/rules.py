@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from exporter.onnx.passes.rectified import find_rectified_convs, is_data_independent
+from exporter.onnx.passes.rectified import find_rectified_convs, is_data_independent, is_spatial_factor
 
 RULES = ("int8", "symmetric", "per-channel-weights", "per-tensor-activations", "shape-paths", "pairs",
          "conv-fusion", "rectification")
@@ -216,8 +216,8 @@ def check_qdq(model: onnx.ModelProto, activations: str = "int8") -> list[Violati
     for mul in (n for n in graph.nodes if n.op == "Mul"):
         # a factor that went through Q/DQ is no longer recognised as rectification above
         factors = [t for t in mul.inputs if t.inputs and t.inputs[0].op == "DequantizeLinear"
-                   and isinstance(t.inputs[0].inputs[0], gs.Constant) and len(t.shape or []) in (2, 3, 4)
-                   and list(t.shape[-2:]) != [1, 1] and all(d == 1 for d in t.shape[:-2])]
+                   and isinstance(t.inputs[0].inputs[0], gs.Constant) and t.shape is not None
+                   and is_spatial_factor(t)]
         if factors:
             found.append(Violation("rectification", mul.name, f"the factor {factors[0].name!r} is quantized"))
     return found

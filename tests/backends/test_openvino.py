@@ -23,13 +23,8 @@ import torch
 from exporter.backends import openvino as ov_backend
 from exporter.backends.availability import Availability
 from exporter.backends.openvino import OpenVinoRefused, OpenVinoRunner, compile_model, make_ov_runner, refusal
-from exporter.comparison.layerwise import (
-    find_rectified_layers,
-    initializer_offsets,
-    layer_outputs_suffix,
-    layered_by_reference,
-    with_layer_outputs,
-)
+from exporter.comparison.layered_file import initializer_offsets, layer_outputs_suffix, layered_by_reference
+from exporter.comparison.layerwise import find_rectified_layers, with_layer_outputs
 from exporter.onnx.export import export_onnx
 from exporter.serving.openvino import OpenVinoModel
 from tests.helpers import damage

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from exporter import RFConv2d
 from exporter.cli import main
 from exporter.cli.args import shape
 from exporter.onnx.export import ExportError, export_onnx
@@ -120,7 +121,7 @@ def test_cli_exports_a_two_input_model(tmp_path, capsys, shapes):
     assert main(argv + [a for s in shapes for a in ("--input-shape", s)]) == 0
     printed = capsys.readouterr().out
     assert "inputs image ['batch', 3, 'height', 'width'], gain ['batch', 8]" in printed
-    assert "Conv->Mul mode, dynamic H/W" in printed and "image 1x3x17x17 + gain 1x8" in printed
+    assert "Conv->Mul mode, dynamic H/W" in printed and "image 1x3x15x15 + gain 1x8" in printed
     session = ort_session(out)
     assert [i.name for i in session.get_inputs()] == ["image", "gain"]
     from tests.helpers.export_models import two_input_factory
@@ -155,3 +156,61 @@ def test_cli_dynamic_hw_for_named_inputs(tmp_path, capsys):
     assert "names 'gain' of shape [2, 8], which is not an [N, C, H, W] input" in capsys.readouterr().err
     assert main(base + ["--dynamic-hw-inputs", "image", "--no-dynamic-hw"]) == 2
     assert "--dynamic-hw-inputs keeps H and W dynamic" in capsys.readouterr().err
+
+
+def dense_factory() -> nn.Module:
+    """A model that asks for dynamic H/W by default, as the registry's dense models do."""
+    model = nn.Sequential(RFConv2d(3, 4, 3, padding=1), nn.ReLU(), RFConv2d(4, 2, 3, padding=1))
+    model._rfconv_export_defaults = {"dynamic_hw": True}
+    return model
+
+
+def _hw_dims(path) -> list:
+    return [d.dim_param or d.dim_value for d in onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim][2:]
+
+
+def test_model_export_defaults_apply_from_python_and_the_cli_alike(tmp_path, capsys):
+    """The rule "a dense registry model exports with dynamic H/W" lived in the CLI, so export_onnx
+    from Python wrote a static file where the CLI wrote a dynamic one; both read the model now."""
+    x = torch.randn(1, 3, 16, 16)
+    report = export_onnx(dense_factory(), x, tmp_path / "py.onnx")
+    assert report.dynamic_hw and _hw_dims(report.path) == ["height", "width"]
+    assert not export_onnx(dense_factory(), x, tmp_path / "off.onnx", dynamic_hw=False).dynamic_hw
+    spec = "tests.cli.test_export_cli:dense_factory"
+    assert main(["export", spec, "-o", str(tmp_path / "cli.onnx"), "--input-shape", "1,3,16,16"]) == 0
+    assert "dynamic H/W" in capsys.readouterr().out and _hw_dims(tmp_path / "cli.onnx") == ["height", "width"]
+    assert main(["export", spec, "-o", str(tmp_path / "s.onnx"), "--input-shape", "1,3,16,16", "--no-dynamic-hw"]) == 0
+    assert _hw_dims(tmp_path / "s.onnx") == [16, 16]
+
+
+def test_export_options_are_the_config_fields(tmp_path):
+    import argparse
+
+    from exporter.cli.args import config_from_args
+    from exporter.cli.export import register
+    from exporter.onnx.options import ExportConfig
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    args = register(sub).parse_args(["m", "-o", "m.onnx", "--size-multiple", "32", "--precision", "fp16",
+                                     "--no-dynamic-batch", "--dynamic-hw"])
+    config = config_from_args(ExportConfig, args)
+    assert config == ExportConfig(size_multiple=32, precision="fp16", dynamic_batch=False, dynamic_hw=True)
+    args = register(argparse.ArgumentParser().add_subparsers()).parse_args(
+        ["m", "-o", "m.onnx", "--check-sizes", "96x96,160x128"])
+    assert config_from_args(ExportConfig, args).check_sizes == ((96, 96), (160, 128))
+    with pytest.raises(ValueError, match="size_multiple or check_sizes, not both"):
+        ExportConfig(size_multiple=8, check_sizes=((8, 8),))
+
+
+def test_cli_size_multiple_and_check_sizes(tmp_path, capsys):
+    base = ["export", "tests.cli.test_export_cli:dense_factory", "-o", str(tmp_path / "m.onnx"),
+            "--input-shape", "1,3,16,16"]
+    assert main(base + ["--size-multiple", "8"]) == 0
+    assert "2x3x24x24" in capsys.readouterr().out  # checked at the next multiple of 8
+    assert main(base + ["--check-sizes", "20x12"]) == 0
+    assert "2x3x20x12" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(base + ["--check-sizes", "20by12"])
+    assert "check size '20by12' is not HxW" in capsys.readouterr().err
+    assert main(base + ["--no-dynamic-hw", "--size-multiple", "8"]) == 2
+    assert "--size-multiple and --check-sizes choose" in capsys.readouterr().err

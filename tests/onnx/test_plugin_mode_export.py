@@ -12,6 +12,7 @@ import pytest
 import torch
 from onnx import helper
 
+from exporter import RFConv2d
 from exporter.cli import main
 from exporter.model.registry import build_model
 from exporter.model.scale import rectify_scale
@@ -109,3 +110,37 @@ def test_resnet50_plugin_export_matches_pytorch(tmp_path):
     assert len(specs) == 17 and all(s.activation == "relu" for s in specs)  # every one Conv+BN+ReLU
     (out,) = inference_session(report.path).run(None, {"input": x.numpy()})
     assert rel_err(out, torch_out(model, x)) <= 1e-4
+
+
+def test_dynamic_hw_plugin_node_takes_the_layers_counting_rule(tmp_path):
+    """A dilated 3x3 with official counting equals exact counting except on small maps (3 pixels at
+    dilation 2): the node used to say "exact" (matched at the example size only) and the file was
+    wrong at 3x3 (relative error 1.67); the rule now comes from the layer."""
+    model = torch.nn.Sequential(RFConv2d(3, 8, 3, padding=2, dilation=2, count_mode="rfconv")).eval()
+    report = export_onnx(model, torch.randn(1, 3, 64, 64), tmp_path / "r1.onnx", dynamic_hw=True, mode="plugin")
+    (spec,) = _plugin_specs(report.path)
+    assert spec.count_mode == "rfconv"
+    session = inference_session(report.path)
+    for hw in ((3, 3), (3, 9), (4, 5), (64, 64)):
+        x = torch.randn(1, 3, *hw)
+        (values,) = session.run(None, {"input": x.numpy()})
+        assert rel_err(values, torch_out(model, x)) <= 1e-5, hw
+
+
+@pytest.mark.slow
+def test_dilated_resnest50_plugin_dynamic_hw_right_at_a_smaller_size(tmp_path):
+    """RF-ResNeSt-50 with dilation (official counting through the rfconv shim), exported from 64x64
+    in plugin mode with dynamic H/W: right at 40x40, where the late maps are small enough for the
+    counting rules to differ (relative error 1.22 when the node's rule was matched at 64x64)."""
+    pytest.importorskip("resnest")
+    from exporter.model.compat import install_rfconv_shim
+
+    install_rfconv_shim()
+    from resnest.torch import resnest50
+
+    torch.manual_seed(0)
+    model = resnest50(pretrained=False, rectified_conv=True, dilated=True).eval()
+    report = export_onnx(model, torch.randn(1, 3, 64, 64), tmp_path / "rs50.onnx", mode="plugin", dynamic_hw=True)
+    x = torch.randn(1, 3, 40, 40)
+    (values,) = inference_session(report.path).run(None, {"input": x.numpy()})
+    assert rel_err(values, torch_out(model, x)) <= 1e-4

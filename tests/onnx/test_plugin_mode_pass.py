@@ -149,3 +149,31 @@ def test_fp16_scale_constant_is_matched():
     assert spec == RectifySpec((3, 3), stride=(2, 2), padding=(1, 1), activation="relu") and n_inputs == 3
     bias = next(i for i in model.graph.initializer if i.name.startswith("shift"))
     assert numpy_helper.to_array(bias).dtype == np.float16
+
+
+def _dilated_conv_graph() -> gs.Graph:
+    x = gs.Variable("x", np.float32, (1, 2, 64, 64))
+    y = gs.Variable("y", np.float32, None)
+    w = gs.Constant("w", np.ones((2, 2, 3, 3), np.float32))
+    conv = gs.Node("Conv", "conv", attrs={"kernel_shape": [3, 3], "pads": [2, 2, 2, 2], "dilations": [2, 2]},
+                   inputs=[x, w], outputs=[y])
+    return gs.Graph(nodes=[conv], inputs=[x], outputs=[y], opset=18)
+
+
+def test_dynamic_factor_of_two_rules_that_differ_elsewhere_is_refused_without_a_declaration():
+    """At 64x64 a dilated 3x3's official and exact factors are equal, but not on a 3-pixel map: a file
+    that takes other sizes cannot pick one from the graph (it used to pick exact, silently wrong)."""
+    (conv,) = _dilated_conv_graph().nodes
+    factor = RectifySpec((3, 3), padding=(2, 2), dilation=(2, 2), count_mode="rfconv").scale((64, 64)).numpy()
+    assert plugin_mode.infer_spec(conv, factor, (64, 64)).count_mode == "exact"  # one size: either is right
+    with pytest.raises(ValueError, match="differ at other input sizes"):
+        plugin_mode.infer_spec(conv, factor, (64, 64), dynamic=True)
+    spec = plugin_mode.infer_spec(conv, factor, (64, 64), declared=(False, "rfconv"), dynamic=True)
+    assert spec.count_mode == "rfconv"
+
+
+def test_declared_rule_must_give_the_graphs_factor():
+    (conv,) = _dilated_conv_graph().nodes
+    factor = RectifySpec((3, 3), padding=(2, 2), dilation=(2, 2)).scale((64, 64)).numpy()
+    with pytest.raises(ValueError, match="not the factor its layer declares"):
+        plugin_mode.infer_spec(conv, factor, (64, 64), declared=(True, "exact"))

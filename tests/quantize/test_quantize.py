@@ -254,3 +254,66 @@ def test_image_calibration_without_a_decoder_says_what_to_install(quantized, tmp
     monkeypatch.setattr(calibration, "_image_decoder_available", lambda: "No module named 'PIL'")
     with pytest.raises(QuantizeError, match=r"needs Pillow to decode them .*pip install pillow"):
         quantize_onnx(quantized.fp32, tmp_path / "out.onnx", calibration=str(tmp_path))
+
+
+def _unique_tensor_names(model: onnx.ModelProto) -> bool:
+    """No two distinct tensors of the file share a name: initializers, graph inputs and node outputs."""
+    names = [t.name for t in model.graph.initializer] + [i.name for i in model.graph.input]
+    names += [o for n in model.graph.node for o in n.output if o]
+    return len(names) == len(set(names))
+
+
+def test_dedicated_pairs_of_quantizers_sharing_a_scale_get_distinct_names(tmp_path):
+    """ONNX Runtime's quantizer gives ops that keep the scale (Reshape, MaxPool, ...) the same scale
+    initializer on both sides, so two QuantizeLinear nodes share it; each pair's copy was named
+    after the shared scale alone, so the graph held distinct tensors of one name (about a thousand
+    onnx-graphsurgeon warnings for ResNeSt-50)."""
+    scale, zero = gs.Constant("s", np.array(0.1, np.float32)), gs.Constant("zp", np.array(0, np.int8))
+    nodes, outputs = [], []
+    x = gs.Variable("x", np.float32, (1, 4))
+    for i in range(2):  # two quantizers of one scale, each read through one DQ by two nodes
+        q, dq = gs.Variable(f"q{i}", np.int8, (1, 4)), gs.Variable(f"dq{i}", np.float32, (1, 4))
+        nodes += [gs.Node("QuantizeLinear", f"Q{i}", inputs=[x, scale, zero], outputs=[q]),
+                  gs.Node("DequantizeLinear", f"DQ{i}", inputs=[q, scale, zero], outputs=[dq])]
+        for op in ("Relu", "Neg"):
+            out = gs.Variable(f"{op}{i}", np.float32, (1, 4))
+            nodes.append(gs.Node(op, f"{op}_{i}", inputs=[dq], outputs=[out]))
+            outputs.append(out)
+    graph = gs.Graph(nodes=nodes, inputs=[x], outputs=outputs, opset=19)
+    assert dedicate_qdq_pairs(graph) == 2
+    graph.tensors(check_duplicates=True)  # raised: distinct tensors share the same name
+    model = gs.export_onnx(graph)
+    assert _unique_tensor_names(model)
+    onnx.checker.check_model(model, full_check=True)
+    x_value = np.linspace(-1, 1, 4, dtype=np.float32).reshape(1, 4)
+    onnx.save(model, str(tmp_path / "pairs.onnx"))
+    got = ort_session(tmp_path / "pairs.onnx").run(None, {"x": x_value})
+    want = np.round(x_value / 0.1) * 0.1
+    for value, sign in zip(got, (1, -1, 1, -1), strict=True):
+        np.testing.assert_allclose(value, np.maximum(want, 0) if sign > 0 else -want, atol=1e-6)
+
+
+def test_quantized_file_has_unique_tensor_names(quantized):
+    assert _unique_tensor_names(onnx.load(str(quantized.int8)))
+    gs.import_onnx(onnx.load(str(quantized.int8))).tensors(check_duplicates=True)
+
+
+@pytest.mark.slow
+def test_quantized_resnest50_has_unique_tensor_names(tmp_path, capfd):
+    """The registry's resnest50 quantizes to a graph whose tensors each have their own name: its
+    pairs used to be named after scales that several quantizers share, and onnx-graphsurgeon
+    printed "Found distinct tensors that share the same name" about a thousand lines long."""
+    pytest.importorskip("resnest")
+    from exporter.model.registry import build_model
+
+    fp32, int8 = tmp_path / "rs50.onnx", tmp_path / "rs50_int8.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(build_model("resnest50"), torch.randn(1, 3, 64, 64), fp32, dynamic_batch=False)
+    capfd.readouterr()
+    quantize_onnx(fp32, int8, samples=2)
+    printed = capfd.readouterr()
+    assert "share the same name" not in printed.out + printed.err
+    model = onnx.load(str(int8))
+    assert _unique_tensor_names(model)
+    gs.import_onnx(model).tensors(check_duplicates=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from exporter.onnx.graph import sole_consumer
 from exporter.onnx.passes.rectified import find_rectified_convs
 
 
@@ -28,11 +29,6 @@ class FoldCounts:
     through_scale: int
     into_conv: int
     left: int
-
-
-def _feeds_only(tensor: gs.Tensor, graph: gs.Graph) -> bool:
-    """True when ``tensor`` has exactly one consumer and is not a graph output."""
-    return len(tensor.outputs) == 1 and all(tensor is not t for t in graph.outputs)
 
 
 def _affine(bn: gs.Node) -> tuple[np.ndarray, np.ndarray] | None:
@@ -82,13 +78,13 @@ def fold_batchnorm(graph: gs.Graph) -> FoldCounts:
     for bn in [n for n in graph.nodes if n.op == "BatchNormalization"]:
         affine = _affine(bn)
         source = bn.inputs[0]
-        if affine is None or not source.inputs or not _feeds_only(source, graph):
+        if affine is None or not source.inputs or sole_consumer(source, graph) is None:
             continue
         a, c = affine
         producer = source.inputs[0]
         match = rectified.get(id(producer))
         conv = match.conv if match is not None else producer
-        if conv.op != "Conv" or not _feeds_only(conv.outputs[0], graph):
+        if conv.op != "Conv" or sole_consumer(conv.outputs[0], graph) is None:
             continue
         params = _conv_params(conv)
         if params is None or params[0].shape[0] != a.size:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import onnx_graphsurgeon as gs
 
@@ -28,12 +28,15 @@ def run_passes(
     precision: str,
     keep_io_types: bool,
     example_shapes: Sequence[Sequence[int]] | None = None,
+    declared: Mapping[str, tuple[bool, str]] | None = None,
     step: Callable[[str], None] = lambda message: None,
 ) -> list[RectifiedConv]:
     """Run every pass the settings ask for on ``graph`` (in place), in the order above.
 
     ``example_shapes`` are the shapes the graph was traced with, one per graph input: plugin mode
-    reads a dynamic-H/W export's factors at those sizes.
+    reads a dynamic-H/W export's factors at those sizes, and gives each conv the counting rule of
+    ``declared`` (Conv node name -> ``(average_mode, count_mode)``, see
+    :func:`exporter.onnx.passes.plugin_mode.declared_modes`).
     Returns the rectified convs found after folding, before plugin mode replaces them (the
     export's count of rectified layers). ``step`` receives a line for each long step.
     """
@@ -51,7 +54,7 @@ def run_passes(
         fold_batchnorm(graph)
     if mode == "plugin":
         step("rewriting rectified convs as TensorRT plugin nodes")
-        plugin_mode.apply(graph, example_shapes)
+        plugin_mode.apply(graph, example_shapes, declared)
     if compact_scales:
         compact_scale_constants(graph)
     if precision == "fp16":

@@ -5,9 +5,9 @@ dynamic-size export does to compute the factor) whose only consumer is a ``Mul``
 factor, directly or through one ``QuantizeLinear -> DequantizeLinear`` pair (an int8 file of
 :mod:`exporter.quantize`: the conv's int8 output is dequantized and the factor applied in fp32):
 a tensor that does not depend on the data (a constant, or ops on the input's shape only, as in a
-dynamic-size export) and broadcasts over batch and channels (``[Ho, Wo]``,
-``[1, Ho, Wo]`` or ``[1, 1, Ho, Wo]``) while varying over space (``Ho x Wo`` is not ``1 x 1``).
-Per-channel constants ``[1, C, 1, 1]`` and scalars are not rectification. A computed factor
+dynamic-size export) and broadcasts over batch and channels (``[Ho, Wo]``, ``[1, Ho, Wo]`` or
+``[1, 1, Ho, Wo]``, :func:`is_spatial_factor`; a ``1 x 1`` map's factor included). Per-channel
+constants ``[1, C, 1, 1]``, vectors and scalars are not rectification. A computed factor
 whose shape the graph does not record counts when it is data-independent.
 
 The graph passes, the per-layer comparison (:mod:`exporter.comparison.layerwise`) and the
@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import onnx_graphsurgeon as gs
+
+from exporter.onnx.graph import sole_consumer
 
 # Ops whose output depends on their input's shape only, never on its values.
 SHAPE_ONLY_OPS = frozenset({"Shape", "Size"})
@@ -60,27 +62,25 @@ def is_data_independent(tensor: gs.Tensor, _seen: dict | None = None) -> bool:
     return result
 
 
-def _is_spatial_factor(tensor: gs.Tensor) -> bool:
-    """``[Ho, Wo]``, ``[1, Ho, Wo]`` or ``[1, 1, Ho, Wo]`` (symbolic ``Ho``/``Wo`` allowed), not
-    ``1 x 1``; a computed tensor of unrecorded shape passes (its data independence is checked apart)."""
+def is_spatial_factor(tensor: gs.Tensor) -> bool:
+    """True when ``tensor`` has the shape of a rectification factor: ``[Ho, Wo]``, ``[1, Ho, Wo]``
+    or ``[1, 1, Ho, Wo]`` for any output size, ``1 x 1`` included (the factor of a conv whose
+    output map is one pixel), symbolic ``Ho``/``Wo`` allowed. Scalars, vectors and per-channel
+    ``[1, C, 1, 1]`` (``C > 1``) are not. A computed tensor of unrecorded shape passes (its data
+    independence is checked apart). The one shape rule of a factor: the graph passes, BatchNorm
+    folding, the summary's count, the comparison and the quantizer's checks all read it."""
     if tensor.shape is None:
         return not isinstance(tensor, gs.Constant)
     shape = list(tensor.shape)
-    if len(shape) not in (2, 3, 4):
-        return False
-    return all(d == 1 for d in shape[:-2]) and shape[-2:] != [1, 1]
-
-
-def _only_consumer(tensor: gs.Tensor) -> gs.Node | None:
-    return tensor.outputs[0] if len(tensor.outputs) == 1 else None
+    return len(shape) in (2, 3, 4) and all(d == 1 for d in shape[:-2])
 
 
 def _through_qdq(conv: gs.Node) -> tuple[gs.Tensor, tuple[gs.Node, gs.Node] | None]:
     """The tensor the conv's value reaches the next op in, and the Q/DQ pair it passed (or None)."""
-    q = _only_consumer(conv.outputs[0])
+    q = sole_consumer(conv.outputs[0])
     if q is None or q.op != "QuantizeLinear":
         return conv.outputs[0], None
-    dq = _only_consumer(q.outputs[0])
+    dq = sole_consumer(q.outputs[0])
     if dq is None or dq.op != "DequantizeLinear":
         return conv.outputs[0], None
     return dq.outputs[0], (q, dq)
@@ -92,16 +92,16 @@ def find_rectified_convs(graph: gs.Graph) -> list[RectifiedConv]:
     found = []
     seen: dict = {}
     for conv in graph.nodes:
-        if conv.op != "Conv" or len(conv.outputs[0].outputs) != 1:
+        if conv.op != "Conv" or sole_consumer(conv.outputs[0]) is None:
             continue
         value, qdq = _through_qdq(conv)
-        mul = _only_consumer(value)
+        mul = sole_consumer(value)
         if mul is None or mul.op != "Mul" or len(mul.inputs) != 2:
             continue
         other = mul.inputs[1] if mul.inputs[0] is value else mul.inputs[0]
         if other is value or not is_data_independent(other, seen):
             continue
-        if not _is_spatial_factor(other) or is_data_independent(conv.outputs[0], seen):
+        if not is_spatial_factor(other) or is_data_independent(conv.outputs[0], seen):
             continue
         found.append(RectifiedConv(conv, mul, other, qdq))
     return found
