@@ -73,7 +73,7 @@ def _assert_named(report, index: int, cpu: str):
 def test_honest_export_passes(static_export, net, cpu, backends):
     report = compare(static_export, net, backends=backends)
     assert report.passed, report.format_table()
-    assert report.ran == ["torch", cpu]
+    assert report.ran[:2] == ["torch", cpu]
     assert len(report.per_layer.layers) == 7 and report.per_layer.status == "ran"
     assert {p.backend for p in report.per_layer.pairs} == {cpu}  # cpu's taps ran and were judged
 
@@ -122,7 +122,7 @@ def test_scale_mul_removed(static_export, net, tmp_path, cpu, backends):
     model = onnx.load(str(static_export))
     damage.remove_scale_mul(model, 3)
     report = compare(_save(model, tmp_path), net, backends=backends)
-    assert not report.passed and report.ran == ["torch", cpu]
+    assert not report.passed and report.ran[:2] == ["torch", cpu]
     assert report.per_layer.missing == [MODULES[3]]
     assert f"'{MODULES[3]}'" in report.verdict() and "no rectified conv" in report.verdict()
 

@@ -37,7 +37,7 @@ def test_registry_exports_pass_at_default_settings(name, mode, tmp_path):
             report = compare(path, model, backends=backends, seed=seed,
                              input_shape=(1, 3, hw, hw) if mode == "dynamic-hw" else None)
             assert report.passed, report.format_table()
-            assert report.ran == backends
+            assert report.ran[:len(backends)] == backends
             assert report.per_layer.status == "ran" and report.per_layer.layers
             worst = max(s.floor_multiple for p in [*report.comparisons, *report.per_layer.pairs] for s in p.outputs)
             assert worst <= NOISE_FLOOR_MULTIPLE
