@@ -99,9 +99,17 @@ def _symbol_values(size) -> dict:
     return {s: int(known[s]) for s in size.node.expr.free_symbols if s in known}
 
 
+UNBOUNDED_FROM = 2**31 - 1
+"""An upper bound this large means none: older torch (2.9) writes a dimension's open range as
+``[2, 2147483648]`` instead of ``int_oo``; no tensor of that size is an input of a CNN."""
+
+
 def _bound(value) -> int | float:
-    """A sympy range bound as a number: ``inf`` for torch's ``int_oo`` (and sympy's ``oo``)."""
-    return INF if str(value) in ("oo", "int_oo") else int(value)
+    """A sympy range bound as a number: ``inf`` for torch's ``int_oo`` (and sympy's ``oo``) and for
+    bounds of :data:`UNBOUNDED_FROM` or more."""
+    if str(value) in ("oo", "int_oo"):
+        return INF
+    return INF if int(value) >= UNBOUNDED_FROM else int(value)
 
 
 def _label(name: str, axis: str, ranges: Mapping) -> str:

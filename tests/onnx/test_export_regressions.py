@@ -351,3 +351,17 @@ def test_dynamic_hw_of_a_model_that_takes_multiples_only(tmp_path, capfd):
     assert [v["shape"][2:] for v in report.verified] == [[16, 48]]
     with pytest.raises(ExportError, match="size_multiple and check_sizes choose"):
         export_onnx(model, x, path, size_multiple=4)
+
+
+def test_an_open_range_written_as_int32_max_is_unbounded():
+    """torch 2.9's exporter writes a dynamic dimension's open range as [2, 2147483648]: read as a bound,
+    the check tried sizes of 2**31 and failed every dynamic-H/W export ("Storage size calculation
+    overflowed"). Such a bound is no bound."""
+    import sympy
+
+    from exporter.onnx import verify
+
+    assert verify._bound(sympy.Integer(2147483648)) == verify.INF
+    assert verify._bound(sympy.Integer(2147483647)) == verify.INF
+    assert verify._bound(sympy.Integer(4096)) == 4096
+    assert verify._bound(sympy.oo) == verify.INF
