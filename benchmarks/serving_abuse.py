@@ -10,9 +10,15 @@ With ``abuse`` on, these run alongside:
 * oversized bodies: 4 MiB chunked uploads against a 1 MiB limit;
 * gzip bombs: 256 MiB of zeros compressed to about 250 KiB;
 * slow-loris connections: headers that never end, and bodies shorter than announced;
-* huge images: 1x3x512x512 (over the pixel bound) and 1x3x192x192 (under it) requests.
+* huge images: 1x3x512x512 (over the pixel bound) and 1x3x192x192 (under it) requests;
+* shape overflow: JSON inputs of shape ``[0, 3, 2**62, 4]`` and ``[0, 2**64]`` (400, no traceback);
+* malformed header blocks (400 from the HTTP parser, one log line);
+* held bodies: connections announcing a body of ``--max-body-mb`` that send a tenth of it and stop,
+  against the memory budget (``--max-inflight-mb``);
+* a JSON flood: JSON bodies near ``--max-json-mb`` that are decoded, then refused.
 
-Meanwhile ``/v2/health/ready`` is polled every 50 ms from a separate process (so that the
+Meanwhile ``/v2/health/ready`` is polled every 50 ms (each answer must be 200: overload never
+turns readiness off) from a separate process (so that the
 clients' own interpreter lock does not count against the server), and the server's RSS every 200 ms. At the
 end the server gets SIGTERM and the time to exit is measured. All traffic is bounded by
 ``duration_s`` and stays on 127.0.0.1. ``python -m benchmarks.serving_abuse`` runs it without
@@ -48,6 +54,7 @@ SERVER_FLAGS = (
     "--max-body-mb", "1", "--max-json-mb", "1", "--max-batch-pixels", str(8 * 128 * 128),
     "--header-timeout-s", "2", "--body-timeout-s", "2", "--max-connections", "400", "--shutdown-grace-s", "5",
     "--provider", "cpu",  # the CPU run whatever ONNX Runtime package is installed (no provider warnings)
+    "--max-inflight-mb", "64",
 )
 GRACE_S = 5.0
 INFER = "/v2/models/chaos/infer"
@@ -57,19 +64,21 @@ IMAGE = (3, 16, 16)
 HEALTH_PROBE = """
 import http.client, json, sys, time
 host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-end, latencies, conn = time.monotonic() + seconds, [], None
+end, latencies, not_ready, conn = time.monotonic() + seconds, [], 0, None
 while time.monotonic() < end:
     start = time.perf_counter()
     try:
         conn = conn or http.client.HTTPConnection(host, port, timeout=10)
         conn.request("GET", "/v2/health/ready")
-        conn.getresponse().read()
+        response = conn.getresponse()
+        response.read()
+        not_ready += response.status != 200
         latencies.append(time.perf_counter() - start)
     except (OSError, http.client.HTTPException):
         latencies.append(float("inf"))
         conn = None
     time.sleep(0.05)
-print(json.dumps(latencies))
+print(json.dumps({"latencies": latencies, "not_ready": not_ready}))
 """
 
 
@@ -89,14 +98,29 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
-class Server:
-    """``rfconv-deploy serve MODEL --name chaos`` with :data:`SERVER_FLAGS` in a child process."""
+def server_flags(image: tuple[int, int, int]) -> tuple[str, ...]:
+    """:data:`SERVER_FLAGS`, with the body and pixel bounds of batches of 8 ``image``-sized inputs
+    (and a budget to match) for images larger than :data:`IMAGE`."""
+    if image == IMAGE:
+        return SERVER_FLAGS
+    pixels = 8 * image[1] * image[2]
+    body_mb = max(1, -(-8 * int(np.prod(image)) * 4 // (1 << 20)) + 1)
+    sized = {"--max-batch-pixels": str(pixels), "--max-body-mb": str(body_mb),
+             "--max-inflight-mb": str(max(64, 16 * body_mb))}
+    flags = list(SERVER_FLAGS)
+    for flag, value in sized.items():
+        flags[flags.index(flag) + 1] = value
+    return tuple(flags)
 
-    def __init__(self, model: Path):
+
+class Server:
+    """``rfconv-deploy serve MODEL --name chaos`` with :func:`server_flags` in a child process."""
+
+    def __init__(self, model: Path, flags: tuple[str, ...] = SERVER_FLAGS):
         root = Path(__file__).resolve().parents[1]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
         command = [sys.executable, "-m", "exporter.cli", "serve", str(model), "--name", "chaos", "--port", "0",
-                   "--no-grpc", *SERVER_FLAGS]
+                   "--no-grpc", *flags]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env=env)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -166,17 +190,18 @@ def _decode(headers: dict, body: bytes) -> tuple[str, np.ndarray]:
     return header["id"], values.reshape(out["shape"])
 
 
-def well_behaved(server: Server, seed: int, end: float, tally: Tally) -> None:
-    """Requests of 1-8 images, JSON or binary, until ``end``; each retried on 503 until it gets its 200."""
+def well_behaved(server: Server, seed: int, end: float, tally: Tally, image: tuple[int, int, int] = IMAGE) -> None:
+    """Requests of 1-8 images, JSON or binary (binary only for images larger than :data:`IMAGE`),
+    until ``end``; each retried on 503 until it gets its 200."""
     rng = np.random.default_rng(seed)
     conn = None
     count = 0
     while time.monotonic() < end:
         rows = int(rng.integers(1, 9))
-        x = rng.standard_normal((rows, *IMAGE)).astype(np.float32)
+        x = rng.standard_normal((rows, *image)).astype(np.float32)
         request_id = f"c{seed}-{count}"
         count += 1
-        body, headers = _encode(x, bool(rng.integers(2)), request_id)
+        body, headers = _encode(x, image == IMAGE and bool(rng.integers(2)), request_id)
         start, give_up = time.monotonic(), max(end, time.monotonic()) + RETRY_GRACE_S
         while True:
             if time.monotonic() > give_up:
@@ -276,6 +301,30 @@ def abusers(server: Server, end: float) -> list[threading.Thread]:
             sock.close()
 
     short_body = _post_bytes(b"{" * 100, {})[:-90]
+    overflow = [_post_bytes(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": shape,
+                                                    "data": []}]}).encode(), {})
+                for shape in ([0, 3, 2**62, 4], [0, 2**64])]
+    malformed = b"POST " + INFER.encode() + b" HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"
+    values = (1 << 20) // len(b"0.123456789,")  # a JSON part just under --max-json-mb, the wrong size
+    flood = _post_bytes(b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 16, 16], "data": ['
+                        + b",".join([b"0.123456789"] * values) + b"]}]}", {})
+
+    def held_bodies():
+        held = []
+        while time.monotonic() < end:
+            try:
+                sock = socket.create_connection((server.host, server.port), timeout=5)
+                sock.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {1 << 20}\r\n\r\n".encode()
+                             + b" " * (1 << 17))
+                held.append(sock)
+            except OSError:
+                pass
+            if len(held) > 100:
+                held.pop(0).close()
+            time.sleep(0.02)
+        for sock in held:
+            sock.close()
+
     actions = [
         loop(lambda: _send_and_leave(server, abandon), 0.02),
         loop(lambda: _send_and_leave(server, abandon), 0.02),
@@ -285,15 +334,22 @@ def abusers(server: Server, end: float) -> list[threading.Thread]:
         loop(lambda: _send_and_read(server, large), 0.3),
         loop(lambda: _send_and_leave(server, short_body), 0.1),
         slow_loris,
+        loop(lambda: [_send_and_read(server, body) for body in overflow], 0.1),
+        loop(lambda: _send_and_read(server, malformed), 0.1),
+        held_bodies,
+        loop(lambda: _send_and_read(server, flood), 0.0),
+        loop(lambda: _send_and_read(server, flood), 0.0),
+        loop(lambda: _send_and_read(server, flood), 0.0),
     ]
     return [threading.Thread(target=action, daemon=True) for action in actions]
 
 
-def run(model: Path, clients: int, duration_s: float, abuse: bool) -> dict:
-    """One chaos run; returns the numbers the test asserts on and the benchmark prints."""
+def run(model: Path, clients: int, duration_s: float, abuse: bool, image: tuple[int, int, int] = IMAGE) -> dict:
+    """One chaos run on ``model`` (inputs of ``image`` = C, H, W); returns the numbers the test
+    asserts on and the benchmark prints."""
     from exporter.backends.ort import CPU_EP, create_session
 
-    server = Server(model)
+    server = Server(model, server_flags(image))
     tally = Tally()
     rss: list[float] = []
     end = time.monotonic() + duration_s
@@ -309,7 +365,7 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool) -> dict:
 
     idle_rss = rss_mib(server.process.pid)
     monitors = [threading.Thread(target=monitor_rss, daemon=True)]
-    workers = [threading.Thread(target=well_behaved, args=(server, seed, end, tally), daemon=True)
+    workers = [threading.Thread(target=well_behaved, args=(server, seed, end, tally, image), daemon=True)
                for seed in range(clients)]
     hostile = abusers(server, end) if abuse else []
     started = time.monotonic()
@@ -323,7 +379,8 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool) -> dict:
     stop_monitors.set()
     for thread in monitors:
         thread.join(15)
-    health = json.loads(probe.communicate(timeout=duration_s + 30)[0])
+    probed = json.loads(probe.communicate(timeout=duration_s + 30)[0])
+    health = probed["latencies"]
     code, exit_s = server.stop()
 
     session = create_session(model, [CPU_EP])
@@ -340,7 +397,7 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool) -> dict:
         "retries": tally.retried,
         "p50_ms": percentile(tally.latencies, 50) * 1e3, "p99_ms": percentile(tally.latencies, 99) * 1e3,
         "health_p99_ms": percentile(health, 99) * 1e3, "health_max_ms": max(health, default=0.0) * 1e3,
-        "health_checks": len(health),
+        "health_checks": len(health), "health_not_ready": probed["not_ready"],
         "idle_rss_mib": idle_rss, "max_rss_mib": max(rss, default=float("nan")),
         "exit_code": code, "exit_s": exit_s, "grace_s": GRACE_S,
         "server_log_lines": len(server.output), "server_tracebacks": sum("Traceback" in line for line in server.output),
@@ -361,12 +418,20 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=64, help="well-behaved client threads (default: 64)")
     parser.add_argument("--duration-s", type=float, default=20.0, help="seconds per run (default: 20)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--model", type=Path, help="an ONNX file with input 'input' and output 'logits' to serve "
+                                                   "instead of the tiny RF-CNN, e.g. an exported RF-ResNet-50")
+    parser.add_argument("--image", default="3,16,16", help="C,H,W of the clients' images (default: 3,16,16; "
+                                                           "3,224,224 for RF-ResNet-50)")
     args = parser.parse_args(argv)
-    from tests.helpers.serving_models import tiny_models
+    image = tuple(int(v) for v in args.image.split(","))
+    if args.model is None:
+        from tests.helpers.serving_models import tiny_models
 
-    model = tiny_models().dynamic_hw
-    results = [run(model, args.clients, args.duration_s, abuse) for abuse in (False, True)]
-    print(f"Serving under abuse: tiny RF-CNN 16x16, batches of 1-8, {args.clients} clients, "
+        model, name = tiny_models().dynamic_hw, "tiny RF-CNN"
+    else:
+        model, name = args.model, args.model.name
+    results = [run(model, args.clients, args.duration_s, abuse, image) for abuse in (False, True)]
+    print(f"Serving under abuse: {name} {image[1]}x{image[2]}, batches of 1-8, {args.clients} clients, "
           f"{args.duration_s:g} s per run ({platform.machine()}, {os.cpu_count()} CPUs, shared)")
     for r in results:
         print(_line(r))

@@ -50,8 +50,9 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from exporter.serving.server import load_service, serve_forever
+    from exporter.serving.server import check_ports, load_service, serve_forever
 
+    check_ports(args.port, args.grpc_port if args.grpc else None)  # before the model loads
     config = config_from_args(ServeConfig, args, name=args.name or Path(args.model).stem)
     service = load_service(args.model, config, args.provider, min_shapes=args.min_shapes, opt_shapes=args.opt_shapes,
                            max_shapes=args.max_shapes, trt_cache=args.trt_cache,

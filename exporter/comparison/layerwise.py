@@ -25,6 +25,7 @@ from onnx import numpy_helper
 
 from exporter.backends.runners import PLUGIN_OP
 from exporter.model.scale import rectify_scale
+from exporter.onnx.graph import conv_geometry
 from exporter.onnx.passes.rectified import find_rectified_convs
 
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
@@ -242,7 +243,10 @@ def border_rings(
         if conv is None:
             continue
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
-        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+        geometry = conv_geometry(attrs, weight_dims.get(layer.weight))
+        if geometry is None or geometry.auto_pad != "NOTSET":
+            continue
+        pads = list(geometry.pads)
         source = conv.input[0]
         if source in pads_by_output:
             before = _spatial_pads(pads_by_output[source], model)
@@ -251,16 +255,11 @@ def border_rings(
             pads = [a + b for a, b in zip(pads, before, strict=True)]
             source = pads_by_output[source].input[0]
         in_shape = shapes.get(source)
-        if not in_shape or len(in_shape) != 4 or None in in_shape[2:]:
-            continue
-        kernel = attrs.get("kernel_shape") or weight_dims.get(layer.weight, (None, None, None))[2:]
-        if None in kernel:
-            continue
-        if pads[:2] != pads[2:] or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        if not in_shape or len(in_shape) != 4 or None in in_shape[2:] or pads[:2] != pads[2:]:
             continue
         try:
-            factor = rectify_scale(tuple(in_shape[2:]), tuple(kernel), tuple(attrs.get("strides", [1, 1])),
-                                   tuple(pads[:2]), tuple(attrs.get("dilations", [1, 1])), dtype=torch.float64)
+            factor = rectify_scale(tuple(in_shape[2:]), geometry.kernel, geometry.stride, tuple(pads[:2]),
+                                   geometry.dilation, dtype=torch.float64)
         except ValueError:
             continue
         rings[layer.tensor] = factor.numpy() != 1.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
 import sys
 import time
@@ -28,6 +27,7 @@ from torch import nn
 
 from exporter import __version__
 from exporter.onnx import verify
+from exporter.onnx.files import output_file_problem
 from exporter.onnx.options import MIN_OPSET, ExportConfig
 from exporter.onnx.passes import plugin_mode
 from exporter.onnx.passes.pipeline import run_passes
@@ -172,13 +172,8 @@ def _check_settings(path: Path, opset) -> None:
             f"(TensorRT 10 and ONNX Runtime 1.20+ read opset {MIN_OPSET} or newer); "
             "leave the opset unset for the default"
         )
-    if path.is_dir():
-        raise ExportError(f"cannot write {path}: it is a directory; give a file name such as {path / 'model.onnx'}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ExportError(f"cannot write {path}: directory {parent} does not exist; create it or choose another path")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ExportError(f"cannot write {path}: permission denied; choose a writable location")
+    if problem := output_file_problem(path, "model.onnx"):
+        raise ExportError(problem)
 
 
 def model_export_defaults(model: nn.Module) -> dict:

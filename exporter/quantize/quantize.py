@@ -28,6 +28,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from exporter import __version__
+from exporter.onnx.files import output_file_problem
 from exporter.onnx.passes.fold_bn import fold_batchnorm
 from exporter.onnx.passes.rectified import find_rectified_convs
 from exporter.onnx.precision import file_precision
@@ -123,14 +124,8 @@ def _check_settings(source: Path, path: Path, **settings) -> None:
         raise QuantizeError(str(err)) from err
     if not source.is_file():
         raise QuantizeError(f"ONNX model {source} does not exist" + (" (it is a directory)" if source.is_dir() else ""))
-    if path.is_dir():
-        raise QuantizeError(f"cannot write {path}: it is a directory; give a file name such as "
-                            f"{path / 'model_int8.onnx'}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise QuantizeError(f"cannot write {path}: directory {parent} does not exist; create it or choose another path")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise QuantizeError(f"cannot write {path}: permission denied; choose a writable location")
+    if problem := output_file_problem(path, "model_int8.onnx"):
+        raise QuantizeError(problem)
     if path.resolve() == source.resolve():
         raise QuantizeError(f"output {path} is the input file; choose another name")
 

@@ -10,6 +10,8 @@ One job per module:
 * :mod:`.session`     the ONNX Runtime session: provider choice (TensorRT EP, CUDA EP, CPU), IO binding.
 * :mod:`.validate`    check a decoded request against the model's inputs before it is queued.
 * :mod:`.batcher`     dynamic batching: stack requests within a window, run once, split back.
+* :mod:`.budget`      one server-wide memory budget for what clients make the server hold.
+* :mod:`.logs`        bounded logging of what clients can trigger: rate-limited lines, one traceback per kind.
 * :mod:`.stats`       request accounting, as Triton's ``ModelStatistics``.
 * :mod:`.metrics`     the statistics as Prometheus metrics with Triton's names, one registry per service.
 * :mod:`.service`     the model behind both front ends: metadata, config, statistics, readiness, decode, batch.

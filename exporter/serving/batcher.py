@@ -10,7 +10,9 @@ caused it. With ``stack=False`` (models whose batch dimension is fixed) every re
 
 Admission control (as Triton's queue policy): the queue holds at most ``max_queue`` rows, and
 with ``max_batch_pixels`` set at most as many pixels as ``max_queue / max_batch`` full batches;
-a request beyond either is refused at once with :class:`Overloaded`. A batch also holds at most
+a request beyond either is refused at once with :class:`Overloaded`, and so is one that cannot start
+within its ``max_wait_s``: the rows ahead of it times the measured seconds per row (a moving
+average over recent runs; no estimate before the first run). A batch also holds at most
 ``max_batch_pixels`` pixels (:func:`pixels`), so images of any size are bounded by their area,
 not only by their rows, in the queue as in a run. A request whose future is cancelled before its
 run (its client left, or it waited too long) is removed from the queue at once and never computed.
@@ -135,15 +137,18 @@ class DynamicBatcher:
         self._requests = 0
         self._sizes: collections.Counter[int] = collections.Counter()
         self._compute_ns: dict[int, tuple[int, int, int]] = {}
+        self._row_s: float | None = None  # moving average of a run's seconds per row
         self._worker = threading.Thread(target=self._loop, name="rfconv-batcher", daemon=True)
         self._worker.start()
 
-    def submit(self, feeds: Feeds, timing: Timing | None = None) -> Future:
+    def submit(self, feeds: Feeds, timing: Timing | None = None, max_wait_s: float | None = None) -> Future:
         """Queue one request; its arrays must share their first dimension (its rows).
 
-        Raises :class:`Overloaded` when the batcher is closing or the queue has no room for its rows.
-        Cancelling the returned future before its run removes the request from the queue. ``timing``,
-        when given, holds this request's queue and compute times once the future is done.
+        Raises :class:`Overloaded` when the batcher is closing, the queue has no room for its rows,
+        or (with ``max_wait_s``) the work queued ahead of it is estimated to take longer than
+        ``max_wait_s`` seconds (:meth:`estimated_wait_s`). Cancelling the returned future before
+        its run removes the request from the queue. ``timing``, when given, holds this request's
+        queue and compute times once the future is done.
         """
         rows = next(iter(feeds.values())).shape[0] if self.stack else 1
         job = _Job(feeds, rows, pixels(feeds), _stack_key(feeds), time.monotonic(), timing or Timing())
@@ -159,6 +164,13 @@ class DynamicBatcher:
                 raise Overloaded(
                     f"the queue is full ({self._queued_pixels} of {self.max_queue_pixels} pixels waiting: "
                     "--max-queue / --max-batch batches of --max-batch-pixels); retry later"
+                )
+            wait_s = self._estimate(self._queued_rows + rows)
+            if max_wait_s is not None and wait_s is not None and wait_s > max_wait_s:
+                raise Overloaded(
+                    f"the queue holds an estimated {wait_s:.2f} s of work ({self._queued_rows} rows at the measured "
+                    f"{self._row_s * 1000:.1f} ms per row), more than this request may wait ({max_wait_s:g} s); "
+                    "retry later"
                 )
             self._queue.append(job)
             self._queued_rows += rows
@@ -183,6 +195,15 @@ class DynamicBatcher:
         with self._cond:
             self._drop_after_deadline()
             return self._dropped
+
+    def _estimate(self, rows: int) -> float | None:
+        return None if self._row_s is None else rows * self._row_s
+
+    def estimated_wait_s(self, rows: int = 0) -> float | None:
+        """Seconds until a request of ``rows`` rows submitted now would finish its run, from the
+        measured seconds per row; None before the first run."""
+        with self._cond:
+            return self._estimate(self._queued_rows + rows)
 
     @property
     def queued(self) -> int:
@@ -343,7 +364,11 @@ class DynamicBatcher:
         for job in batch:
             job.timing.input_ns, job.timing.infer_ns, job.timing.output_ns = compute
         rows = sum(job.rows for job in batch)
+        seconds = sum(compute) / 1e9
         with self._cond:
+            if seconds > 0:
+                per_row = seconds / rows
+                self._row_s = per_row if self._row_s is None else 0.8 * self._row_s + 0.2 * per_row
             self._runs += 1
             self._requests += len(batch)
             self._sizes[rows] += 1

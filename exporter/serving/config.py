@@ -24,7 +24,9 @@ class ServeConfig:
     dimension is fixed) and none waits longer than ``max_queue_delay_ms``; past either the answer
     is 503 with ``Retry-After``. Connections: at most ``max_connections`` at once; request headers
     must arrive within ``header_timeout_s`` (also the keep-alive idle limit) and a body within
-    ``body_timeout_s`` seconds. On shutdown queued requests run for up to ``shutdown_grace_s``
+    ``body_timeout_s`` seconds. Memory: at most ``max_inflight_mb`` MiB of bodies, decoded tensors
+    and unsent answers at once (:mod:`.budget`; 0 derives it from the machine). On shutdown queued
+    requests run for up to ``shutdown_grace_s``
     seconds; the rest are answered 503. Raises ``ValueError`` naming the field for a value out of
     range.
     """
@@ -46,6 +48,9 @@ class ServeConfig:
     header_timeout_s: float = option(10.0, help="seconds for a request's headers to arrive, and keep-alive idle "
                                                 "limit")
     body_timeout_s: float = option(60.0, help="seconds for a request's body to arrive, else 408")
+    max_inflight_mb: float = option(0.0, help="most MiB of request bodies, decoded tensors and unsent answers held "
+                                              "at once, HTTP and gRPC together; beyond it 503 / RESOURCE_EXHAUSTED "
+                                              "+ Retry-After. 0: a quarter of the machine's memory")
     shutdown_grace_s: float = option(10.0, help="on SIGTERM, seconds queued requests may still run; the rest get "
                                                 "503")
 
@@ -64,12 +69,27 @@ class ServeConfig:
         for field in positive:
             if not getattr(self, field) > 0:
                 raise ValueError(f"{field} must be > 0, got {getattr(self, field)}")
+        if self.max_inflight_mb < 0:
+            raise ValueError(f"max_inflight_mb must be >= 0 (0: a quarter of the machine's memory), "
+                             f"got {self.max_inflight_mb}")
+        if self.max_inflight_mb and self.max_inflight_mb < self.max_body_mb:
+            raise ValueError(f"max_inflight_mb={self.max_inflight_mb:g} must be at least max_body_mb="
+                             f"{self.max_body_mb:g}, or no body of the largest size could ever be taken")
         if self.shutdown_grace_s < 0:
             raise ValueError(f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s}")
 
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_inflight_bytes(self) -> int:
+        """The memory budget in bytes (``max_inflight_mb``, or a quarter of the machine's memory for 0)."""
+        if self.max_inflight_mb:
+            return int(self.max_inflight_mb * 1024 * 1024)
+        from exporter.serving.budget import default_budget_bytes
+
+        return default_budget_bytes()
 
     @property
     def max_json_bytes(self) -> int:

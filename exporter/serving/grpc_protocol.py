@@ -22,7 +22,9 @@ from exporter.serving.protocol import (
     binary_tensor,
     tensor_shape,
 )
+from exporter.serving.session import TensorSpec
 from exporter.serving.stats import service_pb2
+from exporter.serving.validate import check_declared
 
 CONTENTS_FIELD = {  # KServe datatype -> the InferTensorContents field that carries it (FP16 has none)
     "BOOL": "bool_contents",
@@ -40,7 +42,34 @@ def _refuse_shared_memory(parameters, where: str) -> None:
         raise RequestError(f"{where}: shared-memory tensors are not supported by this server")
 
 
-def _typed_contents(tensor, dtype: np.dtype, shape: tuple[int, ...], name: str) -> np.ndarray:
+FIXED_WIDTH = {"fp32_contents": "<f4", "fp64_contents": "<f8"}  # packed as raw little-endian bytes on the wire
+
+
+def _varint(data: bytes, offset: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[offset]
+        value |= (byte & 0x7F) << shift
+        offset += 1
+        if byte < 0x80:
+            return value, offset
+        shift += 7
+
+
+def _packed_bytes(contents, field: str) -> memoryview:
+    """The payload of ``contents.<field>`` (a packed fixed-width repeated field) as bytes, read from
+    the serialized message: no Python number is made per value."""
+    data = contents.SerializeToString()
+    number = contents.DESCRIPTOR.fields_by_name[field].number
+    tag, offset = _varint(data, 0)
+    if tag != (number << 3 | 2):  # only this field is set (checked above), packed
+        raise RequestError(f"contents.{field} is not packed; send raw_input_contents")
+    length, offset = _varint(data, offset)
+    return memoryview(data)[offset:offset + length]
+
+
+def _typed_contents(tensor, dtype: np.dtype, shape: tuple[int, ...], name: str,
+                    max_varint_values: int | None = None) -> np.ndarray:
     field = CONTENTS_FIELD.get(tensor.datatype)
     set_fields = [f.name for f, _ in tensor.contents.ListFields()]
     if field is None:
@@ -54,8 +83,17 @@ def _typed_contents(tensor, dtype: np.dtype, shape: tuple[int, ...], name: str) 
         raise RequestError(
             f"input '{name}': contents.{field} has {len(values)} values but shape {list(shape)} needs {count}"
         )
-    wide = np.array(values, dtype=np.float64 if dtype.kind == "f" else np.bool_ if dtype.kind == "b" else
-                    np.uint64 if dtype.kind == "u" else np.int64)
+    if field in FIXED_WIDTH:
+        if not count:
+            return np.zeros(shape, dtype)
+        raw = _packed_bytes(tensor.contents, field)
+        return np.frombuffer(raw, dtype=FIXED_WIDTH[field]).astype(dtype).reshape(shape)
+    if max_varint_values is not None and count > max_varint_values:
+        raise RequestError(
+            f"input '{name}': contents.{field} has {count} values, more than this server converts from typed "
+            f"contents ({max_varint_values}: --max-json-mb / 8 bytes); send raw_input_contents", 413
+        )
+    wide = np.array(values, dtype=np.bool_ if dtype.kind == "b" else np.uint64 if dtype.kind == "u" else np.int64)
     if dtype.kind in "iu" and wide.size:
         info = np.iinfo(dtype)
         if wide.min() < info.min or wide.max() > info.max:
@@ -64,11 +102,15 @@ def _typed_contents(tensor, dtype: np.dtype, shape: tuple[int, ...], name: str) 
     return wide.astype(dtype).reshape(shape)
 
 
-def decode_infer_request(message) -> InferRequest:
+def decode_infer_request(message, specs: list[TensorSpec] | None = None,
+                         max_typed_bytes: int | None = None) -> InferRequest:
     """A ``ModelInferRequest`` as the service's :class:`~.protocol.InferRequest`.
 
     ``parameters.timeout`` (``int64_param``, microseconds: ``tritonclient.grpc``'s
-    ``infer(timeout=...)``) caps the request's queue wait as over HTTP.
+    ``infer(timeout=...)``) caps the request's queue wait as over HTTP. With the model's input
+    ``specs``, typed ``contents`` are checked against them (name, datatype, shape) before any value
+    is converted; FP32/FP64 contents are read from the packed wire bytes, other typed contents
+    (converted value by value) are refused with 413 above ``max_typed_bytes / 8`` values.
     """
     _refuse_shared_memory(message.parameters, "request")
     timeout_us = None
@@ -100,7 +142,10 @@ def decode_infer_request(message) -> InferRequest:
                 raise RequestError(f"input '{name}' has both contents and raw_input_contents; send one")
             inputs[name] = binary_tensor(raw[index], dtype, shape, name, "raw_input_contents")
         else:
-            inputs[name] = _typed_contents(tensor, dtype, shape, name)
+            if specs is not None:
+                check_declared(name, tensor.datatype, shape, specs)
+            limit = None if max_typed_bytes is None else max_typed_bytes // 8
+            inputs[name] = _typed_contents(tensor, dtype, shape, name, limit)
     outputs = []
     for entry in message.outputs:
         _refuse_shared_memory(entry.parameters, f"output '{entry.name}'")

@@ -12,7 +12,10 @@ Errors: every :class:`~.protocol.RequestError` is answered with the gRPC status 
 request gets a ``ModelStreamInferResponse`` with ``error_message`` and the stream goes on (as in
 Triton). Bounds: a message is at most ``--max-body-mb`` (gRPC answers RESOURCE_EXHAUSTED above it,
 also for a compressed message that inflates past it), at most ``--max-connections`` calls run at
-once (RESOURCE_EXHAUSTED beyond), and one stream has at most ``--max-queue`` requests in flight.
+once (RESOURCE_EXHAUSTED beyond), and one stream has at most ``--max-queue`` requests read and not
+yet answered on the wire. Each request holds its message, decoded tensors and answer in the
+service's memory budget until the answer is sent (RESOURCE_EXHAUSTED with ``retry-after``
+trailing metadata when it does not fit).
 A call whose client leaves, or whose deadline passes, is cancelled: its request leaves the queue.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -27,7 +31,7 @@ from tritonclient.grpc import service_pb2_grpc
 
 from exporter import __version__
 from exporter.serving.grpc_protocol import decode_infer_request, encode_infer_response
-from exporter.serving.protocol import RequestError
+from exporter.serving.protocol import RETRY_AFTER_S, RequestError
 from exporter.serving.service import MODEL_VERSION, InferenceService
 from exporter.serving.stats import service_pb2
 
@@ -90,9 +94,9 @@ class _RefuseUndecodable(grpc.aio.ServerInterceptor):
 
 
 class _Refused(Exception):
-    def __init__(self, code, message: str):
+    def __init__(self, code, message: str, retry: bool = False):
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.retry = code, message, retry
 
 
 def make_servicer(service: InferenceService, extensions: list[str], server_name: str):
@@ -139,43 +143,60 @@ def make_servicer(service: InferenceService, extensions: list[str], server_name:
                 await self._answer(context, lambda: service.check_model(request.name, request.version))
             return pb.ModelStatisticsResponse(model_stats=[service.statistics()])
 
-        async def _infer(self, request):
-            """The ``ModelInferResponse`` for ``request``; :class:`_Refused` with the status of its error."""
+        async def _infer(self, request, reservation):
+            """The ``ModelInferResponse`` for ``request``; :class:`_Refused` with the status of its error.
+            ``reservation`` (the caller releases it once the answer is written) holds the message
+            and what the service adds to it."""
             if isinstance(request, _Undecodable):
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, request.message)
             try:
                 service.check_model(request.model_name, request.model_version)
                 service.check_admission()
+                reservation.grow(request.ByteSize(), "the request message")
+
+                def decode():
+                    return decode_infer_request(request, service.model.inputs, service.config.max_json_bytes)
 
                 def encode(decoded, outputs, requested):
                     return encode_infer_response(service.config.name, MODEL_VERSION, decoded.id, outputs, requested)
 
-                return await service.run(lambda: decode_infer_request(request), encode)
+                return await service.run(decode, encode, reservation)
             except RequestError as err:
-                raise _Refused(status_code(err.status), err.message) from None
+                code = getattr(grpc.StatusCode, err.grpc_code) if err.grpc_code else status_code(err.status)
+                raise _Refused(code, err.message, "Retry-After" in err.headers) from None
             except Exception as err:  # noqa: BLE001 - a model failure is INTERNAL, never a dead stream
-                log.exception("gRPC infer for model '%s' failed", request.model_name)
+                service.failures.failed(f"gRPC infer for model '{request.model_name}'", err)
                 raise _Refused(grpc.StatusCode.INTERNAL, f"inference failed: {type(err).__name__}: {err}") from None
 
         async def ModelInfer(self, request, context):
-            try:
-                return await self._infer(request)
-            except _Refused as refused:
-                await context.abort(refused.code, refused.message)
+            with service.budget.reserve() as reservation:
+                try:
+                    return await self._infer(request, reservation)
+                except _Refused as refused:
+                    if refused.retry:
+                        context.set_trailing_metadata((("retry-after", str(RETRY_AFTER_S)),))
+                    await context.abort(refused.code, refused.message)
 
         async def ModelStreamInfer(self, request_iterator, context):
+            """Answers in the order they are computed. The stream's window: at most ``max_queue``
+            requests read and not yet answered on the wire; a slot is freed once its answer is
+            written, so a client that never reads its answers stops the reading of its requests."""
             answers: asyncio.Queue = asyncio.Queue()
             window = asyncio.Semaphore(service.config.max_queue)
             tasks: set[asyncio.Task] = set()
 
             async def answer(request):
+                reservation = service.budget.reserve()
                 try:
-                    item = pb.ModelStreamInferResponse(infer_response=await self._infer(request))
-                except _Refused as refused:
-                    item = pb.ModelStreamInferResponse(error_message=refused.message)
-                finally:
+                    try:
+                        item = pb.ModelStreamInferResponse(infer_response=await self._infer(request, reservation))
+                    except _Refused as refused:
+                        item = pb.ModelStreamInferResponse(error_message=refused.message)
+                except BaseException:
+                    reservation.release()
                     window.release()
-                answers.put_nowait(item)
+                    raise
+                answers.put_nowait((item, reservation))  # its slot and memory are freed once written
 
             async def read():
                 try:
@@ -191,11 +212,20 @@ def make_servicer(service: InferenceService, extensions: list[str], server_name:
 
             reader = asyncio.create_task(read())
             try:
-                while (item := await answers.get()) is not None:
-                    yield item
+                while (entry := await answers.get()) is not None:
+                    item, reservation = entry
+                    try:
+                        yield item
+                    finally:
+                        reservation.release()
+                    window.release()
             finally:
                 for task in (reader, *tasks):
                     task.cancel()
+                while not answers.empty():  # computed, never written: their memory is free now
+                    entry = answers.get_nowait()
+                    if entry is not None:
+                        entry[1].release()
 
     return Servicer()
 
@@ -208,6 +238,14 @@ async def start_grpc_server(service: InferenceService, host: str, port: int, *, 
                             server_name: str):
     """A started ``grpc.aio`` server on this event loop; returns (server, bound port). ``port=0``
     picks a free one; OSError saying what to do when the port cannot be bound."""
+    hint = "pick another --grpc-port (0 = any free one) or turn gRPC off with --no-grpc"
+    if port:  # checked first: grpc itself logs its own line before failing
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            socket.create_server((host, port), family=family).close()
+        except OSError as err:
+            raise OSError(f"cannot listen for gRPC on {grpc_address(host, port)} ({err.strerror or err}); "
+                          f"{hint}") from err
     limit = service.config.max_body_bytes
     server = grpc.aio.server(
         options=[("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)],
@@ -225,7 +263,6 @@ async def start_grpc_server(service: InferenceService, host: str, port: int, *, 
         cause = None
     if not bound:
         await server.stop(None)
-        raise OSError(f"cannot listen for gRPC on {grpc_address(host, port)} ({cause or 'in use?'}); "
-                      "pick another --grpc-port (0 = any free one) or turn gRPC off with --no-grpc")
+        raise OSError(f"cannot listen for gRPC on {grpc_address(host, port)} ({cause or 'in use?'}); {hint}")
     await server.start()
     return server, bound

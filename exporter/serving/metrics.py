@@ -13,8 +13,10 @@ prometheus-client's writer appends ``_total`` to every sample of a ``counter`` f
 break every query of a Triton dashboard, so these families are written as ``untyped``: the
 samples, names and labels are Triton's, only the ``# TYPE`` line differs. Also
 ``nv_inference_pending_request_count`` (Triton's queue-depth gauge: requests waiting for a run),
-and two of our own: ``rfconv_inference_batch_size`` (histogram of the rows of each run, one bucket
-per size up to the max batch) and ``rfconv_inference_pending_rows`` (rows waiting).
+and our own: ``rfconv_inference_batch_size`` (histogram of the rows of each run, one bucket per
+size up to the max batch), ``rfconv_inference_pending_rows`` (rows waiting), and what the service
+adds through ``extra`` (the memory budget and the decode queue, see
+:meth:`~.service.InferenceService.load_metrics`).
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ class ServingCollector:
     """A prometheus-client collector for one model version (``counts`` returns the current snapshot)."""
 
     def __init__(self, name: str, version: str, counts: Callable[[], RequestCounts], batcher: DynamicBatcher,
-                 provider: str | None = None):
+                 provider: str | None = None,
+                 extra: Callable[[], list[tuple[str, str, str, float]]] | None = None):
         self.labels = [name, version]
         self.provider = provider
         self._counts = counts
         self._batcher = batcher
+        self._extra = extra or list  # () -> [(kind, name, documentation, value)], read at scrape time
 
     def _family(self, kind, name: str, documentation: str, value: float, extra: dict[str, str] | None = None):
         from prometheus_client.core import GaugeMetricFamily, UnknownMetricFamily
@@ -80,6 +84,8 @@ class ServingCollector:
         yield self._family("gauge", "rfconv_inference_pending_rows",
                            "Rows (images) waiting for a run, the quantity --max-queue bounds",
                            self._batcher.queued_rows)
+        for kind, metric, documentation, value in self._extra():
+            yield self._family(kind, metric, documentation, value)
         histogram = HistogramMetricFamily("rfconv_inference_batch_size", "Rows per model execution",
                                           labels=["model", "version"])
         cumulative, buckets = 0, []

@@ -38,18 +38,22 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_EXTENSION = "binary_tensor_data"
 ENCODINGS = ("identity", "gzip", "deflate")
 MAX_RANK = 32
+MAX_ELEMENTS = 2**63 // 16  # no tensor holds more, whatever its datatype (numpy counts bytes in int64)
 RETRY_AFTER_S = 1
 
 
 class RequestError(Exception):
     """A client error: ``status`` is the HTTP status (4xx, or 503 to retry), ``message`` says what to
-    change; ``headers`` are added to the answer (``Retry-After`` on 503)."""
+    change; ``headers`` are added to the answer (``Retry-After`` on 503); ``grpc_code`` (a
+    ``grpc.StatusCode`` name) overrides the gRPC status the HTTP status maps to."""
 
-    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None):
+    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None,
+                 grpc_code: str | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
         self.headers = headers or {}
+        self.grpc_code = grpc_code
 
 
 def overloaded(message: str) -> RequestError:
@@ -154,11 +158,15 @@ def _load_json(data: bytes) -> dict:
 
 
 def tensor_shape(shape, name: str) -> tuple[int, ...]:
-    """An input's shape as sent (a list of ints): non-negative dims, at most ``MAX_RANK`` of them."""
+    """An input's shape as sent (a list of ints): non-negative dims, at most ``MAX_RANK`` of them,
+    whose product (zeros counted as one) is at most ``MAX_ELEMENTS``; 400 otherwise."""
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise RequestError(f"input '{name}': 'shape' must be a list of non-negative integers, got {shape!r}")
     if len(shape) > MAX_RANK:
         raise RequestError(f"input '{name}': 'shape' has {len(shape)} dimensions; at most {MAX_RANK} are served")
+    if math.prod(max(d, 1) for d in shape) > MAX_ELEMENTS:  # zeros aside: numpy's reshape overflows past it
+        raise RequestError(f"input '{name}': 'shape' {shape} has more elements than any tensor can hold "
+                           f"(at most {MAX_ELEMENTS} per dimension product)")
     return tuple(shape)
 
 

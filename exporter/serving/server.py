@@ -4,7 +4,8 @@ HTTP endpoints (those ``tritonclient.http`` calls; ``/versions/{v}`` forms are a
 
     GET  /v2                            server metadata
     GET  /v2/health/live                200 while the process serves
-    GET  /v2/health/ready               200 while the model takes requests, 503 while stopping or queue-full
+    GET  /v2/health/ready               200 while the model is loaded and takes requests, 503 while stopping
+                                        (overload is answered per request, never here)
     GET  /v2/models/{name}              model metadata
     GET  /v2/models/{name}/ready        model readiness
     GET  /v2/models/{name}/config       Triton's ModelConfig as JSON (the config.pbtxt ``triton`` writes)
@@ -22,11 +23,16 @@ Every error is answered as ``{"error": "..."}`` with its 4xx/5xx status (503s ca
 and closed); a body is read raw, at most ``max_body_mb``, and decompressed with the same bound
 off the event loop; a connection whose body was not read to its end is closed after the answer.
 A client that disconnects cancels its request (dropped from the queue if it has not run) and
-costs one rate-limited log line, never a traceback.
+costs one rate-limited log line, never a traceback; so does a malformed request (400 from the
+HTTP parser). Memory: an infer request reserves its ``Content-Length`` in the service's memory
+budget (:mod:`.budget`) before its body is read (a chunked body, chunk by chunk), then its decoded
+tensors and its answer, and holds it all until the answer is written; 503 + ``Retry-After`` when
+it does not fit.
 
 Shutdown: the listening socket closes, readiness goes false, queued requests run for up to
 ``shutdown_grace_s`` and the rest are answered 503, then connections still open after the grace
-period are cut; what was dropped is logged.
+period (and ``SHUTDOWN_WRITE_S`` to write those 503s) are cut; what was dropped is logged in one
+line, and what the cut leaves behind (aiohttp's cancelled waiters) in at most one more.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -47,6 +54,9 @@ from exporter import __version__
 from exporter.backends import ort
 from exporter.backends.availability import GPU_PROVIDERS, TENSORRT_EP
 from exporter.backends.ort import ProviderUnavailable
+from exporter.serving.batcher import Overloaded
+from exporter.serving.budget import Reservation
+from exporter.serving.logs import ConnectionLog, RateLimitedLog, TracebackLog
 from exporter.serving.model_io import graph_summary
 from exporter.serving.protocol import (
     BINARY_EXTENSION,
@@ -72,8 +82,9 @@ log = logging.getLogger(__name__)
 
 SERVER_NAME = "rfconv-deploy"
 DRAINING = web.AppKey("draining", list)
+SHUTDOWN_WRITE_S = 0.5  # past the grace period, time to write the 503s of the requests it dropped
+RESERVATION = web.RequestKey("reservation", Reservation)  # the request's share of the memory budget
 EXTENSIONS = [BINARY_EXTENSION, "model_configuration", "statistics"]  # binary data: HTTP only
-DISCONNECT_LOG_INTERVAL_S = 10.0
 
 
 def _json(payload: dict, status: int = 200) -> web.Response:
@@ -84,33 +95,21 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.Response(body=error_body(message), status=status, content_type="application/json", headers=headers)
 
 
-class RateLimitedLog:
-    """At most one warning per ``interval_s`` for a recurring event, counting the ones it held back."""
-
-    def __init__(self, message: str, interval_s: float = DISCONNECT_LOG_INTERVAL_S):
-        self.message = message
-        self.interval_s = interval_s
-        self.count = 0
-        self._held = 0
-        self._last = -float("inf")
-
-    def note(self, detail: str) -> None:
-        self.count += 1
-        now = time.monotonic()
-        if now - self._last < self.interval_s:
-            self._held += 1
-            return
-        more = f" ({self._held} more since the last such line)" if self._held else ""
-        log.warning("%s: %s%s", self.message, detail, more)
-        self._last, self._held = now, 0
-
-
-def _errors_as_json(disconnects: RateLimitedLog):
+def _errors_as_json(disconnects: RateLimitedLog, failures: TracebackLog):
     """Middleware: every failure becomes a KServe ``{"error": ...}`` body, so clients can show the reason;
-    a client that left mid-request is one rate-limited log line."""
+    a client that left mid-request is one rate-limited log line, a server-side failure one
+    traceback per kind per interval (:class:`~.logs.TracebackLog`)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        try:
+            return await answer(request, handler)
+        finally:  # whatever happened (the client left, the write failed): the request holds nothing more
+            reservation = request.get(RESERVATION)
+            if reservation is not None:
+                reservation.release()
+
+    async def answer(request: web.Request, handler) -> web.StreamResponse:
         try:
             response = await handler(request)
         except RequestError as err:
@@ -127,31 +126,40 @@ def _errors_as_json(disconnects: RateLimitedLog):
             disconnects.note(f"{request.method} {request.path}: cancelled")
             raise
         except Exception as err:  # noqa: BLE001 - a model failure must answer 500, not kill the connection
-            log.exception("request %s %s failed", request.method, request.path)
+            failures.failed(f"request {request.method} {request.path}", err)
             response = _error(500, f"inference failed: {type(err).__name__}: {err}")
         if not request.content.at_eof():
             response.force_close()  # the rest of the body is never read: close instead of draining it
+        if request.get(RESERVATION) is not None:  # held until the answer is written: a client that never
+            await response.prepare(request)      # reads its answer keeps it counted
+            await response.write_eof()
         return response
 
     return middleware
 
 
-async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+async def read_body(request: web.Request, limit: int, timeout_s: float,
+                    reservation: Reservation | None = None) -> bytes:
     """The request body as sent (still compressed), at most ``limit`` bytes, within ``timeout_s`` seconds.
 
     413 as soon as more than ``limit`` bytes arrived (or were announced), 408 when the body is
-    slower than ``timeout_s``; nothing read so far is kept once the error is raised.
+    slower than ``timeout_s``; nothing read so far is kept once the error is raised. A body
+    without ``Content-Length`` grows ``reservation`` chunk by chunk (503 once the memory budget is
+    full); one with it must have been reserved whole before this is called.
     """
     if request.content_length is not None and request.content_length > limit:
         raise too_large("the request body", limit, "--max-body-mb")
     chunks: list[bytes] = []
     size = 0
+    counted = reservation is not None and request.content_length is None
     try:
         async with asyncio.timeout(timeout_s):
             async for chunk in request.content.iter_any():
                 size += len(chunk)
                 if size > limit:
                     break
+                if counted:
+                    reservation.grow(len(chunk), "the request body")
                 chunks.append(chunk)
     except TimeoutError:
         size = -1
@@ -170,7 +178,7 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
     in ``app[DRAINING]``); whoever runs it closes the service once every front end has stopped.
     """
     config = service.config
-    disconnects = disconnects or RateLimitedLog("client disconnected mid-request")
+    disconnects = disconnects or RateLimitedLog("client disconnected mid-request", logger=log)
 
     async def server_metadata(request):
         return _json({"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS})
@@ -207,9 +215,14 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
         service.check_model(request.match_info["name"], request.match_info.get("version"))
         encoding = content_encoding(request.headers.get("Content-Encoding"))
         service.check_admission()
-        body = await read_body(request, config.max_body_bytes, config.body_timeout_s)
+        announced = request.content_length if request.content_length is not None else 0
+        if announced > config.max_body_bytes:
+            raise too_large("the request body", config.max_body_bytes, "--max-body-mb")
+        request[RESERVATION] = reservation = service.budget.reserve(announced, "the request body")
+        body = await read_body(request, config.max_body_bytes, config.body_timeout_s, reservation)
         service.check_admission()
-        payload, header_length = await service.infer(body, encoding, request.headers.get(HEADER_LENGTH))
+        payload, header_length = await service.infer(body, encoding, request.headers.get(HEADER_LENGTH), reservation)
+        reservation.grow(len(payload), None)
         if header_length is None:
             return web.Response(body=payload, content_type="application/json")
         return web.Response(
@@ -220,7 +233,8 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
         app[DRAINING].append(asyncio.get_running_loop().run_in_executor(None, service.drain))
 
     # Bodies are read in read_body (raw, bounded); aiohttp's own limit applies to request.read() only.
-    app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[_errors_as_json(disconnects)])
+    middleware = _errors_as_json(disconnects, service.failures)
+    app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[middleware])
     app[DRAINING] = []
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
@@ -246,25 +260,75 @@ _TOO_MANY = (
 )
 
 
-def _limit_connections(server: web.Server, limit: int) -> None:
-    """Answer connection ``limit + 1`` and later with 503 and close them, until some close."""
-    admit = server.connection_made
+@dataclass
+class ConnectionCounts:
+    """HTTP connections this server has seen: ``opened`` (admitted), ``closed`` (of those admitted,
+    by either side) and ``refused`` (over ``--max-connections``). Written on the event loop only."""
+
+    opened: int = 0
+    closed: int = 0
+    refused: int = 0
+
+
+def _limit_connections(server: web.Server, limit: int, counts: ConnectionCounts) -> None:
+    """Answer connection ``limit + 1`` and later with 503 and close them, until some close;
+    count every connection in ``counts``."""
+    admit, lost = server.connection_made, server.connection_lost
     body = error_body(f"this server has {limit} connections open, its limit (--max-connections); retry later")
 
     def connection_made(handler, transport) -> None:
         if len(server.connections) >= limit:
+            counts.refused += 1
             transport.write(_TOO_MANY % (len(body), body))
             transport.close()
             return
+        counts.opened += 1
         admit(handler, transport)
 
+    def connection_lost(handler, exc) -> None:
+        if handler in server.connections:
+            counts.closed += 1
+        lost(handler, exc)
+
     server.connection_made = connection_made
+    server.connection_lost = connection_lost
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (``port=0`` picks a free one)."""
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    return socket.create_server((host, port), family=family)
+def _loop_exception_handler(failures: TracebackLog):
+    """The event loop's handler for errors nobody awaited: one line for what a shutdown or a client
+    that left leaves behind (aiohttp's cancelled handler waiters, dropped requests' futures), one
+    traceback per kind per interval for anything else."""
+    aftermath = RateLimitedLog("left over after a cancelled request or the shutdown", logger=log)
+
+    def handler(loop, context) -> None:
+        err = context.get("exception")
+        if err is None:
+            log.warning("event loop: %s", context.get("message"))
+        elif isinstance(err, (asyncio.InvalidStateError, asyncio.CancelledError, ConnectionError, RequestError,
+                              Overloaded)):
+            aftermath.note(f"{context.get('message', 'error')}: {type(err).__name__}: {err}")
+        else:
+            failures.failed(f"event loop: {context.get('message', 'error')}", err)
+
+    return handler
+
+
+def bind(host: str, port: int, flag: str = "--port") -> socket.socket:
+    """A listening TCP socket on ``host:port`` (``port=0`` picks a free one); OSError naming ``flag``
+    (the option that sets the port) when it cannot be bound."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as err:
+        raise OSError(f"cannot listen on {host}:{port} ({err.strerror or err}); pick another {flag} "
+                      "(0 = any free one)") from err
+
+
+def check_ports(port: int, grpc_port: int | None) -> None:
+    """ValueError when HTTP and gRPC are asked for the same port (0, any free one, excepted)."""
+    if grpc_port is not None and port and grpc_port == port:
+        raise ValueError(f"--port and --grpc-port are both {port}; give gRPC another --grpc-port "
+                         "(or turn it off with --no-grpc)")
 
 
 async def serve_until(
@@ -273,26 +337,32 @@ async def serve_until(
     stop: asyncio.Event,
     on_started: Callable[[int | None], None] | None = None,
     grpc_port: int | None = None,
+    connections: ConnectionCounts | None = None,
 ) -> str:
     """Serve HTTP on ``sock`` and, unless ``grpc_port`` is None, gRPC on that port of the same host
     (0 picks a free one), until ``stop`` is set; then shut both down within ``shutdown_grace_s`` and
-    close ``service``. ``on_started(bound_grpc_port)`` runs once both listen. Returns one line saying
-    what the shutdown dropped."""
+    close ``service``. ``on_started(bound_grpc_port)`` runs once both listen; ``connections``, when
+    given, counts the HTTP connections. Returns one line saying what the shutdown dropped."""
     config = service.config
     app = build_app(service)
+    loop = asyncio.get_running_loop()
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(_loop_exception_handler(service.failures))
     runner = web.AppRunner(
         app,
         handle_signals=False,
         access_log=None,
-        shutdown_timeout=config.shutdown_grace_s,
+        # the 503s of requests dropped at the end of the grace period are written before handlers are cut
+        shutdown_timeout=config.shutdown_grace_s + SHUTDOWN_WRITE_S,
         handler_cancellation=True,  # a client that leaves cancels its request
         keepalive_timeout=config.header_timeout_s,  # also closes connections whose headers never complete
         lingering_time=0,  # never drain an unread body: close the connection instead
         auto_decompress=False,  # read_body takes the raw bytes; decompression is bounded, off the loop
+        logger=ConnectionLog(service.failures, log),  # malformed requests: one line, never a traceback
     )
     grpc_server = None
     await runner.setup()
-    _limit_connections(runner.server, config.max_connections)
+    _limit_connections(runner.server, config.max_connections, connections or ConnectionCounts())
     try:
         await web.SockSite(runner, sock).start()
         bound = None
@@ -313,7 +383,8 @@ async def serve_until(
         await asyncio.gather(*stopping)
         await asyncio.gather(*app[DRAINING])
         cut = service.in_flight
-        await asyncio.get_running_loop().run_in_executor(None, service.close)
+        await loop.run_in_executor(None, service.close)
+        loop.set_exception_handler(previous_handler)
     summary = (
         f"stopped in {time.monotonic() - started:.1f} s: {service.batcher.dropped} queued requests dropped "
         f"(answered 503), {cut} requests cut off at the {config.shutdown_grace_s:g} s grace period"
@@ -336,6 +407,7 @@ class BackgroundServer:
         self.host, self.port = self._sock.getsockname()[:2]
         self._grpc_port = grpc_port
         self.grpc_port: int | None = None  # bound once started (grpc_port=0 picks one); None: no gRPC
+        self.connections = ConnectionCounts()  # HTTP connections opened, closed and refused so far
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         self._started = threading.Event()
@@ -361,7 +433,8 @@ class BackgroundServer:
     def _main(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            serving = serve_until(self.service, self._sock, self._stop, self._on_started, self._grpc_port)
+            serving = serve_until(self.service, self._sock, self._stop, self._on_started, self._grpc_port,
+                                  self.connections)
             self._loop.run_until_complete(serving)
         except BaseException as err:  # noqa: BLE001 - handed to the thread that called start()
             self._error = err
@@ -483,7 +556,9 @@ def load_model(model_path: str | Path, config: ServeConfig, provider: str = "aut
 def serve_forever(service: InferenceService, host: str, port: int, grpc_port: int | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully. Prints where it listens.
 
-    ``grpc_port`` None serves HTTP only."""
+    ``grpc_port`` None serves HTTP only. ValueError for one port asked for both, OSError naming the
+    flag for a port that cannot be bound."""
+    check_ports(port, grpc_port)
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
 

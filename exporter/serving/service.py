@@ -17,7 +17,9 @@ from typing import TypeVar
 
 from exporter.backends.availability import TENSORRT_EP
 from exporter.serving.batcher import DynamicBatcher, Overloaded, Timing
+from exporter.serving.budget import MemoryBudget, Reservation
 from exporter.serving.config import ServeConfig
+from exporter.serving.logs import TracebackLog
 from exporter.serving.protocol import (
     InferRequest,
     RequestedOutput,
@@ -40,13 +42,16 @@ Answer = TypeVar("Answer")
 
 
 DECODE_THREADS = 2
+DECODE_QUEUE_JSON = 2  # JSON parts of --max-json-mb each that may wait for the codec threads at once
 
 
 class InferenceService:
     """One ONNX model served under ``config.name``, version ``"1"``, through a dynamic batcher.
 
     Decoding, validation and encoding run on ``DECODE_THREADS`` worker threads, never on the
-    caller's event loop; only admission (:meth:`~.batcher.DynamicBatcher.submit`) runs there.
+    caller's event loop; only admission (:meth:`~.batcher.DynamicBatcher.submit`) runs there. A
+    request is refused at admission (503) when the queue is full or when the work ahead of it is
+    estimated to take longer than it may wait (``max_queue_delay_ms`` or its own timeout).
     ``profiles`` (:func:`~.session.served_profiles`) bound the input shapes accepted, ``()`` none;
     with the TensorRT EP they are its optimization profile.
     """
@@ -64,16 +69,22 @@ class InferenceService:
             max_batch_pixels=config.max_batch_pixels,
         )
         self._codec = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="rfconv-codec")
+        self.budget = MemoryBudget(config.max_inflight_bytes)
+        self.decode_pending_bytes = 0  # JSON bytes admitted to the codec threads, not yet decoded (event loop)
+        self.decode_refused = 0
         self.accepting = True
         self.in_flight = 0  # requests accepted and not yet answered (event-loop thread only)
         self.stats = RequestStats()
+        self.failures = TracebackLog()  # server-side failures: one traceback per kind per minute
         self._config_message = None
         self._registry = None
 
     @property
     def ready(self) -> bool:
-        """Taking requests: not shutting down and the queue not full."""
-        return self.accepting and not self.batcher.saturated
+        """The model is loaded and the server takes requests (not shutting down). Overload never
+        makes it false: it is answered per request (503 with ``Retry-After``) and shown in the
+        metrics, so a readiness probe does not pull a busy replica out of its service."""
+        return self.accepting
 
     def describe(self) -> str:
         """One line for the start banner: providers, batching and admission bounds."""
@@ -109,6 +120,21 @@ class InferenceService:
                 f"the queue is full (--max-queue {self.config.max_queue} rows, or their share of "
                 "--max-batch-pixels); retry later"
             )
+
+    def load_metrics(self) -> list[tuple[str, str, str, float]]:
+        """How loaded the server is, as ``(kind, name, documentation, value)`` for ``/metrics``."""
+        budget = self.budget
+        return [
+            ("gauge", "rfconv_inflight_bytes", "Bytes of request bodies, decoded tensors and unsent answers held "
+             "(what --max-inflight-mb bounds)", budget.used),
+            ("gauge", "rfconv_inflight_limit_bytes", "The memory budget, --max-inflight-mb, in bytes", budget.limit),
+            ("counter", "rfconv_inflight_refused", "Requests refused because the memory budget was full",
+             budget.refused),
+            ("gauge", "rfconv_decode_pending_bytes", "Bytes of JSON admitted to the decode threads, not yet decoded",
+             self.decode_pending_bytes),
+            ("counter", "rfconv_decode_refused", "Requests refused because the decode queue was full",
+             self.decode_refused),
+        ]
 
     def metadata(self) -> dict:
         """KServe v2 model metadata: name, versions, platform, inputs and outputs."""
@@ -159,41 +185,75 @@ class InferenceService:
             from exporter.serving.metrics import ServingCollector, registry_for
 
             collector = ServingCollector(self.config.name, MODEL_VERSION, self.stats.snapshot, self.batcher,
-                                         provider=self.model.providers[0])
+                                         provider=self.model.providers[0], extra=self.load_metrics)
             self._registry = registry_for(collector)
         return self._registry
 
-    async def infer(self, body: bytes, encoding: str, header_length: str | None) -> tuple[bytes, int | None]:
+    async def infer(self, body: bytes, encoding: str, header_length: str | None,
+                    reservation: Reservation | None = None) -> tuple[bytes, int | None]:
         """Answer one HTTP infer request body (as sent, ``encoding`` from :func:`~.protocol.content_encoding`):
-        response body and its JSON header length (None: all JSON)."""
+        response body and its JSON header length (None: all JSON). ``reservation`` (holding the
+        body) grows by what the request holds next; the caller releases it once the answer is written."""
 
         def encode(request: InferRequest, outputs: dict, requested: tuple[RequestedOutput, ...]):
             return encode_response(self.config.name, MODEL_VERSION, request.id, outputs, requested)
 
-        return await self.run(lambda: self._decode_http(body, encoding, header_length), encode)
+        json_bytes = len(body)
+        if encoding == "identity":  # the JSON part's size is known before decoding: refused here, never queued
+            try:
+                split = parse_header_length(header_length, len(body))
+                json_bytes = len(body) if split is None else split
+                if json_bytes > self.config.max_json_bytes:
+                    raise too_large("the request's JSON", self.config.max_json_bytes, "--max-json-mb")
+            except RequestError as err:
+                self.stats.failure(0, failure_reason(err.status))
+                raise
+        return await self.run(lambda: self._decode_http(body, encoding, header_length), encode, reservation,
+                              decode_cost=min(json_bytes, self.config.max_json_bytes))
 
     async def run(
         self,
         decode: Callable[[], InferRequest],
         encode: Callable[[InferRequest, dict, tuple[RequestedOutput, ...]], Answer],
+        reservation: Reservation | None = None,
+        decode_cost: int = 0,
     ) -> Answer:
         """One request of any front end: ``decode()`` and ``encode(request, outputs, requested)`` run on
         the codec threads, the checks between them too; admission and batching as described above.
 
+        Memory: the decoded tensors and the computed outputs are added to ``reservation`` (a new one
+        when None, released on return): decoded tensors that do not fit :attr:`budget` are 503.
+        ``decode_cost`` (bytes of JSON to parse) is admitted to the codec threads' queue only while
+        at most ``DECODE_QUEUE_JSON`` JSON parts of ``--max-json-mb`` wait there, else 503 at once;
+        the wait for a codec thread counts as queue time in :attr:`stats`.
+
         Cancelling the call (the client left, or its gRPC deadline passed) before the model ran
         removes the request from the queue. Every outcome is counted in :attr:`stats`.
         """
+        own = reservation is None
+        reservation = self.budget.reserve(0) if own else reservation
         self.in_flight += 1
         started = time.perf_counter_ns()
         timing = Timing()
         try:
             loop = asyncio.get_running_loop()
-            feeds, request, requested = await loop.run_in_executor(self._codec, self._check, decode)
+            admitted = self._admit_decode(decode_cost)
+            decoding = loop.run_in_executor(self._codec, self._check, decode, reservation, time.perf_counter_ns())
+            if admitted:  # counted until the codec thread is done with it, even if the client left meanwhile
+                decoding.add_done_callback(lambda done, cost=admitted: self._decoded(done, cost))
+                admitted = 0
+                decoding = asyncio.shield(decoding)
             try:
-                future = self.batcher.submit(feeds, timing)
+                feeds, request, requested, decode_wait_ns = await decoding
+            finally:
+                decoding = None  # the future holds the error, the error this frame: no cycle keeps the body
+            try:
+                future = self.batcher.submit(feeds, timing, self._wait_limit_ms(request.timeout_us)[0] / 1000.0)
             except Overloaded as err:
                 raise overloaded(str(err)) from None
             outputs = await self._outputs(future, request.timeout_us)
+            timing.queue_ns += decode_wait_ns
+            reservation.grow(sum(array.nbytes for array in outputs.values()), None)  # computed: counted, never refused
             answer = await loop.run_in_executor(self._codec, encode, request, outputs, requested)
         except RequestError as err:
             self.stats.failure(time.perf_counter_ns() - started, failure_reason(err.status))
@@ -210,25 +270,50 @@ class InferenceService:
             return answer
         finally:
             self.in_flight -= 1
+            if own:
+                reservation.release()
+
+    def _decoded(self, done: asyncio.Future, cost: int) -> None:
+        self.decode_pending_bytes -= cost
+        if not done.cancelled():
+            done.exception()  # retrieved here: the caller may have left
+
+    def _admit_decode(self, cost: int) -> int:
+        """Admit ``cost`` JSON bytes to the codec threads' queue (event loop only); 503 when full."""
+        if cost <= 0:
+            return 0
+        limit = DECODE_QUEUE_JSON * self.config.max_json_bytes
+        if self.decode_pending_bytes and self.decode_pending_bytes + cost > limit:
+            self.decode_refused += 1
+            raise overloaded(f"{self.decode_pending_bytes / 1048576:.1f} MiB of JSON wait to be decoded, this "
+                             f"server's limit ({DECODE_QUEUE_JSON} x --max-json-mb); send binary tensor data or "
+                             "retry later")
+        self.decode_pending_bytes += cost
+        return cost
 
     async def _outputs(self, future: Future, timeout_us: int | None) -> dict:
         """The batcher's answer; 503 when its run did not start within ``max_queue_delay_ms`` or the
         request's own ``timeout_us``, whichever is shorter (then it never runs); a cancelled call
         (the client left) takes the request out of the queue."""
         answer = asyncio.wrap_future(future)
-        limit_ms, which = self.config.max_queue_delay_ms, "--max-queue-delay-ms"
-        if timeout_us is not None and timeout_us / 1000.0 < limit_ms:
-            limit_ms, which = timeout_us / 1000.0, "its parameters.timeout, in ms,"
+        limit_ms, which = self._wait_limit_ms(timeout_us)
         try:
             done, _ = await asyncio.wait({answer}, timeout=limit_ms / 1000.0)
             if not done and future.cancel():
                 raise overloaded(f"the request waited more than {which} {limit_ms:g} in the queue; retry later")
             return await answer
         except asyncio.CancelledError:
+            answer.cancel()  # nobody awaits it any more: an answer or error arriving later is dropped, not logged
             future.cancel()
             raise
         except Overloaded as err:
             raise overloaded(str(err)) from None
+
+    def _wait_limit_ms(self, timeout_us: int | None) -> tuple[float, str]:
+        """How long a request may wait for its run, ms, and the setting that says so."""
+        if timeout_us is not None and timeout_us / 1000.0 < self.config.max_queue_delay_ms:
+            return timeout_us / 1000.0, "its parameters.timeout, in ms,"
+        return self.config.max_queue_delay_ms, "--max-queue-delay-ms"
 
     def _decode_http(self, body: bytes, encoding: str, header_length: str | None) -> InferRequest:
         data = decompress(body, encoding, self.config.max_body_bytes)
@@ -237,8 +322,10 @@ class InferenceService:
             raise too_large("the request's JSON", self.config.max_json_bytes, "--max-json-mb")
         return decode_request(data, split)
 
-    def _check(self, decode: Callable[[], InferRequest]):
+    def _check(self, decode: Callable[[], InferRequest], reservation: Reservation, submitted_ns: int):
+        waited_ns = time.perf_counter_ns() - submitted_ns
         request = decode()
+        reservation.grow(sum(array.nbytes for array in request.inputs.values()), "the decoded request")
         feeds = check_inputs(
             request.inputs,
             self.model.inputs,
@@ -248,7 +335,7 @@ class InferenceService:
             reject_non_finite=self.config.reject_non_finite,
             profiles=self.profiles,
         )
-        return feeds, request, resolve_outputs(request.outputs, self.model.outputs, request.binary_output)
+        return feeds, request, resolve_outputs(request.outputs, self.model.outputs, request.binary_output), waited_ns
 
     def drain(self) -> int:
         """Stop taking requests (readiness false, new ones 503), run the queued ones for up to

@@ -19,17 +19,27 @@ def _shape_text(shape) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
-def _check_shape(array: np.ndarray, spec: TensorSpec) -> None:
-    fits = array.ndim == len(spec.shape) and all(
-        want in (-1, got) for want, got in zip(spec.shape, array.shape, strict=True)
-    )
+def _check_shape(shape: tuple[int, ...], spec: TensorSpec) -> None:
+    fits = len(shape) == len(spec.shape) and all(want in (-1, got) for want, got in zip(spec.shape, shape, strict=True))
     if not fits:
         raise RequestError(
-            f"input '{spec.name}' has shape {_shape_text(array.shape)} but the model takes "
+            f"input '{spec.name}' has shape {_shape_text(shape)} but the model takes "
             f"{_shape_text(spec.shape)} (-1 = any size)"
         )
-    if array.size == 0:
-        raise RequestError(f"input '{spec.name}' is empty (shape {_shape_text(array.shape)})")
+    if 0 in shape:
+        raise RequestError(f"input '{spec.name}' is empty (shape {_shape_text(shape)})")
+
+
+def check_declared(name: str, datatype: str, shape: tuple[int, ...], specs: list[TensorSpec]) -> None:
+    """What a request declares for one input (name, KServe datatype, shape), checked against the
+    model's ``specs`` before any of its data is converted; the same 400s as :func:`check_inputs`."""
+    spec = next((spec for spec in specs if spec.name == name), None)
+    if spec is None:
+        names = ", ".join(spec.name for spec in specs)
+        raise RequestError(f"unknown input '{name}'; the model's inputs are: {names}")
+    if datatype != spec.datatype:
+        raise RequestError(f"input '{name}' has datatype {datatype} but the model takes {spec.datatype}")
+    _check_shape(shape, spec)
 
 
 def _check_range(array: np.ndarray, profile: InputProfile) -> None:
@@ -84,7 +94,7 @@ def check_inputs(
             raise RequestError(
                 f"input '{spec.name}' has datatype {datatype} but the model takes {spec.datatype}"
             )
-        _check_shape(array, spec)
+        _check_shape(array.shape, spec)
         if spec.name in ranges:
             _check_range(array, ranges[spec.name])
         if reject_non_finite:

@@ -233,3 +233,46 @@ def test_queue_is_bounded_by_pixels_too():
     assert all(f.result(TIMEOUT)["y"].shape == (1, 3, 8, 16) for f in queued)
     assert not batcher.saturated
     batcher.close(TIMEOUT)
+
+
+def test_a_request_that_cannot_start_within_its_wait_is_refused_at_submit():
+    """Regression: admitted requests waited the whole queue delay and were then refused; now the
+    wait is estimated from the measured seconds per row and such a request is refused at once.
+
+    The model sleeps ``ROW_S`` per row, so the measured cost per row is at least that (a loaded
+    machine only raises it): of 40 requests queued behind a held run with a 1 s wait, at most
+    1 / ROW_S + 1 are admitted; the first one is (unless the machine is 20x slower)."""
+    row_s = 0.05
+    gate, entered = threading.Event(), threading.Event()
+    gate.set()
+
+    def run(feeds):
+        entered.set()
+        time.sleep(row_s * next(iter(feeds.values())).shape[0])  # the model's cost, not a wait of the test
+        assert gate.wait(30)
+        return {"y": feeds["x"]}
+
+    batcher = DynamicBatcher(run, max_batch=1, max_delay_s=0.0, max_queue=64)
+    x = {"x": np.zeros((1, 2), np.float32)}
+    try:
+        assert batcher.estimated_wait_s(1) is None
+        batcher.submit(x, max_wait_s=1.0).result(30)
+        assert batcher.estimated_wait_s(1) >= row_s
+        gate.clear()
+        entered.clear()
+        held = batcher.submit(x, max_wait_s=1.0)
+        assert entered.wait(30)
+        admitted, refused = [], []
+        for _ in range(40):
+            try:
+                admitted.append(batcher.submit(x, max_wait_s=1.0))
+            except Overloaded as err:
+                refused.append(str(err))
+        assert 1 <= len(admitted) <= 1 / row_s + 1, (len(admitted), refused[:1])
+        assert all("estimated" in message and "retry later" in message for message in refused)
+        gate.set()
+        held.result(30)
+        assert all(future.result(30)["y"].shape == (1, 2) for future in admitted)
+    finally:
+        gate.set()
+        batcher.close()

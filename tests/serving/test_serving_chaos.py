@@ -22,6 +22,7 @@ def _check(result: dict) -> None:
     assert result["wrong"] == 0, result
     assert result["lost"] == 0, result["lost_examples"]
     assert result["health_p99_ms"] < HEALTH_P99_MS, result
+    assert result["health_not_ready"] == 0, "overload turned readiness off"
     assert result["max_rss_mib"] < MAX_RSS_MIB, result
     assert result["exit_code"] == 0, result["server_tail"]
     assert result["exit_s"] < result["grace_s"] + 2, result

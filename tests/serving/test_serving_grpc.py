@@ -222,8 +222,8 @@ BAD_GRPC = {  # id: (request, gRPC status, message fragment); ids of the HTTP te
     "contents-count": (_typed([0.5] * 7), "INVALID_ARGUMENT", "contents.fp32_contents has 7 values but shape"),
     "contents-field": (_typed([1] * PIXELS, "int64_contents"), "INVALID_ARGUMENT",
                        "FP32 is carried in contents.fp32_contents"),
-    "contents-range": (_typed([300] * PIXELS, "uint_contents", "UINT8"), "INVALID_ARGUMENT",
-                       "outside the range of UINT8"),
+    "contents-dtype": (_typed([300] * PIXELS, "uint_contents", "UINT8"), "INVALID_ARGUMENT",
+                       "datatype UINT8 but the model takes FP32"),  # checked before any value is converted
     "duplicate-input": (_two_inputs(), "INVALID_ARGUMENT", "input 'input' appears more than once"),
     "duplicate-output": (_with_output(_with_output(_request())), "INVALID_ARGUMENT", "names an output more than once"),
     "shared-memory": (_shared_memory(), "INVALID_ARGUMENT", "shared-memory tensors are not supported"),
@@ -320,7 +320,7 @@ def test_full_queue_and_queue_timeout_are_unavailable_and_a_passed_deadline_leav
         with pytest.raises(InferenceServerException, match="queue is full") as caught:
             client.infer("tiny", [_input(images(1, seed=5))])
         assert caught.value.status() == "StatusCode.UNAVAILABLE"
-        assert not client.is_server_ready()
+        assert client.is_server_ready() and client.is_model_ready("tiny")  # overload never flips readiness
         model.gate.set()
         held.result(TIMEOUT), queued.result(TIMEOUT)
         assert model.rows_run == 1 + 2, "a refused or abandoned request was computed"
