@@ -4,12 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench gpu-check clean
+.PHONY: demo test test-slow test-compat lint bench gpu-check clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: pip takes this pair from the machine's local wheel store
+	# torch first and pinned (pyproject.toml accepts a range): the newest pair the toolkit supports
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	# onnxruntime-gpu, the package users deploy with (here it runs its CPU EP), never beside onnxruntime:
 	# both ship the same files, so a .venv that holds the CPU wheel loses both before the install
@@ -35,6 +35,28 @@ test: lint
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# The oldest torch the toolkit supports (pyproject.toml's lower bounds), in a venv of its own:
+# the fast suite there. Not part of CI: it downloads and installs a second torch.
+COMPAT_VENV ?= .venv-compat
+COMPAT_TORCH ?= 2.13.0
+COMPAT_TORCHVISION ?= 0.28.0
+COMPAT_PY := $(COMPAT_VENV)/bin/python
+COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(COMPAT_TORCH)
+
+$(COMPAT_STAMP): pyproject.toml Makefile
+	test -x $(COMPAT_PY) || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_PY) -m pip install -q --upgrade pip
+	$(COMPAT_PY) -m pip install -q torch==$(COMPAT_TORCH) torchvision==$(COMPAT_TORCHVISION)
+	# the editable install must keep that torch: pip fails rather than replace it
+	$(COMPAT_PY) -m pip install -q -e '.[dev]' torch==$(COMPAT_TORCH) torchvision==$(COMPAT_TORCHVISION)
+	$(COMPAT_PY) -m pip install -q --no-deps resnest==0.0.5
+	$(COMPAT_PY) -c "import torch; assert torch.__version__.split('+')[0] == '$(COMPAT_TORCH)', torch.__version__"
+	touch $(COMPAT_STAMP)
+
+test-compat: $(COMPAT_STAMP)
+	@$(COMPAT_PY) -m pytest -q -m "not slow"; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-compat: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
@@ -43,4 +65,4 @@ gpu-check:
 	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m benchmarks.gpu_check
 
 clean:
-	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT_VENV) artifacts .pytest_cache .ruff_cache

@@ -123,9 +123,9 @@ def parse_shapes(text: str | None) -> dict[str | None, Shape]:
         try:
             name, dims = parse_named_shape(item)
             shapes[name] = dims
-        except ValueError:
+        except ValueError as err:
             raise ValueError(f"shape {item!r} is not like 1x3x224x224 (or name:1x3x224x224) with positive dims") \
-                from None
+                from err
     return shapes
 
 

@@ -366,7 +366,7 @@ def _trt_runner(onnx_path: str, options: RunnerOptions, plugin_nodes: bool) -> B
         try:
             load_library(options.plugin_library)
         except FileNotFoundError as err:
-            raise BackendSkipped(str(err)) from None
+            raise BackendSkipped(str(err)) from err
     # Strongly typed when the file carries the precision (fp32, or an fp16 export); weakly typed
     # with the FP16 flag only for fp32 files built in fp16 (TensorRT 10).
     network = NetworkFromOnnxPath(onnx_path, strongly_typed=not build_fp16)

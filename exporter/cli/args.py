@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
+import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +28,7 @@ def shape(rank: int | None = None) -> Callable[[str], tuple[int, ...]]:
         try:
             return parse_shape(text, rank)
         except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
+            raise argparse.ArgumentTypeError(str(err)) from err
 
     return parse
 
@@ -35,7 +38,7 @@ def named_shape(text: str) -> tuple[str | None, tuple[int, ...]]:
     try:
         return parse_named_shape(text)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def comma_list(choices: tuple[str, ...] | None = None) -> Callable[[str], tuple[str, ...]]:
@@ -55,29 +58,63 @@ def int_list(text: str) -> tuple[int, ...]:
     """An argparse ``type`` for ``1,8,32``."""
     try:
         return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+
+
+def model_kwargs(text: str) -> dict:
+    """An argparse ``type`` for ``--model-kwargs``: a JSON object, e.g. ``{"rectified_conv": true}``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {text!r}") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"must be a JSON object of keyword arguments, e.g. '{{\"num_classes\": 10}}', not {text!r}"
+        )
+    return value
 
 
 def model_arguments(parser: argparse.ArgumentParser, *, positional: bool) -> None:
     """The PyTorch model: a registry name or ``package.module:factory``, its weights and variant."""
-    what = "registry name (e.g. resnet50) or package.module:factory"
+    what = "registry name (e.g. resnet50) or package.module:factory (looked up in the current directory first)"
     if positional:
         parser.add_argument("model", help=what)
     else:
         parser.add_argument("--model", help=f"the PyTorch model the file was exported from: {what} "
                                             "(needed for the torch backend)")
-    parser.add_argument("--checkpoint", type=Path, help="weights to load (state dict, read with weights_only=True)")
+    parser.add_argument("--model-kwargs", dest="model_kwargs", type=model_kwargs, metavar="JSON",
+                        help="package.module:factory models: keyword arguments for the factory, as a JSON object, "
+                             "e.g. '{\"rectified_conv\": true}'")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="weights to load: a state dict saved with torch.save (read with weights_only=True) "
+                             "or a .safetensors file")
     parser.add_argument("--no-rectify", dest="rectify", action="store_false",
                         help="registry models: the plain baseline (same weights, no rectification)")
     parser.add_argument("--average-mode", action="store_true", help="registry models: average-mode rectification")
 
 
 def load_model(args: argparse.Namespace):
-    """The model that :func:`model_arguments` describe, in eval mode (imports torch)."""
+    """The model that :func:`model_arguments` describe, in eval mode (imports torch).
+
+    Warnings raised while the model is built (a factory that builds no rectified conv, convs
+    ``rectify_model`` leaves alone) are printed to stderr as ``notice:`` lines right away, before
+    the command's own work starts; other warning categories pass through unchanged.
+    """
     from exporter.model.registry import load_model as load
 
-    return load(args.model, rectify=args.rectify, average_mode=args.average_mode, checkpoint=args.checkpoint)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load(args.model, rectify=args.rectify, average_mode=args.average_mode, checkpoint=args.checkpoint,
+                     model_kwargs=getattr(args, "model_kwargs", None))
+    parser = getattr(args, "command_parser", None)
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            text = str(warning.message)
+            print(f"notice: {as_flags(text, parser) if parser is not None else text}", file=sys.stderr, flush=True)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return model
 
 
 def shape_range_arguments(parser: argparse.ArgumentParser, what: str) -> None:

@@ -54,13 +54,18 @@ def _rebuild(conv: nn.Conv2d, average_mode: bool, count_mode: str) -> RFConv2d:
     return new
 
 
-def _replace(model: nn.Module, pick, build) -> nn.Module:
-    """Replace every submodule for which ``pick(module)`` holds with ``build(module)``."""
-    if pick(model):
+def _replace(model: nn.Module, pick, build, prefix: str = "") -> nn.Module:
+    """Replace every submodule for which ``pick(module, qualified_name)`` holds with ``build(module)``."""
+    if pick(model, prefix):
         return build(model)
     for name, child in list(model.named_children()):
-        setattr(model, name, _replace(child, pick, build))
+        setattr(model, name, _replace(child, pick, build, f"{prefix}.{name}" if prefix else name))
     return model
+
+
+def _listing(names: list[str], limit: int = 6) -> str:
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def _computes_like_conv2d(conv: nn.Conv2d) -> bool:
@@ -69,7 +74,12 @@ def _computes_like_conv2d(conv: nn.Conv2d) -> bool:
     return cls.forward is nn.Conv2d.forward and cls._conv_forward is nn.Conv2d._conv_forward
 
 
-def rectify_model(model: nn.Module, average_mode: bool = False, count_mode: str = "exact") -> nn.Module:
+def rectify_model(
+    model: nn.Module,
+    average_mode: bool = False,
+    count_mode: str = "exact",
+    include_non_zero_padding: bool = False,
+) -> nn.Module:
     """Replace every ``nn.Conv2d`` in ``model`` (subclasses included) with an ``RFConv2d`` holding the
     same weights.
 
@@ -77,25 +87,48 @@ def rectify_model(model: nn.Module, average_mode: bool = False, count_mode: str 
     stay plain ``nn.Conv2d``, as in the paper's models. A subclass that computes differently
     (its own ``forward``, e.g. timm's ``Conv2dSame`` padding in forward or ``ScaledStdConv2d``
     standardizing its weight) cannot become an ``RFConv2d`` without changing what it computes: it
-    stays as it is, and a ``UserWarning`` names every such module. Works in place, returns ``model``.
-    """
-    left = []
+    stays as it is, and a ``UserWarning`` names every such module.
 
-    def pick(m: nn.Module) -> bool:
+    Convs whose ``padding_mode`` is not ``"zeros"`` (``reflect``, ``replicate``, ``circular``) pad
+    with input values, so no tap falls on padding that rectification would compensate for: by
+    default they stay as they are and one ``UserWarning`` names them. The official ``rfconv``
+    layer scales by the zero-padding count whatever its ``padding_mode`` (its factor depends
+    only on the geometry); ``include_non_zero_padding=True`` converts them too, for parity with
+    models trained that way. Modules that already are ``RFConv2d`` (ours or the official class)
+    are never touched. Works in place, returns ``model``.
+    """
+    overriding: list[str] = []
+    non_zero: dict[str, list[str]] = {}
+
+    def pick(m: nn.Module, name: str) -> bool:
         if not isinstance(m, nn.Conv2d) or isinstance(m, RFConv2d) or _is_official(m) or m.kernel_size == (1, 1):
             return False
         if not _computes_like_conv2d(m):
-            left.append(f"{type(m).__module__}.{type(m).__qualname__}")
+            overriding.append(f"{type(m).__module__}.{type(m).__qualname__}")
+            return False
+        if m.padding_mode != "zeros" and not include_non_zero_padding:
+            non_zero.setdefault(m.padding_mode, []).append(name or type(m).__name__)
             return False
         return True
 
     model = _replace(model, pick, lambda m: _rebuild(m, average_mode, count_mode))
-    if left:
-        kinds = ", ".join(sorted(set(left)))
+    if overriding:
+        kinds = ", ".join(sorted(set(overriding)))
         warnings.warn(
-            f"rectify_model left {len(left)} conv(s) unrectified: their class overrides nn.Conv2d's forward "
+            f"rectify_model left {len(overriding)} conv(s) unrectified: their class overrides nn.Conv2d's forward "
             f"({kinds}), so an RFConv2d would compute something else; rectify them by hand (an RFConv2d "
             "with the same geometry, and the class's own weight handling) or keep them plain",
+            UserWarning, stacklevel=2,
+        )
+    if non_zero:
+        names = [n for mode in sorted(non_zero) for n in non_zero[mode]]
+        modes = sorted(non_zero)
+        which = f"padding_mode='{modes[0]}'" if len(modes) == 1 else f"padding_mode in {tuple(modes)}"
+        warnings.warn(
+            f"rectify_model left {len(names)} conv(s) with {which} as they are ({_listing(names)}): they pad "
+            "with input values, not zeros, so there is nothing to rectify; pass include_non_zero_padding=True "
+            "to rectify them as the official rfconv code does (it scales by the zero-padding count whatever "
+            "the padding mode)",
             UserWarning, stacklevel=2,
         )
     return model
@@ -107,4 +140,4 @@ def from_official(model: nn.Module) -> nn.Module:
     The official class is recognised by its name, module and attributes, so the ``rfconv``
     package need not be importable. Works in place and returns ``model``.
     """
-    return _replace(model, _is_official, lambda m: _rebuild(m, m.average, "rfconv"))
+    return _replace(model, lambda m, _name: _is_official(m), lambda m: _rebuild(m, m.average, "rfconv"))

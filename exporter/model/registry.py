@@ -8,16 +8,20 @@ statistics (see :func:`calibrate_batchnorm`) so that numerical comparisons mean 
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 from torch import nn
 
 from exporter.model.checkpoint import load_checkpoint
 from exporter.model.compat import install_rfconv_shim
-from exporter.model.convert import from_official, rectify_model
+from exporter.model.convert import rectify_model
+from exporter.model.factory import EXPORT_DEFAULTS_ATTR, load_factory_model
+
+DENSE_EXPORT_DEFAULTS: Mapping[str, object] = MappingProxyType({"dynamic_hw": True})
+"""Dense prediction takes images of any size: keep height and width dynamic in the exported file."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,10 @@ class ModelSpec:
     description: str
     build: Callable[[bool, bool], nn.Module]
     dense: bool = False
-    """Dense prediction (``{"out": [N, classes, H, W]}``): exported with dynamic H/W by default."""
+    """Dense prediction (``{"out": [N, classes, H, W]}``)."""
+    export_defaults: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    """``export_onnx`` keyword defaults for this model (e.g. ``{"dynamic_hw": True}``); :func:`build_model`
+    sets a copy as the model's ``_rfconv_export_defaults`` so the Python API and the CLI write the same file."""
 
 
 def _torchvision(arch: str) -> Callable[[bool, bool], nn.Module]:
@@ -62,15 +69,20 @@ def _regnet_x_4gf(rectify: bool, average_mode: bool) -> nn.Module:
     return rectify_model(model, average_mode=average_mode) if rectify else model
 
 
-def _resnest50(rectify: bool, average_mode: bool) -> nn.Module:
-    install_rfconv_shim()
-    try:
-        from resnest.torch import resnest50
-    except ImportError:
-        raise RuntimeError(
-            "model 'resnest50' needs the resnest package: pip install --no-deps resnest==0.0.5"
-        ) from None
-    return resnest50(pretrained=False, rectified_conv=rectify, rectify_avg=average_mode)
+def _resnest(arch: str) -> Callable[[bool, bool], nn.Module]:
+    """A ResNeSt from the official ``resnest`` package; its rectified convs come through the ``rfconv`` shim."""
+
+    def build(rectify: bool, average_mode: bool) -> nn.Module:
+        install_rfconv_shim()
+        try:
+            from resnest import torch as zoo
+        except ImportError as err:
+            raise RuntimeError(
+                f"model {arch!r} needs the resnest package: pip install --no-deps resnest==0.0.5"
+            ) from err
+        return getattr(zoo, arch)(pretrained=False, rectified_conv=rectify, rectify_avg=average_mode)
+
+    return build
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -80,11 +92,11 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("resnet101", "RF-ResNet-101 (torchvision)", _torchvision("resnet101")),
         ModelSpec("resnext50_32x4d", "RF-ResNeXt-50 32x4d (torchvision)", _torchvision("resnext50_32x4d")),
         ModelSpec("regnet_x_4gf", "RF-RegNetX-4.0GF (torchvision RegNet, pycls widths)", _regnet_x_4gf),
-        ModelSpec("resnest50", "RF-ResNeSt-50 (resnest package, rectified_conv=True)", _resnest50),
+        ModelSpec("resnest50", "RF-ResNeSt-50 (resnest package, rectified_conv=True)", _resnest("resnest50")),
         ModelSpec("fcn_resnet50", "RF-FCN-ResNet-50 segmentation, 21 classes (torchvision)",
-                  _segmentation("fcn_resnet50"), dense=True),
+                  _segmentation("fcn_resnet50"), dense=True, export_defaults=DENSE_EXPORT_DEFAULTS),
         ModelSpec("deeplabv3_resnet50", "RF-DeepLabV3-ResNet-50 segmentation, 21 classes (torchvision)",
-                  _segmentation("deeplabv3_resnet50"), dense=True),
+                  _segmentation("deeplabv3_resnet50"), dense=True, export_defaults=DENSE_EXPORT_DEFAULTS),
     )
 }
 DEFAULT_MODEL = "resnet50"
@@ -127,7 +139,10 @@ def build_model(
     Weights are seeded and BatchNorm is calibrated on the *rectified* architecture (as training
     it would have); ``rectify=False`` gives the plain architecture with those identical weights,
     the baseline for speed comparisons. With ``checkpoint`` the file's weights replace the
-    seeded ones (loaded with ``weights_only=True``).
+    seeded ones (see :func:`exporter.model.checkpoint.read_state_dict`). The model carries its
+    spec's export defaults as a dict attribute ``_rfconv_export_defaults`` (``{"dynamic_hw": True}``
+    for dense-prediction models), which ``export_onnx`` applies to the options it is not given.
+    Raises ``ValueError`` for an unknown name or a checkpoint that does not fit.
     """
     if name not in REGISTRY:
         raise ValueError(f"unknown model {name!r}; registry models: {', '.join(REGISTRY)}")
@@ -140,6 +155,7 @@ def build_model(
         model = plain
     if checkpoint is not None:
         load_checkpoint(model, checkpoint)
+    setattr(model, EXPORT_DEFAULTS_ATTR, dict(spec.export_defaults))
     return model.eval()
 
 
@@ -149,30 +165,26 @@ def load_model(
     average_mode: bool = False,
     seed: int = 0,
     checkpoint=None,
+    model_kwargs: Mapping[str, object] | None = None,
 ) -> nn.Module:
     """A model from a registry name or a ``package.module:factory`` spec, in eval mode.
 
-    A factory is called without arguments; the ``rfconv`` shim is installed first so that
-    models written against the official package import, and any official ``RFConv2d`` left in
-    the result is converted with :func:`exporter.from_official`.
+    A factory spec is imported as ``python -m`` would: the current directory is searched first,
+    so ``mynet:classifier`` finds ``./mynet.py``. The factory is called with ``model_kwargs`` as
+    keyword arguments (registry models take none); see
+    :func:`exporter.model.factory.load_factory_model` for the official-package checks. Raises
+    ``ValueError`` for an unknown name, a factory that cannot be imported or called, or options
+    that do not apply to the kind of model.
     """
     if ":" not in spec:
+        if model_kwargs:
+            raise ValueError(
+                f"model_kwargs are passed to a package.module:factory; registry model {spec!r} takes none"
+            )
         return build_model(spec, rectify, average_mode, seed, checkpoint)
     if not rectify or average_mode:
         raise ValueError(
             "rectify=False and average_mode=True apply to registry models; a package.module:factory "
             "model is built as its factory builds it"
         )
-    module_name, _, factory_name = spec.partition(":")
-    install_rfconv_shim()
-    try:
-        factory = getattr(importlib.import_module(module_name), factory_name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot load model factory {spec!r}: {err}") from None
-    torch.manual_seed(seed)
-    model = from_official(factory())
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model factory {spec!r} returned {type(model).__name__}, not an nn.Module")
-    if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
-    return model.eval()
+    return load_factory_model(spec, seed=seed, checkpoint=checkpoint, model_kwargs=model_kwargs)

@@ -47,26 +47,26 @@ def numpy_dtype(datatype: str) -> np.dtype:
     """The numpy dtype of a KServe datatype name; ValueError names the supported ones."""
     try:
         return KSERVE_TO_NUMPY[datatype]
-    except (KeyError, TypeError):
+    except (KeyError, TypeError) as err:
         raise ValueError(
             f"datatype {datatype!r} is not supported; use one of {', '.join(KSERVE_TO_NUMPY)}"
-        ) from None
+        ) from err
 
 
 def kserve_datatype(dtype) -> str:
     """The KServe datatype name of a numpy dtype (ValueError for dtypes KServe cannot carry)."""
     try:
         return NUMPY_TO_KSERVE[np.dtype(dtype)]
-    except KeyError:
-        raise ValueError(f"numpy dtype {np.dtype(dtype)} has no KServe v2 datatype") from None
+    except KeyError as err:
+        raise ValueError(f"numpy dtype {np.dtype(dtype)} has no KServe v2 datatype") from err
 
 
 def kserve_from_ort(ort_type: str) -> str:
     """KServe datatype of an ONNX Runtime type string such as ``tensor(float)``."""
     try:
         return ORT_TO_KSERVE[ort_type]
-    except KeyError:
-        raise ValueError(f"ONNX Runtime type {ort_type} cannot be served over KServe v2") from None
+    except KeyError as err:
+        raise ValueError(f"ONNX Runtime type {ort_type} cannot be served over KServe v2") from err
 
 
 def kserve_from_onnx(elem_type: int) -> str:
@@ -75,10 +75,10 @@ def kserve_from_onnx(elem_type: int) -> str:
 
     try:
         return kserve_datatype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
-    except (KeyError, ValueError):
+    except (KeyError, ValueError) as err:
         names = dict(onnx.TensorProto.DataType.items())
         name = next((n for n, v in names.items() if v == elem_type), str(elem_type))
-        raise ValueError(f"ONNX element type {name} cannot be served over KServe v2") from None
+        raise ValueError(f"ONNX element type {name} cannot be served over KServe v2") from err
 
 
 def triton_type(datatype: str) -> str:

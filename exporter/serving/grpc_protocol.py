@@ -135,7 +135,7 @@ def decode_infer_request(message, specs: list[TensorSpec] | None = None,
         try:
             dtype = numpy_dtype(tensor.datatype)
         except ValueError as err:
-            raise RequestError(f"input '{name}': {err}") from None
+            raise RequestError(f"input '{name}': {err}") from err
         shape = tensor_shape(list(tensor.shape), name)
         if raw:
             if tensor.HasField("contents"):

@@ -163,10 +163,10 @@ def make_servicer(service: InferenceService, extensions: list[str], server_name:
                 return await service.run(decode, encode, reservation)
             except RequestError as err:
                 code = getattr(grpc.StatusCode, err.grpc_code) if err.grpc_code else status_code(err.status)
-                raise _Refused(code, err.message, "Retry-After" in err.headers) from None
+                raise _Refused(code, err.message, "Retry-After" in err.headers) from err
             except Exception as err:  # noqa: BLE001 - a model failure is INTERNAL, never a dead stream
                 service.failures.failed(f"gRPC infer for model '{request.model_name}'", err)
-                raise _Refused(grpc.StatusCode.INTERNAL, f"inference failed: {type(err).__name__}: {err}") from None
+                raise _Refused(grpc.StatusCode.INTERNAL, f"inference failed: {type(err).__name__}: {err}") from err
 
         async def ModelInfer(self, request, context):
             with service.budget.reserve() as reservation:

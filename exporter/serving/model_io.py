@@ -45,7 +45,7 @@ def graph_summary(path: str | Path) -> GraphSummary:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # noqa: BLE001 - protobuf decode errors have no common base
-        raise ValueError(f"{path} is not a readable ONNX model: {err}") from None
+        raise ValueError(f"{path} is not a readable ONNX model: {err}") from err
     weights = {t.name for t in model.graph.initializer}
     inputs = [_spec(v) for v in model.graph.input if v.name not in weights]
     custom = sorted({f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in STANDARD_DOMAINS})

@@ -91,7 +91,7 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     try:
         data = inflater.decompress(body, limit + 1)
     except zlib.error as err:
-        raise RequestError(f"the {encoding} body is corrupt: {err}") from None
+        raise RequestError(f"the {encoding} body is corrupt: {err}") from err
     if len(data) > limit:
         raise too_large(f"the {encoding} body, decompressed,", limit, "--max-body-mb")
     if not inflater.eof or inflater.unused_data:
@@ -130,8 +130,8 @@ def parse_header_length(value: str | None, body_size: int) -> int | None:
         return None
     try:
         length = int(value)
-    except ValueError:
-        raise RequestError(f"{HEADER_LENGTH} must be an integer byte count, got {value!r}") from None
+    except ValueError as err:
+        raise RequestError(f"{HEADER_LENGTH} must be an integer byte count, got {value!r}") from err
     if not 0 < length <= body_size:
         raise RequestError(f"{HEADER_LENGTH} is {length} but the body has {body_size} bytes")
     return length
@@ -144,14 +144,14 @@ def _not_json(token: str):
 def _load_json(data: bytes) -> dict:
     try:
         header = json.loads(data, parse_constant=_not_json)
-    except RecursionError:
-        raise RequestError("request JSON is nested too deeply") from None
-    except UnicodeDecodeError:
+    except RecursionError as err:
+        raise RequestError("request JSON is nested too deeply") from err
+    except UnicodeDecodeError as err:
         raise RequestError(
             f"request JSON is not UTF-8 text; binary tensor data needs the {HEADER_LENGTH} header"
-        ) from None
+        ) from err
     except json.JSONDecodeError as err:
-        raise RequestError(f"request body is not valid JSON: {err}") from None
+        raise RequestError(f"request body is not valid JSON: {err}") from err
     if not isinstance(header, dict):
         raise RequestError("request JSON must be an object with an 'inputs' list")
     return header
@@ -194,7 +194,7 @@ def _json_values(data, dtype: np.dtype, name: str) -> np.ndarray:
         try:
             data = np.array(data, dtype=object).ravel().tolist()  # nested: flattened (ragged stays lists)
         except ValueError as err:
-            raise RequestError(f"input '{name}': 'data' is not a regular nested list ({err})") from None
+            raise RequestError(f"input '{name}': 'data' is not a regular nested list ({err})") from err
     allowed = {bool} if dtype.kind == "b" else {int} if dtype.kind in "iu" else {int, float}
     wrong = set(map(type, data)) - allowed
     if wrong:
@@ -254,7 +254,7 @@ def _decode_inputs(entries, binary: memoryview) -> dict[str, np.ndarray]:
         try:
             dtype = numpy_dtype(entry.get("datatype"))
         except ValueError as err:
-            raise RequestError(f"input '{name}': {err}") from None
+            raise RequestError(f"input '{name}': {err}") from err
         shape = tensor_shape(entry.get("shape"), name)
         size = _parameters(entry, f"input '{name}'").get("binary_data_size")
         if size is not None and "data" in entry:

@@ -250,7 +250,7 @@ class InferenceService:
             try:
                 future = self.batcher.submit(feeds, timing, self._wait_limit_ms(request.timeout_us)[0] / 1000.0)
             except Overloaded as err:
-                raise overloaded(str(err)) from None
+                raise overloaded(str(err)) from err
             outputs = await self._outputs(future, request.timeout_us)
             timing.queue_ns += decode_wait_ns
             reservation.grow(sum(array.nbytes for array in outputs.values()), None)  # computed: counted, never refused
@@ -307,7 +307,7 @@ class InferenceService:
             future.cancel()
             raise
         except Overloaded as err:
-            raise overloaded(str(err)) from None
+            raise overloaded(str(err)) from err
 
     def _wait_limit_ms(self, timeout_us: int | None) -> tuple[float, str]:
         """How long a request may wait for its run, ms, and the setting that says so."""

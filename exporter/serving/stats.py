@@ -90,9 +90,9 @@ def service_pb2():
     """Triton's service protobuf module (``tritonclient.grpc.service_pb2``), or RuntimeError saying what to install."""
     try:
         from tritonclient.grpc import service_pb2
-    except (ImportError, RuntimeError):
+    except (ImportError, RuntimeError) as err:
         raise RuntimeError("model statistics and gRPC need tritonclient's grpc part: "
-                           "pip install 'tritonclient[grpc]'") from None
+                           "pip install 'tritonclient[grpc]'") from err
     return service_pb2
 
 

@@ -1,6 +1,7 @@
 """Model conversion, the rfconv shim and state-dict compatibility with the official class."""
 
 import sys
+import warnings
 
 import pytest
 import torch
@@ -99,3 +100,51 @@ def test_resnest_rectified_state_dict_round_trip(tmp_path):
     plain = ResNet(Bottleneck, [1, 1, 1, 1], radix=2, deep_stem=True, stem_width=32, avg_down=True,
                    avd=True, rectified_conv=False)
     assert plain.state_dict().keys() == model.state_dict().keys()
+
+
+def _ones_conv(padding_mode: str) -> nn.Conv2d:
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False, padding_mode=padding_mode)
+    nn.init.ones_(conv.weight)
+    return conv
+
+
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
+def test_rectify_model_leaves_non_zero_padding_and_names_it(padding_mode):
+    """No zero is padded, so there is nothing to rectify: on ones every output is the full 3x3 sum."""
+    model = nn.Sequential(_ones_conv(padding_mode), nn.ReLU(), _ones_conv("zeros"))
+    with pytest.warns(UserWarning, match=rf"left 1 conv\(s\) with padding_mode='{padding_mode}'.*\b0\b") as record:
+        rectify_model(model)
+    assert len([w for w in record if "padding_mode" in str(w.message)]) == 1
+    assert type(model[0]) is nn.Conv2d and type(model[2]) is RFConv2d
+    with torch.no_grad():
+        out = model[0](torch.ones(1, 1, 5, 5))
+    torch.testing.assert_close(out, torch.full((1, 1, 5, 5), 9.0))
+
+
+def test_rectify_model_can_include_non_zero_padding_as_the_official_code_does():
+    """The official layer scales by the zero-padding count whatever the padding mode."""
+    model = nn.Sequential(_ones_conv("reflect"))
+    rectify_model(model, include_non_zero_padding=True)
+    assert type(model[0]) is RFConv2d and model[0].padding_mode == "reflect"
+    with torch.no_grad():
+        out = model[0](torch.ones(1, 1, 5, 5))[0, 0]
+    expected = torch.full((5, 5), 9.0)
+    expected[0, :] *= 1.5
+    expected[-1, :] *= 1.5
+    expected[:, 0] *= 1.5
+    expected[:, -1] *= 1.5
+    torch.testing.assert_close(out, expected)
+    assert out[0, 0] == 9.0 * 2.25 and out[0, 2] == 9.0 * 1.5
+
+
+def test_explicit_rfconv_with_reflect_padding_keeps_its_semantics():
+    layer = RFConv2d(1, 1, 3, padding=1, bias=False, padding_mode="reflect")
+    nn.init.ones_(layer.weight)
+    model = nn.Sequential(layer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rectify_model(model)
+    assert model[0] is layer and layer.rectify
+    with torch.no_grad():
+        out = layer(torch.ones(1, 1, 5, 5))[0, 0]
+    assert out[2, 2] == 9.0 and out[0, 2] == 13.5 and out[0, 0] == 20.25

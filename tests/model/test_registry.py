@@ -56,6 +56,25 @@ def test_every_registry_model_builds_rectified(name):
         assert out.shape == (1, 1000)
 
 
+def test_build_model_sets_export_defaults_from_the_spec(monkeypatch):
+    from exporter.model import registry
+
+    assert dict(REGISTRY["fcn_resnet50"].export_defaults) == {"dynamic_hw": True}
+    assert dict(REGISTRY["deeplabv3_resnet50"].export_defaults) == {"dynamic_hw": True}
+    assert all(not spec.export_defaults for spec in REGISTRY.values() if not spec.dense)
+    tiny = registry.ModelSpec("tiny", "a tiny dense model", lambda rectify, average: _tiny(), dense=True,
+                              export_defaults={"dynamic_hw": True, "opset": 18})
+    monkeypatch.setitem(REGISTRY, "tiny", tiny)
+    model = build_model("tiny")
+    assert model._rfconv_export_defaults == {"dynamic_hw": True, "opset": 18}
+    assert type(model._rfconv_export_defaults) is dict
+    model._rfconv_export_defaults["opset"] = 17  # a copy: the spec is not changed through the model
+    assert tiny.export_defaults["opset"] == 18
+    plain = registry.ModelSpec("plain", "a tiny classifier", lambda rectify, average: _tiny())
+    monkeypatch.setitem(REGISTRY, "plain", plain)
+    assert build_model("plain")._rfconv_export_defaults == {}
+
+
 def test_unknown_model_and_bad_factory():
     with pytest.raises(ValueError, match="unknown model 'resnet5'; registry models: resnet50"):
         build_model("resnet5")
@@ -92,7 +111,7 @@ def test_checkpoint_errors_are_clear(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         read_state_dict(tmp_path / "missing.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match="junk.pth is a text file, not a checkpoint"):
         read_state_dict(tmp_path / "junk.pth")
     torch.save({"model": nn.Linear(2, 2)}, tmp_path / "pickled.pth")  # a pickled module
     with pytest.raises(CheckpointError, match="weights_only=True"):
@@ -118,7 +137,7 @@ def test_info_cli_reports_backends():
     out = subprocess.run([sys.executable, "-m", "exporter.cli", "info", "--json"],
                          capture_output=True, text=True, check=True).stdout
     info = json.loads(out)
-    assert info["versions"]["torch"].startswith("2.14.1")
+    assert info["versions"]["torch"] == torch.__version__  # the torch this interpreter imports
     assert info["backends"]["ort-cpu"]["available"] is True
     trt = info["backends"]["tensorrt"]
     try:

@@ -300,8 +300,9 @@ def test_health_checks_answer_while_json_bodies_arrive():
 
     Now bodies are decoded on worker threads, and a JSON part over --max-json-mb is refused
     before decoding, so the longest stall is one decode of at most 4 MiB. A frozen loop answers a
-    health check only after a whole decode, a third of the three requests' time or more; the bound
-    is ``worst_ms`` or, on a loaded machine where everything is slower, a fifth of that time."""
+    health check only after a whole decode, a third of the three requests' time or more, and holds
+    most checks: the median must stay under ``worst_ms`` and the slowest under four times that or, on
+    a loaded machine where everything is slower, a fifth of the requests' time."""
     running = _serve(max_batch=8, max_json_mb=4.0, max_body_mb=64.0)
     huge, big = _json_body(5_200_000), _json_body(300_000)  # 62.4 MB, 3.6 MB
     pool = ThreadPoolExecutor(4)
@@ -315,7 +316,6 @@ def test_health_checks_answer_while_json_bodies_arrive():
                 time.sleep(0.02)
             answers = [f.result(TIMEOUT) for f in sent]
             elapsed_ms = 1000 * (time.perf_counter() - start)
-            worst_ms = max(worst_ms, elapsed_ms / 5)
             if bodies[0] is huge:
                 assert all(a[0] == 413 and "--max-json-mb" in json.loads(a[2])["error"] for a in answers)
             else:  # decoded, then refused: 300,000 values where the shape needs 6,144; or, with two such JSON
@@ -324,7 +324,10 @@ def test_health_checks_answer_while_json_bodies_arrive():
                 assert all(status == 400 and "300000 values" in error
                            or status == 503 and "wait to be decoded" in error for status, error in errors), errors
                 assert any(status == 400 for status, _ in errors), errors
-            assert max(latencies) < worst_ms, f"health checks took up to {max(latencies):.0f} ms"
+            # a loaded machine delays single checks; a frozen loop delays most of them, and one by a whole decode
+            median = sorted(latencies)[len(latencies) // 2]
+            assert median < worst_ms, f"half the health checks took over {median:.0f} ms"
+            assert max(latencies) < max(4 * worst_ms, elapsed_ms / 5), f"a health check took {max(latencies):.0f} ms"
     finally:
         pool.shutdown()
         running.stop()
