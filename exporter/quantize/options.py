@@ -1,12 +1,9 @@
 """What a quantization can be asked for: :class:`QuantizeConfig` and the defaults (light: standard
 library only, read by the CLI, which builds ``quantize``'s options from the config's fields).
 
-Measured on RF-ResNet-50 and the plain ResNet-50 (benchmarks/README.md, "INT8"; 64 random
-calibration samples, logits cosine to fp32 on 32 inputs): percentile 99.999 0.9854 / 0.9927,
-entropy 0.9846 / 0.9915, min-max 0.9846 / 0.9922 (16 samples: percentile 99.99 0.9750 / 0.9926,
-99.9 0.9402 / 0.9880). Percentile 99.999 is the closest for both, so it is the default. Rectified
-models gain from more samples than the default 16 (RF-ResNet-50: 0.9830 with 16, 0.9854 with 64,
-no more with 256; the plain model the same with 16): give ``--samples 64`` for a deployment.
+The defaults (percentile 99.999, 16 samples) are the calibration that kept int8 logits closest to
+fp32 on both RF-ResNet-50 and ResNet-50; rectified models gain from more samples (``--samples 64``
+for a deployment). The measurements behind them are in benchmarks/README.md, "INT8".
 """
 
 from __future__ import annotations
