@@ -60,9 +60,9 @@ test-compat: $(COMPAT_STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 
-# The one GPU check (benchmarks/gpu_check.py): on a GPU machine, with .venv or the machine's python3.
+# The one GPU check (tools/gpu_check.py): on a GPU machine, with .venv or the machine's python3.
 gpu-check:
-	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m benchmarks.gpu_check
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m tools.gpu_check
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) artifacts .pytest_cache .ruff_cache

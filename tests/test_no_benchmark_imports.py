@@ -10,10 +10,7 @@ TESTS = Path(__file__).resolve().parent
 
 # Files still importing a benchmark, each with why; the test below fails once one stops, so that
 # its entry is removed with it.
-PENDING = {
-    "bench/test_gpu_check.py": "tests the `make gpu-check` script itself (benchmarks/gpu_check.py)",
-    "serving/test_serving_chaos.py": "drives benchmarks.serving_abuse.run (its traffic is still defined there)",
-}
+PENDING: dict[str, str] = {}
 
 
 def _benchmark_imports(path: Path) -> list[str]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import platform
 from dataclasses import dataclass
 
-BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "trt", "onnx-ref")
+BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu", "onnx-ref")
 """Every backend name (``compare --backends``, ``bench --backends``)."""
 
 TENSORRT_EP = "TensorrtExecutionProvider"
@@ -109,7 +110,46 @@ def probe() -> list[Availability]:
         tensorrt(),
         cuda(),
         *(ort_provider(provider, name) for name, provider in ORT_PROVIDERS.items()),
+        ov_cpu(),
     ]
+
+
+def why_not(backend: str, *, torch_model: bool = True, torch_device: str = "cpu") -> str | None:
+    """Why ``backend`` cannot run here, in a few words, or None when it can (as far as can be told
+    without the file: ONNX Runtime listing a provider does not prove that it loads). The one check
+    behind ``compare --backends`` and ``bench --backends``; ``torch_model`` says whether a PyTorch
+    model was given (the torch backend runs it)."""
+    if backend == "torch":
+        if not torch_model:
+            return "no PyTorch model given (the torch backend runs the model the file was exported from: --model)"
+        if torch_device.startswith("cuda"):
+            found = cuda()
+            if not found.available:
+                return f"torch_device={torch_device!r}: {found.detail}"
+        return None
+    if backend == "trt":
+        if importlib.util.find_spec("tensorrt") is None:
+            return "the tensorrt package is not installed"
+        found = tensorrt()
+        return None if found.available else found.detail
+    if backend in ORT_PROVIDERS:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "the onnxruntime package is not installed"
+        found = ort_provider(ORT_PROVIDERS[backend], backend)
+        return None if found.available else found.detail
+    if backend == "ov-cpu":
+        found = ov_cpu()
+        return None if found.available else found.detail
+    return None
+
+
+def check_named(backends, *, torch_model: bool = True, torch_device: str = "cpu") -> None:
+    """Raise ``ValueError`` naming every one of ``backends`` that cannot run here (:func:`why_not`),
+    on one line: "backend 'trt' cannot run here: the tensorrt package is not installed"."""
+    missing = [f"backend {backend!r} cannot run here: {reason}" for backend in backends
+               if (reason := why_not(backend, torch_model=torch_model, torch_device=torch_device)) is not None]
+    if missing:
+        raise ValueError("; ".join(missing))
 
 
 VERSIONED_PACKAGES = (

@@ -10,8 +10,9 @@ Two runners of our own follow Polygraphy's ``BaseRunner`` contract (``activate_i
 
 The ONNX Runtime backends use Polygraphy's ``OnnxrtRunner`` + ``SessionFromOnnx`` and the
 TensorRT backend its ``TrtRunner`` + ``EngineFromNetwork(NetworkFromOnnxPath(...))``, imported
-only once ``tensorrt`` is known to import. :func:`make_runner` builds any of them by name, or
-raises :class:`BackendSkipped` with the reason it cannot run here.
+only once ``tensorrt`` is known to import; ``ov-cpu`` is OpenVINO's
+:class:`~exporter.backends.openvino.OpenVinoRunner` (imported lazily). :func:`make_runner` builds
+any of them by name, or raises :class:`BackendSkipped` with the reason it cannot run here.
 """
 
 from __future__ import annotations
@@ -257,6 +258,14 @@ def make_runner(
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if backend == "torch":
         return _torch_runner(onnx_model, options, torch_model, torch_inputs, taps)
+    if backend == "ov-cpu":  # OpenVINO refuses, with why, what it cannot run (plugin nodes, bf16-less CPUs)
+        from exporter.backends import openvino as ov
+
+        precision = options.precision if options.precision in ov.PRECISIONS else "fp32"
+        try:
+            return ov.make_ov_runner(onnx_path, onnx_model, precision)
+        except ov.OpenVinoRefused as err:
+            raise BackendSkipped(str(err)) from err
     unsupported = _unsupported_ops(onnx_model, backend)
     if unsupported and backend in ("ort-cpu", "ort-cuda", "ort-trt", "onnx-ref"):
         raise BackendSkipped(

@@ -36,7 +36,8 @@ def int_list(text: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """Latency of a registry model, rectified against plain, on several backends.
+    """Latency of a registry model, rectified against plain, on several backends; or, with
+    ``files``, of those ``.onnx`` / ``.plan`` files (``model_name`` is then unused).
 
     ``backends``: the names to time; ``None`` means :data:`ALL_BACKENDS`, of which those that
     cannot run here are skipped and counted. A backend named here that cannot run here is a
@@ -56,6 +57,9 @@ class BenchConfig:
     blocks: int = option(5, help="interleaved blocks per measurement")
     runs: int = option(3, help="runs per model per block")
     out_dir: Path = option(Path("artifacts/bench"), flag="--out", parse=Path, help="output folder")
+    files: tuple[Path, ...] = ()
+    """``.onnx`` / ``.plan`` files to time instead of the registry model (``bench FILE [FILE ...]``,
+    :mod:`exporter.bench.files`); the command line fills it from its positional arguments."""
 
     def __post_init__(self):
         if self.backends is not None:
@@ -65,6 +69,7 @@ class BenchConfig:
                 raise ValueError(f"unknown backend(s) {unknown}; choose from {', '.join(ALL_BACKENDS)}")
             if len(set(self.backends)) != len(self.backends):
                 raise ValueError(f"backends are listed more than once: {', '.join(self.backends)}")
+        object.__setattr__(self, "files", tuple(Path(f) for f in self.files))
         object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
         for field in ("size", "blocks", "runs"):

@@ -15,7 +15,6 @@ recorded as skipped with the reason, and the report is written all the same.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import platform
 import time
@@ -24,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from exporter.backends import availability
-from exporter.backends.availability import ORT_PROVIDERS
+from exporter.backends.availability import check_named, why_not
 from exporter.bench.config import ALL_BACKENDS, BenchConfig
+from exporter.bench.report import summary
 from exporter.bench.timing import interleaved
 
 __all__ = ["ALL_BACKENDS", "BenchConfig", "Row", "check_named", "format_table", "run_bench", "summary"]
@@ -61,30 +60,6 @@ def _runner(backend: str, model, onnx_path: Path, device: str):
     return runner, onnx_model.graph.input[0].name
 
 
-def why_not(backend: str) -> str | None:
-    """Why ``backend`` cannot run here, or None when it can as far as can be told before running
-    (ONNX Runtime listing a provider does not prove that it loads)."""
-    if backend == "trt":
-        if importlib.util.find_spec("tensorrt") is None:
-            return "the tensorrt package is not installed"
-        found = availability.tensorrt()
-        return None if found.available else found.detail
-    if backend in ORT_PROVIDERS:
-        if importlib.util.find_spec("onnxruntime") is None:
-            return "the onnxruntime package is not installed"
-        found = availability.ort_provider(ORT_PROVIDERS[backend], backend)
-        return None if found.available else found.detail
-    return None
-
-
-def check_named(backends) -> None:
-    """Raise ``ValueError`` naming every one of ``backends`` that cannot run here, on one line."""
-    missing = [f"backend {name!r} cannot run here: {reason}" for name in backends
-               if (reason := why_not(name)) is not None]
-    if missing:
-        raise ValueError("; ".join(missing))
-
-
 def _start(backend: str, models: dict, paths: dict, device: str) -> dict:
     """Each model's ``(runner, input name)`` for ``backend``, activated; deactivates those it
     started when one fails, and raises what it raised."""
@@ -103,11 +78,16 @@ def _start(backend: str, models: dict, paths: dict, device: str) -> dict:
 
 def run_bench(config: BenchConfig | None = None, log: Callable[[str], None] = print, **options) -> dict:
     """Measure the backends of ``config`` (keyword ``options`` are :class:`BenchConfig` fields,
-    applied on top); returns the JSON-ready report and writes it to ``config.out_dir``.
+    applied on top); returns the JSON-ready report and writes it to ``config.out_dir``. With
+    ``config.files``, times those files instead (:func:`exporter.bench.files.run_files`).
 
     Raises ``ValueError`` before any work when a named backend cannot run here.
     """
     config = dataclasses.replace(config, **options) if config is not None else BenchConfig(**options)
+    if config.files:
+        from exporter.bench.files import run_files
+
+        return run_files(config, log)
     if config.backends_named:
         check_named(config.backends)
     import numpy as np
@@ -171,16 +151,11 @@ def run_bench(config: BenchConfig | None = None, log: Callable[[str], None] = pr
     return report
 
 
-def summary(report: dict) -> str:
-    """"2 backends ran, 1 skipped: trt (the tensorrt package is not installed)"."""
-    ran, skipped = report.get("ran", []), report["skipped"]
-    text = f"{len(ran)} backend{'s' if len(ran) != 1 else ''} ran"
-    if skipped:
-        text += f", {len(skipped)} skipped: " + "; ".join(f"{name} ({why})" for name, why in skipped.items())
-    return text
-
-
 def format_table(report: dict) -> str:
+    if "files" in report:
+        from exporter.bench.files import format_table as files_table
+
+        return files_table(report)
     head = (f"{'backend':<9} {'batch':>5} {'RF median':>10} {'RF p90':>9} {'plain med':>10} "
             f"{'plain p90':>10} {'RF/plain':>9} {'spread':>13} {'RF img/s':>9}")
     lines = [head, "-" * len(head)]

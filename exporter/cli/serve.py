@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from exporter.cli.args import add_config_arguments, config_from_args, shape_range_arguments
-from exporter.serving.config import ServeConfig
+from exporter.serving.config import SERVE_PROVIDERS, ServeConfig
 
 
 def port(text: str) -> int:
@@ -35,10 +35,12 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-grpc", dest="grpc", action="store_false", help="serve HTTP only")
     p.add_argument("--name", help="model name in the URLs (default: the file's stem)")
     add_config_arguments(p, ServeConfig)
-    p.add_argument("--provider", default="auto", choices=["auto", "tensorrt", "cuda", "cpu"],
+    p.add_argument("--provider", default="auto", choices=SERVE_PROVIDERS,
                    help="ONNX Runtime execution provider: the one named runs, or serve fails at start saying why "
                         "(tensorrt = TensorRT EP, then CUDA EP and CPU for the nodes it rejects); default: auto = "
-                        "the best of TensorRT EP, CUDA EP, CPU that loads, with a warning for a GPU one that does not")
+                        "the best of TensorRT EP, CUDA EP, CPU that loads, with a warning for a GPU one that does "
+                        "not; openvino = OpenVINO's CPU plugin instead of ONNX Runtime (fp32; pip install "
+                        "'rfconv-deploy[openvino]')")
     p.add_argument("--trt-cache", metavar="DIR",
                    help="folder for the TensorRT EP's engine and timing caches, one subfolder per file contents "
                         "(default: $XDG_CACHE_HOME/rfconv-deploy/ort-trt, else ~/.cache/rfconv-deploy/ort-trt)")

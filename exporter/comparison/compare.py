@@ -63,7 +63,7 @@ from exporter.comparison.plan import Plan, make_plan
 from exporter.comparison.report import CompareReport, LayerDivergence, PairResult, PerLayerResult
 from exporter.comparison.runs import RunSetup, merge_statuses, reference_runs, run_backends
 from exporter.comparison.saved import save_sizes
-from exporter.comparison.verdicts import FP16_FLOOR, FP64_REFERENCE, Judgement, NoiseFloorVerdict, ToleranceVerdict
+from exporter.comparison.verdicts import FP64_REFERENCE, LOW_FLOORS, Judgement, NoiseFloorVerdict, ToleranceVerdict
 from exporter.onnx.feeds import load_feeds, resolve_input_metadata
 
 _RENAMED = {"torch_model_name": "model_name"}
@@ -140,7 +140,9 @@ def _run_and_judge(plan: Plan, shape, run_path, run_model, copies: dict) -> Size
     statuses, results = run_backends(plan.backends, run_path, run_model, setup, taps)
     verdict = plan.verdict
     if isinstance(verdict, NoiseFloorVerdict):
-        ref_statuses, refs = reference_runs(setup, plan.onnx_model, verdict.floor_runner == FP16_FLOOR, taps, copies)
+        ref_statuses, refs = reference_runs(setup, plan.onnx_model,
+                                            verdict.floor_runner if verdict.floor_runner in LOW_FLOORS else None,
+                                            taps, copies)
         statuses += ref_statuses
         names = dict(refs) | dict(results)
         if FP64_REFERENCE in names and verdict.floor_runner in names:
@@ -201,7 +203,7 @@ def _per_layer(plan: Plan, sizes: list[SizeRun]) -> PerLayerResult:
     verdict = plan.verdict
     floor_ran = isinstance(verdict, NoiseFloorVerdict) and any(
         st.name == verdict.floor_runner and st.status == "ran" for size in sizes for st in size.statuses)
-    if plan.layers and floor_ran and not plan.user_tolerance and verdict.floor_runner != FP16_FLOOR:
+    if plan.layers and floor_ran and not plan.user_tolerance and verdict.floor_runner not in LOW_FLOORS:
         result.floor_runner = verdict.floor_runner
     if plan.layers:
         matched = {ref.tap.output_name: ref for ref in references or []}

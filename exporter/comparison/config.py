@@ -14,7 +14,9 @@ from exporter.comparison.defaults import DEFAULT_BACKENDS, NOISE_FLOOR_MULTIPLE,
 from exporter.config import option
 from exporter.shapes import parse_shape
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "bf16")
+BF16_BACKENDS = ("ov-cpu",)
+"""The backends that compute in bf16 when asked (``precision="bf16"``): OpenVINO on a CPU with bf16."""
 """Precisions a comparison can be held to (``exporter.onnx.options.PRECISIONS``, kept light here)."""
 
 
@@ -71,16 +73,18 @@ class CompareConfig:
     input_shape: tuple[int, ...] | None = option(None, parse=full_shape,
                                                  help="full input shape, e.g. 1,3,224,224 (dynamic H/W)")
     precision: str | None = option(None, choices=PRECISIONS,
-                                   help="sets the default rtol (fp32 1e-4, fp16 1e-2) and TensorRT build "
-                                        "precision (default: the model file's)")
+                                   help="sets the default rtol (fp32 1e-4, fp16 1e-2, bf16 5e-2) and TensorRT "
+                                        "build precision (default: the model file's); bf16 applies to ov-cpu only "
+                                        "(--backends torch,ov-cpu), refused on a CPU without bf16, and is judged "
+                                        "against PyTorch in bf16")
     rtol: float | None = option(None, parse=float,
-                                help="relative tolerance (default by precision: fp32 1e-4, fp16 1e-2)")
+                                help="relative tolerance (default by precision: fp32 1e-4, fp16 1e-2, bf16 5e-2)")
     atol: float | None = option(None, parse=float,
                                 help="absolute tolerance (default: rtol times each output's largest |reference| "
                                      "value)")
     verdict: str = option(VERDICTS[0], choices=VERDICTS,
                           help="noise-floor: every backend's error against PyTorch in float64 must stay within "
-                               f"K={NOISE_FLOOR_MULTIPLE:g} times fp32 (fp16) PyTorch's own, and within the "
+                               f"K={NOISE_FLOOR_MULTIPLE:g} times fp32 (fp16, bf16) PyTorch's own, and within the "
                                "tolerance; tolerance: the tolerance alone, against the first backend; int8 (what an "
                                "int8 Q/DQ file gets): cosine, top-1 and an error bound against fp32 PyTorch")
     floor_multiple: float = option(NOISE_FLOOR_MULTIPLE, help="K of the noise-floor verdict")
@@ -117,6 +121,12 @@ class CompareConfig:
                 raise ValueError(f"{field.replace('_', '-')} must be >= 1, got {value}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} is not one of {PRECISIONS}")
+        if self.precision == "bf16":
+            others = [b for b in self.backend_names if b not in ("torch", *BF16_BACKENDS)]
+            if self.backends is None or others or not set(self.backends) & set(BF16_BACKENDS):
+                raise ValueError(f"precision bf16 applies to {', '.join(BF16_BACKENDS)} only: name it with "
+                                 f"backends=torch,{BF16_BACKENDS[0]}"
+                                 + (f" (not {', '.join(others)})" if others and self.backends is not None else ""))
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
         if not self.floor_multiple >= 1:

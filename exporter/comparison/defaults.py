@@ -1,6 +1,6 @@
 """Default backends and tolerances of a comparison (light: imports nothing, read by the CLI too)."""
 
-DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 5e-2}
 """Default rtol by precision (the default atol is rtol times each output's largest |reference|)."""
 DEFAULT_BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "trt")
 """``onnx-ref`` is opt-in: exact but slow (seconds per image for a ResNet-50)."""
@@ -41,7 +41,7 @@ NOISE_FLOOR_MULTIPLE = 16.0
 """K: a backend fails when its largest error against float64 exceeds K times the noise floor
 (what fp32, or fp16, PyTorch itself is off by)."""
 
-FLOOR_EPS = {"fp32": 2.0 ** -23, "fp16": 2.0 ** -10}
+FLOOR_EPS = {"fp32": 2.0 ** -23, "fp16": 2.0 ** -10, "bf16": 2.0 ** -7}
 """Machine epsilon by floor precision: the floor is never below ``eps * max|reference|``."""
 
 from exporter.onnx.sizes import ROUNDING_DEPTH, check_sizes  # noqa: E402,F401 - the one rule of check sizes

@@ -24,7 +24,7 @@ from exporter.comparison.defaults import DEFAULT_TOLERANCE, FLOOR_EPS, INT8_VERD
 from exporter.comparison.layered_file import uses_external_data, write_layered
 from exporter.comparison.layerwise import LayerMatchError, RectifiedLayer, find_rectified_layers, with_layer_outputs
 from exporter.comparison.modules import LayerReference, layer_taps
-from exporter.comparison.verdicts import FP16_FLOOR, Int8Verdict, NoiseFloorVerdict, ToleranceVerdict
+from exporter.comparison.verdicts import BF16_FLOOR, FP16_FLOOR, Int8Verdict, NoiseFloorVerdict, ToleranceVerdict
 from exporter.onnx.feeds import load_feeds, resolve_input_metadata
 from exporter.onnx.precision import file_precision as onnx_file_precision
 
@@ -120,8 +120,9 @@ def _choose_verdict(config: CompareConfig, file_precision: str, precision: str, 
     if mode == "int8":
         return Int8Verdict(verbose=config.verbose), note
     if mode == "noise-floor":
-        floor_precision = "fp32" if precision == "fp32" else "fp16"
-        return NoiseFloorVerdict(config.floor_multiple, "torch" if floor_precision == "fp32" else FP16_FLOOR,
+        floor_precision = precision if precision in ("fp32", "bf16") else "fp16"
+        floor_runner = {"fp32": "torch", "fp16": FP16_FLOOR, "bf16": BF16_FLOOR}[floor_precision]
+        return NoiseFloorVerdict(config.floor_multiple, floor_runner,
                                  FLOOR_EPS[floor_precision], config.atol, rtol, user_tolerance,
                                  config.verbose), note
     return ToleranceVerdict(config.atol, rtol, config.verbose), note

@@ -28,7 +28,7 @@ from exporter.backends.runners import (
     torch_input_metadata,
 )
 from exporter.comparison.report import BackendStatus
-from exporter.comparison.verdicts import FP16_FLOOR, FP64_REFERENCE
+from exporter.comparison.verdicts import BF16_FLOOR, FP16_FLOOR, FP64_REFERENCE
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ def backend_detail(name: str, options: RunnerOptions) -> str:
         return f"onnx.reference.ReferenceEvaluator (onnx {onnx.__version__})"
     if name == "trt":
         return availability.tensorrt().detail
+    if name == "ov-cpu":
+        precision = "bf16" if options.precision == "bf16" else "fp32"
+        return f"{availability.ov_cpu().detail}, {precision}"
     return f"onnxruntime {availability.package_version('onnxruntime')}"
 
 
@@ -105,27 +108,37 @@ def copy_as(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     return copy.deepcopy(model, memo).eval()
 
 
-def reference_runs(setup: RunSetup, onnx_model: onnx.ModelProto, fp16_floor: bool, taps,
+LOW_FLOOR_DTYPES = {FP16_FLOOR: torch.float16, BF16_FLOOR: torch.bfloat16}
+
+
+def _to_bf16(_module, args):
+    return tuple(a.to(torch.bfloat16) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+
+def reference_runs(setup: RunSetup, onnx_model: onnx.ModelProto, low_floor: str | None, taps,
                    copies: dict) -> tuple[list[BackendStatus], RunResults]:
-    """PyTorch in float64 on the CPU (:data:`FP64_REFERENCE`) and, with ``fp16_floor``, in fp16
-    (:data:`FP16_FLOOR`), untimed, with the same taps. ``copies`` keeps the model's copy at each
-    dtype between the sizes of one comparison."""
+    """PyTorch in float64 on the CPU (:data:`FP64_REFERENCE`) and, with ``low_floor``
+    (:data:`FP16_FLOOR` or :data:`BF16_FLOOR`), in that precision, untimed, with the same taps.
+    ``copies`` keeps the model's copy at each dtype between the sizes of one comparison."""
     statuses, results = [], RunResults()
-    wanted = [(FP64_REFERENCE, torch.float64)] + ([(FP16_FLOOR, torch.float16)] if fp16_floor else [])
+    wanted = [(FP64_REFERENCE, torch.float64)] + ([(low_floor, LOW_FLOOR_DTYPES[low_floor])] if low_floor else [])
     tapped = {tap.output_name for tap in taps}
     output_names = [out.name for out in onnx_model.graph.output if out.name not in tapped]
     for name, dtype in wanted:
         if dtype not in copies:
             copies[dtype] = copy_as(setup.torch_model, dtype)
+            if dtype == torch.bfloat16:  # numpy has no bf16: fed in fp32, cast on entry to our copy
+                copies[dtype].register_forward_pre_hook(_to_bf16)
         model = copies[dtype]
-        metadata = torch_input_metadata(setup.torch_inputs, model)
+        metadata = setup.torch_inputs if dtype == torch.bfloat16 else torch_input_metadata(setup.torch_inputs, model)
         runner = TorchRunner(model, metadata, output_names, device="cpu", taps=taps, name=name)
         try:
             ran = Comparator.run([runner], data_loader=setup.feeds, warm_up=0)
         except Exception as err:  # noqa: BLE001 - reported like any backend failure
             statuses.append(_error_status(name, err))
             continue
-        what = "ground truth" if dtype == torch.float64 else "fp16 noise floor"
+        what = "ground truth" if dtype == torch.float64 else \
+            f"{'bf16' if dtype == torch.bfloat16 else 'fp16'} noise floor"
         statuses.append(BackendStatus(name, "ran", f"PyTorch {torch.__version__} in {dtype} on cpu ({what})"))
         results.append((name, ran[name]))
     return statuses, results

@@ -28,6 +28,10 @@ FP64_REFERENCE = "torch-fp64"
 """PyTorch in float64 on the CPU: the ground truth of the noise floor."""
 FP16_FLOOR = "torch-fp16"
 """PyTorch in fp16 on the CPU: the noise floor of an fp16 file (a measurement, not a backend)."""
+BF16_FLOOR = "torch-bf16"
+"""PyTorch in bf16 on the CPU: the noise floor of ``precision="bf16"`` (``ov-cpu`` computing in bf16)."""
+LOW_FLOORS = {FP16_FLOOR: "fp16", BF16_FLOOR: "bf16"}
+"""The reduced-precision floor runners (measurements, not backends) and their precisions."""
 
 
 @dataclass
@@ -137,8 +141,9 @@ class NoiseFloorVerdict:
     def judge(self, results: RunResults, outputs: list[str], layer_names: list[str], rings: dict) -> Judgement:
         floors = noise_floors(dict(results)[self.floor_runner], results[0][1], self.eps)
         limits = {n: self.multiple * f for n, f in floors.items()}
-        if FP16_FLOOR in dict(results):
-            results = _without_runner(results, FP16_FLOOR)
+        for low in LOW_FLOORS:
+            if low in dict(results):
+                results = _without_runner(results, low)
         unjudged = None
         if not self.user_tolerance and self.floor_runner in dict(results) and layer_names:
             unjudged = self.floor_runner  # half the per-layer work: its layers are the floors

@@ -10,6 +10,12 @@ from dataclasses import dataclass
 
 from exporter.config import option
 
+SERVE_PROVIDERS = ("auto", "tensorrt", "cuda", "cpu", "openvino")
+"""``serve --provider`` choices: ONNX Runtime's providers (``exporter.backends.ort.PROVIDER_ALIASES``),
+``auto``, and ``openvino`` (OpenVINO's CPU plugin, :mod:`exporter.serving.openvino`)."""
+OPENVINO_PROVIDER = "OpenVINO CPU"
+"""What an OpenVINO-served model lists as its provider (banner, ``/config``'s ``execution_provider``)."""
+
 
 @dataclass(frozen=True)
 class ServeConfig:

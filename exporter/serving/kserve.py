@@ -162,10 +162,11 @@ def for_repository(written, storage_uri: str, **options) -> tuple[dict, list[str
     copied into the repository (pass ``plugin_lib``), and for ``gpus`` that do not fit the
     repository (a CPU repository asks for none, a GPU one for at least one)."""
     model_name = written.model_dir.name
-    cpu = getattr(written, "accelerator", "tensorrt") == "cpu"
+    cpu = getattr(written, "accelerator", "tensorrt") in ("cpu", "openvino")  # KIND_CPU repositories
     gpus = options.get("gpus", 0 if cpu else 1)
     if cpu and gpus:
-        raise ValueError(f"the repository runs on CPU instances (accelerator='cpu'): its replicas need no GPU, "
+        raise ValueError(f"the repository runs on CPU instances (accelerator={written.accelerator!r}): its "
+                         "replicas need no GPU, "
                          f"got gpus={gpus}")
     if not cpu and gpus < 1:
         raise ValueError(f"gpus must be at least 1 (the Triton config asks for GPU instances), got {gpus}")

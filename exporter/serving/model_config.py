@@ -18,7 +18,11 @@ from exporter.serving.session import TensorSpec, leading_dims_dynamic
 from exporter.shapes import InputProfile
 
 __all__ = ["TRT_WORKSPACE_BYTES"]  # the TensorRT EP's workspace, defined with its other options
-ACCELERATORS = ("tensorrt", "cuda", "cpu")
+ACCELERATORS = ("tensorrt", "cuda", "cpu", "openvino")
+CPU_ACCELERATORS = ("cpu", "openvino")
+OPENVINO_ACCELERATOR = "openvino"
+"""The onnxruntime backend's one CPU execution accelerator (``src/onnxruntime.cc``
+``kOpenVINOExecutionAccelerator``): ONNX Runtime's OpenVINO EP on the CPU; it reads no parameters."""
 
 # onnxruntime_backend src/onnxruntime.cc: Triton parameter key -> the ORT TensorRT EP option it sets.
 # ``precision_mode`` is handled apart (FP32, FP16, BF16, INT8 -> trt_{fp16,bf16,int8}_enable); any
@@ -115,8 +119,9 @@ def build_config(
 
     ``inputs``/``outputs`` None leaves them for Triton to complete (plans only). ``accelerator``
     (ONNX only): ``tensorrt`` puts ONNX Runtime's TensorRT EP first, ``cuda`` leaves the CUDA EP,
-    ``cpu`` runs on CPU instances with no GPU accelerator. ``instance_kind`` ``gpu`` or ``cpu``
-    (``KIND_GPU`` / ``KIND_CPU``; default: ``cpu`` for the ``cpu`` accelerator, else ``gpu``).
+    ``cpu`` runs on CPU instances with no GPU accelerator, ``openvino`` on CPU instances with the
+    OpenVINO CPU execution accelerator (ONNX Runtime's OpenVINO EP). ``instance_kind`` ``gpu`` or
+    ``cpu`` (``KIND_GPU`` / ``KIND_CPU``; default: ``cpu`` for the CPU accelerators, else ``gpu``).
     ``queue_policy`` ``(max_queue_size, timeout_us)``, for batched models: the dynamic batcher's
     default queue policy, rejecting past either bound and letting a request's own timeout shorten
     the wait. ``precision`` (:func:`exporter.onnx.precision.file_precision`) sets the TensorRT
@@ -128,14 +133,14 @@ def build_config(
     pb = model_config_pb2()
     if accelerator not in ACCELERATORS:
         raise ValueError(f"accelerator {accelerator!r} is not one of {', '.join(ACCELERATORS)}")
-    instance_kind = instance_kind or ("cpu" if accelerator == "cpu" else "gpu")
+    instance_kind = instance_kind or ("cpu" if accelerator in CPU_ACCELERATORS else "gpu")
     kinds = {"gpu": pb.ModelInstanceGroup.KIND_GPU, "cpu": pb.ModelInstanceGroup.KIND_CPU}
     if instance_kind not in kinds:
         raise ValueError(f"instance_kind {instance_kind!r} is not one of {', '.join(kinds)}")
     if plan and instance_kind == "cpu":
-        raise ValueError("a TensorRT plan runs on a GPU only; accelerator='cpu' is for ONNX models")
-    if accelerator == "cpu" and instance_kind != "cpu":
-        raise ValueError("accelerator='cpu' runs on CPU instances (instance_kind='cpu')")
+        raise ValueError(f"a TensorRT plan runs on a GPU only; accelerator={accelerator!r} is for ONNX models")
+    if accelerator in CPU_ACCELERATORS and instance_kind != "cpu":
+        raise ValueError(f"accelerator={accelerator!r} runs on CPU instances (instance_kind='cpu')")
     config = pb.ModelConfig(name=name)
     if plan:
         config.platform, config.backend = "tensorrt_plan", "tensorrt"
@@ -162,6 +167,8 @@ def build_config(
         trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         options = accelerator_ep_options(inputs or [], max_batch, profiles, precision, batches)
         trt.parameters.update(triton_accelerator_parameters(options))
+    if not plan and accelerator == OPENVINO_ACCELERATOR:
+        config.optimization.execution_accelerators.cpu_execution_accelerator.add(name=OPENVINO_ACCELERATOR)
     return config
 
 

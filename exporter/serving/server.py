@@ -465,7 +465,8 @@ def load_service(model_path: str | Path, config: ServeConfig, provider: str = "a
                  min_shapes: str | None = None, opt_shapes: str | None = None,
                  max_shapes: str | None = None, trt_cache: str | Path | None = None,
                  warm_up: bool = True, report: Callable[[str], None] | None = None) -> InferenceService:
-    """Load the ONNX model on ``provider`` and wrap it in a service (:func:`load_model`), warmed up
+    """Load the ONNX model on ``provider`` and wrap it in a service (:func:`load_model`; ``"openvino"``:
+    :func:`exporter.serving.openvino.load_openvino_model`, OpenVINO's CPU plugin), warmed up
     (:func:`~.session.warm_up_shapes`: every served batch size and the corners of the shape range,
     each run logged with its time) so that engine builds and algorithm searches happen before
     the server reports ready.
@@ -477,10 +478,19 @@ def load_service(model_path: str | Path, config: ServeConfig, provider: str = "a
     names the providers, and warnings go to the module logs.
     """
     report = report or log.info
-    model, profiles = load_model(model_path, config, provider, min_shapes=min_shapes, opt_shapes=opt_shapes,
-                                 max_shapes=max_shapes, trt_cache=trt_cache)
-    log.info("%s runs on ONNX Runtime's %s (session providers: %s)%s", model_path, model.providers[0],
-             ", ".join(model.providers), "; TF32 on" if model.tf32 else "")
+    if provider == "openvino":  # OpenVINO's CPU plugin: no ONNX Runtime provider choice, no TensorRT EP options
+        if trt_cache is not None:
+            raise ValueError("trt_cache is for the TensorRT EP; provider openvino runs no TensorRT")
+        from exporter.serving.openvino import load_openvino_model
+
+        model, profiles = load_openvino_model(model_path, config.max_batch, min_shapes=min_shapes,
+                                              opt_shapes=opt_shapes, max_shapes=max_shapes)
+        log.info("%s runs on %s", model_path, model.providers[0])
+    else:
+        model, profiles = load_model(model_path, config, provider, min_shapes=min_shapes, opt_shapes=opt_shapes,
+                                     max_shapes=max_shapes, trt_cache=trt_cache)
+        log.info("%s runs on ONNX Runtime's %s (session providers: %s)%s", model_path, model.providers[0],
+                 ", ".join(model.providers), "; TF32 on" if model.tf32 else "")
     if warm_up:
         shapes = warm_up_shapes(model.inputs, profiles, config.max_batch, model.batchable)
         if model.device == "cpu":  # no per-shape engine or algorithm search: one run proves the session

@@ -18,7 +18,7 @@ from typing import TypeVar
 from exporter.backends.availability import TENSORRT_EP
 from exporter.serving.batcher import DynamicBatcher, Overloaded, Timing
 from exporter.serving.budget import MemoryBudget, Reservation
-from exporter.serving.config import ServeConfig
+from exporter.serving.config import OPENVINO_PROVIDER, ServeConfig
 from exporter.serving.logs import TracebackLog
 from exporter.serving.protocol import (
     InferRequest,
@@ -164,7 +164,8 @@ class InferenceService:
                 self.config.name, self.model.inputs, self.model.outputs, plan=False,
                 max_batch=self.config.max_batch if self.model.batchable else 0,
                 max_delay_us=round(self.config.max_delay_ms * 1000),
-                accelerator="tensorrt" if tensorrt else "cuda" if on_gpu else "cpu",
+                accelerator="tensorrt" if tensorrt else "cuda" if on_gpu else
+                "openvino" if self.model.providers[0] == OPENVINO_PROVIDER else "cpu",
                 queue_policy=(self.config.max_queue, round(self.config.max_queue_delay_ms * 1000)),
                 precision=precision, profiles=self.profiles,
             )

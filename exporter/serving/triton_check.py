@@ -27,6 +27,7 @@ MODEL_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"} 
 BACKENDS = {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt"}
 SIDECAR = "model.plan.json"
 GPU_ACCELERATORS = ("tensorrt", "cuda")  # onnxruntime.cc: kTensorRTExecutionAccelerator, "cuda"
+CPU_ACCELERATORS = ("openvino",)  # onnxruntime.cc: kOpenVINOExecutionAccelerator (the "CPU execution providers" loop)
 PLUGIN_OP = "RFConvRectify"
 
 
@@ -77,6 +78,12 @@ RULES = {rule.name: rule for rule in (
     Rule("accelerator-kind", "GPU execution accelerators only on KIND_GPU (or KIND_AUTO) instances; on KIND_CPU "
                              "the backend ignores them",
          "onnxruntime_backend src/onnxruntime.cc (gpu_execution_accelerator read only for KIND_GPU / KIND_AUTO)"),
+    Rule("cpu-accelerator", "CPU execution accelerators are 'openvino' only, with no parameters (the backend reads "
+                            "none), for the onnxruntime backend, on KIND_CPU instances only: on KIND_GPU / "
+                            "KIND_AUTO the CUDA EP is appended first and takes the graph, so OpenVINO would not run it",
+         "onnxruntime_backend src/onnxruntime.cc (the 'CPU execution providers' loop: kOpenVINOExecutionAccelerator, "
+         "OrtOpenVINOProviderOptions device_type CPU, else 'unknown Execution Accelerator'; the GPU providers are "
+         "appended before it for KIND_GPU / KIND_AUTO)"),
     Rule("plugin-library", "every plugin library the model names exists: trt_extra_plugin_lib_paths, and for a plan "
                            "that needs the RFConvRectify library, a library carried in NAME/",
          "onnxruntime_backend src/onnxruntime.cc (trt_extra_plugin_lib_paths); tensorrt_backend src/tensorrt.cc "
@@ -246,6 +253,27 @@ def _check_io(m: _Model, config) -> None:
     m.done("io")
 
 
+def _check_cpu_accelerators(m: _Model, config, platform: str) -> None:
+    pb = model_config_pb2()
+    accelerators = config.optimization.execution_accelerators.cpu_execution_accelerator
+    for accelerator in accelerators:
+        if accelerator.name not in CPU_ACCELERATORS:
+            m.fail("cpu-accelerator", f"unknown CPU execution accelerator {accelerator.name!r}; the onnxruntime "
+                                      f"backend knows {', '.join(repr(a) for a in CPU_ACCELERATORS)} only")
+        elif accelerator.parameters:
+            m.fail("cpu-accelerator", f"the {accelerator.name} accelerator takes no parameters; the backend ignores "
+                                      f"{sorted(accelerator.parameters)}")
+    if accelerators and platform != "onnxruntime_onnx":
+        m.fail("cpu-accelerator", "cpu_execution_accelerator is for the onnxruntime backend")
+    not_cpu = [g for g in config.instance_group if g.kind != pb.ModelInstanceGroup.KIND_CPU]
+    if accelerators and (not_cpu or not config.instance_group):
+        kinds = ", ".join(pb.ModelInstanceGroup.Kind.Name(g.kind) for g in not_cpu) or "no instance_group (KIND_AUTO)"
+        m.fail("cpu-accelerator", f"the OpenVINO CPU accelerator on {kinds} instances: ONNX Runtime's CUDA EP comes "
+                                  "first there and OpenVINO would not run the model; use instance_group "
+                                  "[{ kind: KIND_CPU }]")
+    m.done("cpu-accelerator")
+
+
 def _check_accelerators(m: _Model, config, platform: str) -> None:
     pb = model_config_pb2()
     accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
@@ -267,6 +295,7 @@ def _check_accelerators(m: _Model, config, platform: str) -> None:
     if accelerators and on_cpu:
         m.fail("accelerator-kind", "KIND_CPU instances with a GPU execution accelerator: the backend ignores it there")
     m.done("accelerator-kind")
+    _check_cpu_accelerators(m, config, platform)
     for accelerator in accelerators:
         paths = accelerator.parameters.get("trt_extra_plugin_lib_paths", "")
         for path in filter(None, paths.split(";")):

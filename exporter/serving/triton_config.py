@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from exporter.config import option
 
-ACCELERATORS = ("tensorrt", "cuda", "cpu")
+ACCELERATORS = ("tensorrt", "cuda", "cpu", "openvino")
+CPU_ACCELERATORS = ("cpu", "openvino")
+"""Accelerators of CPU instances (``KIND_CPU``): ONNX Runtime's CPU EP, or its OpenVINO EP."""
 KSERVE_GROUP = "KServe (scale-out on Kubernetes with the Triton runtime)"
 
 
@@ -20,12 +22,12 @@ class TritonConfig:
 
     Writing: model ``name`` (default: the file's stem); ``max_batch`` rows gathered for at most
     ``max_delay_us`` microseconds (a plan: at most its profile's largest batch); ``accelerator``
-    ``tensorrt`` / ``cuda`` (GPU instances) or ``cpu`` (CPU instances, ONNX only); a plan's
+    ``tensorrt`` / ``cuda`` (GPU instances), ``cpu`` or ``openvino`` (CPU instances, ONNX only); a plan's
     ``plugin_lib`` and the ``onnx_path`` it was built from; ``min_shapes``/``opt_shapes``/``max_shapes``
     the TensorRT EP's profile (strings as for :func:`exporter.shapes.parse_shapes`).
 
     KServe (``kserve`` a ``.yaml`` path, with ``storage_uri``): ``kserve_name``, ``gpus`` per
-    replica (default 1, or 0 for ``accelerator='cpu'``), ``min_replicas``..``max_replicas``,
+    replica (default 1, or 0 for the CPU accelerators), ``min_replicas``..``max_replicas``,
     ``protocol``, ``runtime_version`` and ``startup_timeout_s`` (longest a replica may take to load
     its model before the startup probe gives up).
 
@@ -42,7 +44,8 @@ class TritonConfig:
     max_delay_us: int = option(2000, help="dynamic batching queue delay, microseconds")
     accelerator: str = option("tensorrt", choices=ACCELERATORS,
                               help="ONNX models: ONNX Runtime's TensorRT EP first, or only its CUDA EP (GPU "
-                                   "instances), or cpu (CPU instances, no GPU)")
+                                   "instances), or cpu (CPU instances, no GPU), or openvino (CPU instances, ONNX "
+                                   "Runtime's OpenVINO EP: Triton's OpenVINO CPU execution accelerator)")
     plugin_lib: str | None = option(None, metavar="PATH", help="plans: the TensorRT plugin library the engine needs")
     onnx_path: str | None = option(None, flag="--onnx", metavar="PATH",
                                    help="plans: the ONNX the plan was built from (default: MODEL.onnx beside it)")
@@ -58,8 +61,8 @@ class TritonConfig:
     kserve_name: str | None = option(None, group=KSERVE_GROUP,
                                      help="InferenceService name (default: the model name, lower case, '-' for '_')")
     gpus: int | None = option(None, parse=int, group=KSERVE_GROUP,
-                              help="nvidia.com/gpu per replica (default: 1; with --accelerator cpu 0, the only "
-                                   "value allowed)")
+                              help="nvidia.com/gpu per replica (default: 1; with --accelerator cpu or openvino 0, "
+                                   "the only value allowed)")
     min_replicas: int = option(1, group=KSERVE_GROUP, help="fewest replicas")
     max_replicas: int | None = option(None, parse=int, group=KSERVE_GROUP,
                                       help="most replicas, KServe scales between (default: --min-replicas)")
@@ -91,12 +94,12 @@ class TritonConfig:
                              "be uploaded (gs://bucket/models)")
         if self.storage_uri and self.kserve is None:
             raise ValueError("storage_uri is for the KServe manifest: add kserve=FILE.yaml")
-        if self.accelerator == "cpu" and self.gpus not in (None, 0):
-            raise ValueError(f"accelerator='cpu' writes a CPU repository: its replicas need no GPU, "
+        if self.accelerator in CPU_ACCELERATORS and self.gpus not in (None, 0):
+            raise ValueError(f"accelerator={self.accelerator!r} writes a CPU repository: its replicas need no GPU, "
                              f"got gpus={self.gpus}")
-        if self.accelerator != "cpu" and self.gpus is not None and self.gpus < 1:
-            raise ValueError(f"gpus must be at least 1 (the Triton config asks for GPU instances; accelerator='cpu' "
-                             f"for none), got {self.gpus}")
+        if self.accelerator not in CPU_ACCELERATORS and self.gpus is not None and self.gpus < 1:
+            raise ValueError(f"gpus must be at least 1 (the Triton config asks for GPU instances; accelerator='cpu' or "
+                             f"'openvino' for none), got {self.gpus}")
         if self.startup_timeout_s < 1:
             raise ValueError(f"startup_timeout_s must be at least 1, got {self.startup_timeout_s}")
 
@@ -105,7 +108,7 @@ class TritonConfig:
         """``gpus``, or its default: 0 on CPU, else 1."""
         if self.gpus is not None:
             return self.gpus
-        return 0 if self.accelerator == "cpu" else 1
+        return 0 if self.accelerator in CPU_ACCELERATORS else 1
 
     def writer_options(self) -> dict:
         """Keyword arguments of :func:`~.triton_repo.write_repository` (after ``model`` and ``repo``)."""

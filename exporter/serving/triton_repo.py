@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from exporter.serving.model_config import (  # noqa: F401 - re-exported: the writer's config builder
+    ACCELERATORS,
+    CPU_ACCELERATORS,
     TRT_WORKSPACE_BYTES,
     batched,
     build_config,
@@ -281,10 +283,10 @@ def write_repository(
         raise ValueError(f"model name {name!r} is not a valid directory name")
     if max_batch < 0:
         raise ValueError(f"max_batch must be >= 0 (0 turns batching off), got {max_batch}")
-    if accelerator not in ("tensorrt", "cuda", "cpu"):
-        raise ValueError(f"accelerator {accelerator!r} is not one of tensorrt, cuda, cpu")
-    if plan and accelerator == "cpu":
-        raise ValueError("a TensorRT plan runs on a GPU only; accelerator='cpu' is for ONNX models")
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"accelerator {accelerator!r} is not one of {', '.join(ACCELERATORS)}")
+    if plan and accelerator in CPU_ACCELERATORS:
+        raise ValueError(f"a TensorRT plan runs on a GPU only; accelerator={accelerator!r} is for ONNX models")
     if plugin_lib is not None:
         plugin_lib = Path(plugin_lib).resolve()
         if not plan:
@@ -333,6 +335,10 @@ def write_repository(
                 notes.append(note)
         if accelerator == "cpu":
             notes.append("CPU instances (KIND_CPU): ONNX Runtime's CPU execution provider, no GPU")
+        if accelerator == "openvino":
+            notes.append("CPU instances (KIND_CPU) with the OpenVINO CPU execution accelerator (ONNX Runtime's "
+                         "OpenVINO EP): needs a Triton whose onnxruntime backend is built with OpenVINO "
+                         "(TRITON_ENABLE_ONNXRUNTIME_OPENVINO), no GPU")
     config = build_config(
         name, inputs, outputs, plan=plan, max_batch=max_batch, max_delay_us=max_delay_us,
         accelerator=accelerator, precision=precision, profiles=profiles,

@@ -114,7 +114,7 @@ def test_provider_aliases_are_the_cli_choices():
 
     serve = build_parser()._subparsers._group_actions[0].choices["serve"]
     (provider,) = [a for a in serve._actions if a.dest == "provider"]
-    assert set(provider.choices) == {"auto", *PROVIDER_ALIASES}
+    assert set(provider.choices) == {"auto", *PROVIDER_ALIASES, "openvino"}  # openvino: OpenVINO, not an ORT EP
 
 
 def test_compare_backends_providers():

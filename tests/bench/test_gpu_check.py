@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from benchmarks import gpu_check
 from exporter.backends import availability
+from tools import gpu_check
 
 
 @pytest.mark.skipif(availability.cuda().available, reason="a CUDA device is visible: the refusal cannot be checked")

@@ -297,7 +297,8 @@ def test_factors_of_one_pixel_maps_are_rectified_convs(tmp_path, hw, rectified):
     """RF-ResNet-18 at 32x32 has a 1x1 layer4 (at 2x2 every map past the stem is 1x1): their
     [1, 1, 1, 1] factors were not recognised, so the summary counted 13 (or 0) rectified convs, the
     BatchNorms after them stayed unfolded and compare failed the honest file."""
-    from exporter.comparison.layerwise import find_rectified_layers, rectifying_modules
+    from exporter.comparison.layerwise import find_rectified_layers
+    from exporter.comparison.modules import rectifying_modules
 
     torch.manual_seed(0)
     model = rectify_model(torchvision.models.resnet18()).eval()

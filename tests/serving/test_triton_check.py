@@ -96,6 +96,9 @@ ONNX_DAMAGE = {  # rule -> how a written ONNX repository is made to break it
     "plugin-library": lambda repo: _edit(
         repo / "m" / "config.pbtxt",
         lambda c: _accelerator(c).parameters.__setitem__("trt_extra_plugin_lib_paths", str(repo / "missing.so"))),
+    "cpu-accelerator": lambda repo: _edit(  # the OpenVINO CPU accelerator on the written KIND_GPU instances
+        repo / "m" / "config.pbtxt",
+        lambda c: c.optimization.execution_accelerators.cpu_execution_accelerator.add(name="openvino")),
     "no-plugin-op": _replace_with_plugin_op,
     "version": lambda repo: shutil.copytree(repo / "m" / "1", repo / "m" / "2"),  # Triton serves the latest
 }

@@ -1,6 +1,6 @@
 """The project's one GPU check: everything that needs a CUDA device, in one command.
 
-    make gpu-check            # or: python -m benchmarks.gpu_check [--out DIR] [--quick]
+    make gpu-check            # or: python -m tools.gpu_check [--out DIR] [--quick]
 
 Made for a bare GPU machine (the device machines lent to some sessions: Python 3.12, CUDA torch,
 nvcc and CMake, no TensorRT, CPU-only ONNX Runtime, no network): carry only the working tree. In

@@ -1,0 +1,446 @@
+"""Serving under abuse: well-behaved clients next to hostile ones, against ``rfconv-deploy serve``.
+
+The server runs in its own process on loopback with the tiny rectified CNN of the serving tests
+(dynamic batch, height and width). ``clients`` well-behaved threads send requests of 1 to 8
+16x16 images, half JSON and half binary, on keep-alive connections; a 503 is retried after a
+short pause. Every 200 is checked afterwards against in-process ONNX Runtime on the same file.
+With ``abuse`` on, these run alongside:
+
+* abandoning clients: a batch-8 request, then the connection is closed before the answer;
+* oversized bodies: 4 MiB chunked uploads against a 1 MiB limit;
+* gzip bombs: 256 MiB of zeros compressed to about 250 KiB;
+* slow-loris connections: headers that never end, and bodies shorter than announced;
+* huge images: 1x3x512x512 (over the pixel bound) and 1x3x192x192 (under it) requests;
+* shape overflow: JSON inputs of shape ``[0, 3, 2**62, 4]`` and ``[0, 2**64]`` (400, no traceback);
+* malformed header blocks (400 from the HTTP parser, one log line);
+* held bodies: connections announcing a body of ``--max-body-mb`` that send a tenth of it and stop,
+  against the memory budget (``--max-inflight-mb``);
+* a JSON flood: JSON bodies near ``--max-json-mb`` that are decoded, then refused.
+
+Meanwhile ``/v2/health/ready`` is polled every 50 ms (each answer must be 200: overload never
+turns readiness off) from a separate process (so that the
+clients' own interpreter lock does not count against the server), and the server's RSS every 200 ms. At the
+end the server gets SIGTERM and the time to exit is measured. All traffic is bounded by
+``duration_s`` and stays on 127.0.0.1. ``python -m benchmarks.serving_abuse`` runs it without
+and with the abusers; the chaos test (``tests/serving/test_serving_chaos.py``) calls :func:`run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import json
+import os
+import platform
+import queue
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+START_TIMEOUT_S = 120.0
+REQUEST_TIMEOUT_S = 30.0
+RETRY_GRACE_S = 20.0  # a request started before the end may retry this long after it
+SERVER_FLAGS = (
+    "--max-batch", "8", "--max-delay-ms", "2", "--max-queue", "64", "--max-queue-delay-ms", "3000",
+    "--max-body-mb", "1", "--max-json-mb", "1", "--max-batch-pixels", str(8 * 128 * 128),
+    "--header-timeout-s", "2", "--body-timeout-s", "2", "--max-connections", "400", "--shutdown-grace-s", "5",
+    "--provider", "cpu",  # the CPU run whatever ONNX Runtime package is installed (no provider warnings)
+    "--max-inflight-mb", "64",
+)
+GRACE_S = 5.0
+INFER = "/v2/models/chaos/infer"
+IMAGE = (3, 16, 16)
+
+
+HEALTH_PROBE = """
+import http.client, json, sys, time
+host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+end, latencies, not_ready, conn = time.monotonic() + seconds, [], 0, None
+while time.monotonic() < end:
+    start = time.perf_counter()
+    try:
+        conn = conn or http.client.HTTPConnection(host, port, timeout=10)
+        conn.request("GET", "/v2/health/ready")
+        response = conn.getresponse()
+        response.read()
+        not_ready += response.status != 200
+        latencies.append(time.perf_counter() - start)
+    except (OSError, http.client.HTTPException):
+        latencies.append(float("inf"))
+        conn = None
+    time.sleep(0.05)
+print(json.dumps({"latencies": latencies, "not_ready": not_ready}))
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident memory of process ``pid`` in MiB (None when it cannot be read)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def server_flags(image: tuple[int, int, int]) -> tuple[str, ...]:
+    """:data:`SERVER_FLAGS`, with the body and pixel bounds of batches of 8 ``image``-sized inputs
+    (and a budget to match) for images larger than :data:`IMAGE`."""
+    if image == IMAGE:
+        return SERVER_FLAGS
+    pixels = 8 * image[1] * image[2]
+    body_mb = max(1, -(-8 * int(np.prod(image)) * 4 // (1 << 20)) + 1)
+    sized = {"--max-batch-pixels": str(pixels), "--max-body-mb": str(body_mb),
+             "--max-inflight-mb": str(max(64, 16 * body_mb))}
+    flags = list(SERVER_FLAGS)
+    for flag, value in sized.items():
+        flags[flags.index(flag) + 1] = value
+    return tuple(flags)
+
+
+class Server:
+    """``rfconv-deploy serve MODEL --name chaos`` with :func:`server_flags` in a child process."""
+
+    def __init__(self, model: Path, flags: tuple[str, ...] = SERVER_FLAGS):
+        root = Path(__file__).resolve().parents[1]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+        command = [sys.executable, "-m", "exporter.cli", "serve", str(model), "--name", "chaos", "--port", "0",
+                   "--no-grpc", *flags]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env=env)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not any("listening on http://" in line for line in self.output):
+            try:
+                self.output.append(self.lines.get(timeout=max(0.1, deadline - time.monotonic())))
+            except queue.Empty:
+                self.process.kill()
+                raise RuntimeError(f"the server did not start: {''.join(self.output)}") from None
+        self.host, port = self.output[-1].split("http://")[1].split()[0].rsplit(":", 1)
+        self.port = int(port)
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def stop(self) -> tuple[int | None, float]:
+        """SIGTERM; the exit code (None if it had to be killed) and seconds to exit."""
+        start = time.perf_counter()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(GRACE_S * 3)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(30)
+            code = None
+        took = time.perf_counter() - start
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return code, took
+
+
+@dataclass
+class Tally:
+    """What the well-behaved clients saw: answers to check, latencies, 503s, failures."""
+
+    answers: list = field(default_factory=list)  # (x, logits)
+    latencies: list = field(default_factory=list)  # seconds from first try to the 200, retries included
+    retried: int = 0
+    lost: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _encode(x: np.ndarray, binary: bool, request_id: str) -> tuple[bytes, dict]:
+    if not binary:
+        body = {"id": request_id, "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                                              "data": x.ravel().tolist()}]}
+        return json.dumps(body).encode(), {"Content-Type": "application/json"}
+    raw = x.astype("<f4").tobytes()
+    header = json.dumps({"id": request_id, "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
+                                                       "parameters": {"binary_data_size": len(raw)}}],
+                         "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+    return header + raw, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def _decode(headers: dict, body: bytes) -> tuple[str, np.ndarray]:
+    split = int(headers.get("Inference-Header-Content-Length", len(body)))
+    header = json.loads(body[:split])
+    (out,) = header["outputs"]
+    if "data" in out:
+        values = np.asarray(out["data"], np.float32)
+    else:
+        values = np.frombuffer(body[split:split + out["parameters"]["binary_data_size"]], "<f4")
+    return header["id"], values.reshape(out["shape"])
+
+
+def well_behaved(server: Server, seed: int, end: float, tally: Tally, image: tuple[int, int, int] = IMAGE) -> None:
+    """Requests of 1-8 images, JSON or binary (binary only for images larger than :data:`IMAGE`),
+    until ``end``; each retried on 503 until it gets its 200."""
+    rng = np.random.default_rng(seed)
+    conn = None
+    count = 0
+    while time.monotonic() < end:
+        rows = int(rng.integers(1, 9))
+        x = rng.standard_normal((rows, *image)).astype(np.float32)
+        request_id = f"c{seed}-{count}"
+        count += 1
+        body, headers = _encode(x, image == IMAGE and bool(rng.integers(2)), request_id)
+        start, give_up = time.monotonic(), max(end, time.monotonic()) + RETRY_GRACE_S
+        while True:
+            if time.monotonic() > give_up:
+                with tally.lock:
+                    tally.lost.append((request_id, "no 200 before the retry deadline"))
+                break
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(server.host, server.port, timeout=REQUEST_TIMEOUT_S)
+                conn.request("POST", INFER, body=body, headers=headers)
+                response = conn.getresponse()
+                answer, status = response.read(), response.status
+                got_headers = dict(response.getheaders())
+                if response.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException):
+                if conn is not None:
+                    conn.close()
+                conn = None
+                with tally.lock:
+                    tally.retried += 1
+                time.sleep(0.05)
+                continue
+            if status == 503:
+                with tally.lock:
+                    tally.retried += 1
+                time.sleep(0.05 + 0.1 * random.random())
+                continue
+            with tally.lock:
+                if status != 200:
+                    tally.lost.append((request_id, f"status {status}: {answer[:200]!r}"))
+                else:
+                    answered_id, logits = _decode(got_headers, answer)
+                    if answered_id != request_id:
+                        tally.lost.append((request_id, f"answered as {answered_id}"))
+                    tally.answers.append((x, logits))
+                    tally.latencies.append(time.monotonic() - start)
+            break
+    if conn is not None:
+        conn.close()
+
+
+def _send_and_leave(server: Server, data: bytes) -> None:
+    try:
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            sock.sendall(data)
+    except OSError:
+        pass
+
+
+def _send_and_read(server: Server, data: bytes) -> None:
+    try:
+        with socket.create_connection((server.host, server.port), timeout=10) as sock:
+            sock.sendall(data)
+            while sock.recv(65536):
+                pass
+    except OSError:
+        pass
+
+
+def _post_bytes(body: bytes, headers: dict) -> bytes:
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"POST {INFER} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def abusers(server: Server, end: float) -> list[threading.Thread]:
+    """The hostile clients of the module docstring, each a thread looping until ``end``."""
+    rng = np.random.default_rng(99)
+    abandon = _post_bytes(*_encode(rng.standard_normal((8, *IMAGE)).astype(np.float32), True, "gone"))
+    bomb = _post_bytes(gzip.compress(b"\0" * (256 << 20), 9), {"Content-Encoding": "gzip"})
+    huge = _post_bytes(*_encode(np.zeros((1, 3, 512, 512), np.float32), True, "huge"))
+    large = _post_bytes(*_encode(np.zeros((1, 3, 192, 192), np.float32), True, "large"))
+    chunk = b"%x\r\n%s\r\n" % (1 << 20, b" " * (1 << 20))
+    oversize = f"POST {INFER} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + chunk * 4
+
+    def loop(action, pause: float):
+        def body():
+            while time.monotonic() < end:
+                action()
+                time.sleep(pause)
+        return body
+
+    def slow_loris():
+        held = []
+        while time.monotonic() < end:
+            try:
+                sock = socket.create_connection((server.host, server.port), timeout=5)
+                sock.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Le".encode())
+                held.append(sock)
+            except OSError:
+                pass
+            if len(held) > 40:
+                held.pop(0).close()
+            time.sleep(0.1)
+        for sock in held:
+            sock.close()
+
+    short_body = _post_bytes(b"{" * 100, {})[:-90]
+    overflow = [_post_bytes(json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": shape,
+                                                    "data": []}]}).encode(), {})
+                for shape in ([0, 3, 2**62, 4], [0, 2**64])]
+    malformed = b"POST " + INFER.encode() + b" HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"
+    values = (1 << 20) // len(b"0.123456789,")  # a JSON part just under --max-json-mb, the wrong size
+    flood = _post_bytes(b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 16, 16], "data": ['
+                        + b",".join([b"0.123456789"] * values) + b"]}]}", {})
+
+    def held_bodies():
+        held = []
+        while time.monotonic() < end:
+            try:
+                sock = socket.create_connection((server.host, server.port), timeout=5)
+                sock.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {1 << 20}\r\n\r\n".encode()
+                             + b" " * (1 << 17))
+                held.append(sock)
+            except OSError:
+                pass
+            if len(held) > 100:
+                held.pop(0).close()
+            time.sleep(0.02)
+        for sock in held:
+            sock.close()
+
+    actions = [
+        loop(lambda: _send_and_leave(server, abandon), 0.02),
+        loop(lambda: _send_and_leave(server, abandon), 0.02),
+        loop(lambda: _send_and_read(server, oversize), 0.2),
+        loop(lambda: _send_and_read(server, bomb), 0.5),
+        loop(lambda: _send_and_read(server, huge), 0.3),
+        loop(lambda: _send_and_read(server, large), 0.3),
+        loop(lambda: _send_and_leave(server, short_body), 0.1),
+        slow_loris,
+        loop(lambda: [_send_and_read(server, body) for body in overflow], 0.1),
+        loop(lambda: _send_and_read(server, malformed), 0.1),
+        held_bodies,
+        loop(lambda: _send_and_read(server, flood), 0.0),
+        loop(lambda: _send_and_read(server, flood), 0.0),
+        loop(lambda: _send_and_read(server, flood), 0.0),
+    ]
+    return [threading.Thread(target=action, daemon=True) for action in actions]
+
+
+def run(model: Path, clients: int, duration_s: float, abuse: bool, image: tuple[int, int, int] = IMAGE) -> dict:
+    """One chaos run on ``model`` (inputs of ``image`` = C, H, W); returns the numbers the test
+    asserts on and the benchmark prints."""
+    from exporter.backends.ort import CPU_EP, create_session
+
+    server = Server(model, server_flags(image))
+    tally = Tally()
+    rss: list[float] = []
+    end = time.monotonic() + duration_s
+    stop_monitors = threading.Event()
+    probe = subprocess.Popen([sys.executable, "-c", HEALTH_PROBE, server.host, str(server.port), str(duration_s)],
+                             stdout=subprocess.PIPE, text=True)
+
+    def monitor_rss():
+        while not stop_monitors.is_set():
+            if (value := rss_mib(server.process.pid)) is not None:
+                rss.append(value)
+            time.sleep(0.2)
+
+    idle_rss = rss_mib(server.process.pid)
+    monitors = [threading.Thread(target=monitor_rss, daemon=True)]
+    workers = [threading.Thread(target=well_behaved, args=(server, seed, end, tally, image), daemon=True)
+               for seed in range(clients)]
+    hostile = abusers(server, end) if abuse else []
+    started = time.monotonic()
+    for thread in monitors + workers + hostile:
+        thread.start()
+    for thread in workers:
+        thread.join(duration_s + RETRY_GRACE_S + REQUEST_TIMEOUT_S)
+    elapsed = time.monotonic() - started
+    for thread in hostile:
+        thread.join(30)
+    stop_monitors.set()
+    for thread in monitors:
+        thread.join(15)
+    probed = json.loads(probe.communicate(timeout=duration_s + 30)[0])
+    health = probed["latencies"]
+    code, exit_s = server.stop()
+
+    session = create_session(model, [CPU_EP])
+    wrong = sum(
+        not np.allclose(logits, session.run(["logits"], {"input": x})[0], rtol=1e-4, atol=1e-5)
+        for x, logits in tally.answers
+    )
+    images = sum(len(x) for x, _ in tally.answers)
+    alive = [t.name for t in workers if t.is_alive()]
+    return {
+        "clients": clients, "duration_s": duration_s, "abuse": abuse,
+        "requests_ok": len(tally.answers), "images": images, "images_per_s": images / elapsed,
+        "wrong": wrong, "lost": len(tally.lost) + len(alive), "lost_examples": tally.lost[:5],
+        "retries": tally.retried,
+        "p50_ms": percentile(tally.latencies, 50) * 1e3, "p99_ms": percentile(tally.latencies, 99) * 1e3,
+        "health_p50_ms": percentile(health, 50) * 1e3,
+        "health_p99_ms": percentile(health, 99) * 1e3, "health_max_ms": max(health, default=0.0) * 1e3,
+        "health_checks": len(health), "health_not_ready": probed["not_ready"],
+        "idle_rss_mib": idle_rss, "max_rss_mib": max(rss, default=float("nan")),
+        "exit_code": code, "exit_s": exit_s, "grace_s": GRACE_S,
+        "server_log_lines": len(server.output), "server_tracebacks": sum("Traceback" in line for line in server.output),
+        "server_tail": "".join(server.output[-5:]),
+    }
+
+
+def _line(r: dict) -> str:
+    return (f"  {'with' if r['abuse'] else 'without':7} abusers: {r['images_per_s']:7.1f} images/s, "
+            f"p50 {r['p50_ms']:6.1f} ms, p99 {r['p99_ms']:7.1f} ms (per request, retries included), "
+            f"{r['requests_ok']} ok, {r['retries']} retries, {r['wrong']} wrong, {r['lost']} lost; "
+            f"ready p99 {r['health_p99_ms']:.1f} ms; RSS max {r['max_rss_mib']:.0f} MiB; "
+            f"SIGTERM exit {r['exit_code']} in {r['exit_s']:.1f} s")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=64, help="well-behaved client threads (default: 64)")
+    parser.add_argument("--duration-s", type=float, default=20.0, help="seconds per run (default: 20)")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--model", type=Path, help="an ONNX file with input 'input' and output 'logits' to serve "
+                                                   "instead of the tiny RF-CNN, e.g. an exported RF-ResNet-50")
+    parser.add_argument("--image", default="3,16,16", help="C,H,W of the clients' images (default: 3,16,16; "
+                                                           "3,224,224 for RF-ResNet-50)")
+    args = parser.parse_args(argv)
+    image = tuple(int(v) for v in args.image.split(","))
+    if args.model is None:
+        from tests.helpers.serving_models import tiny_models
+
+        model, name = tiny_models().dynamic_hw, "tiny RF-CNN"
+    else:
+        model, name = args.model, args.model.name
+    results = [run(model, args.clients, args.duration_s, abuse, image) for abuse in (False, True)]
+    print(f"Serving under abuse: {name} {image[1]}x{image[2]}, batches of 1-8, {args.clients} clients, "
+          f"{args.duration_s:g} s per run ({platform.machine()}, {os.cpu_count()} CPUs, shared)")
+    for r in results:
+        print(_line(r))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0 if all(r["wrong"] == 0 and r["lost"] == 0 and r["exit_code"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
