@@ -7,14 +7,22 @@ importing this module loads neither torch nor onnxruntime.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib
 import importlib.metadata
 import importlib.util
+import io
+import logging
 import platform
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 BACKENDS = ("torch", "ort-cpu", "ort-cuda", "ort-trt", "trt", "ov-cpu", "onnx-ref")
 """Every backend name (``compare --backends``, ``bench --backends``)."""
+
+_log = logging.getLogger("exporter.backends.ort")
 
 TENSORRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -114,6 +122,56 @@ def probe() -> list[Availability]:
     ]
 
 
+PROVIDER_LIBRARIES = {TENSORRT_EP: "libonnxruntime_providers_tensorrt.so", CUDA_EP: "libonnxruntime_providers_cuda.so"}
+"""The library ONNX Runtime loads for each GPU execution provider (onnxruntime/capi/)."""
+
+
+def preload_cuda_libraries() -> bool:
+    """Load the CUDA and cuDNN libraries of the ``nvidia-*`` wheels into the process, as
+    ``import torch`` does, with ``onnxruntime.preload_dlls()``. Returns False when this
+    onnxruntime has none (older than 1.21) or was not built with CUDA; a library that is not
+    there is left for the provider's own load (whose error :func:`provider_load_error` reports)."""
+    import onnxruntime
+
+    preload = getattr(onnxruntime, "preload_dlls", None)
+    if preload is None or not any(p in GPU_PROVIDERS for p in onnxruntime.get_available_providers()):
+        return False
+    printed = io.StringIO()  # it prints each library it misses; the provider's own load names the one that matters
+    try:
+        with contextlib.redirect_stdout(printed):
+            preload(msvc=False)
+    except (OSError, RuntimeError) as err:
+        _log.debug("onnxruntime.preload_dlls() failed: %s", err)
+        return False
+    finally:
+        if printed.getvalue().strip():
+            _log.debug("onnxruntime.preload_dlls(): %s", printed.getvalue().strip())
+    return True
+
+
+def provider_load_error(provider: str) -> str | None:
+    """Why ONNX Runtime's library for ``provider`` does not load here (the dynamic loader's
+    message, naming the missing library), or None when it loads or the provider needs none (and
+    off Linux, where the check after session creation reports it)."""
+    library = PROVIDER_LIBRARIES.get(provider)
+    if library is None or not sys.platform.startswith("linux"):  # elsewhere the session check reports it
+        return None
+    import onnxruntime
+
+    capi = Path(onnxruntime.__file__).parent / "capi"
+    path = capi / library
+    if not path.exists():
+        return f"{library} is not in {capi} (install onnxruntime-gpu: docs/onnxruntime.md)"
+    try:
+        shared = capi / "libonnxruntime_providers_shared.so"
+        if shared.exists():
+            ctypes.CDLL(str(shared), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(str(path))
+    except OSError as err:
+        return str(err)
+    return None
+
+
 def why_not(backend: str, *, torch_model: bool = True, torch_device: str = "cpu") -> str | None:
     """Why ``backend`` cannot run here, in a few words, or None when it can (as far as can be told
     without the file: ONNX Runtime listing a provider does not prove that it loads). The one check
@@ -136,7 +194,11 @@ def why_not(backend: str, *, torch_model: bool = True, torch_device: str = "cpu"
         if importlib.util.find_spec("onnxruntime") is None:
             return "the onnxruntime package is not installed"
         found = ort_provider(ORT_PROVIDERS[backend], backend)
-        return None if found.available else found.detail
+        if not found.available:
+            return found.detail
+        preload_cuda_libraries()
+        error = provider_load_error(ORT_PROVIDERS[backend])
+        return None if error is None else f"{ORT_PROVIDERS[backend]} does not load: {error}"
     if backend == "ov-cpu":
         found = ov_cpu()
         return None if found.available else found.detail

@@ -24,18 +24,23 @@ Light: imports neither torch nor polygraphy; onnxruntime only inside functions.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import hashlib
-import io
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from exporter.backends.availability import CPU_EP, CUDA_EP, GPU_PROVIDERS, TENSORRT_EP, BackendSkipped
+from exporter.backends.availability import (  # noqa: F401 - the loader checks are re-exported here
+    CPU_EP,
+    CUDA_EP,
+    GPU_PROVIDERS,
+    PROVIDER_LIBRARIES,
+    TENSORRT_EP,
+    BackendSkipped,
+    preload_cuda_libraries,
+    provider_load_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,6 @@ PROVIDER_ALIASES = {"tensorrt": TENSORRT_EP, "cuda": CUDA_EP, "cpu": CPU_EP}
 """``--provider`` value -> ONNX Runtime execution provider."""
 PROVIDER_PREFERENCE = (TENSORRT_EP, CUDA_EP, CPU_EP)
 """The ``auto`` order, best first."""
-PROVIDER_LIBRARIES = {TENSORRT_EP: "libonnxruntime_providers_tensorrt.so", CUDA_EP: "libonnxruntime_providers_cuda.so"}
 """The shared library ONNX Runtime loads for each GPU provider (Linux names)."""
 
 TRT_WORKSPACE_BYTES = 1 << 30
@@ -78,52 +82,6 @@ def available_providers() -> list[str]:
     import onnxruntime
 
     return list(onnxruntime.get_available_providers())
-
-
-def preload_cuda_libraries() -> bool:
-    """Load the CUDA and cuDNN libraries of the ``nvidia-*`` wheels into the process, as
-    ``import torch`` does, with ``onnxruntime.preload_dlls()``. Returns False when this
-    onnxruntime has none (older than 1.21) or was not built with CUDA; a library that is not
-    there is left for the provider's own load (whose error :func:`provider_load_error` reports)."""
-    import onnxruntime
-
-    preload = getattr(onnxruntime, "preload_dlls", None)
-    if preload is None or not any(p in GPU_PROVIDERS for p in onnxruntime.get_available_providers()):
-        return False
-    printed = io.StringIO()  # it prints each library it misses; the provider's own load names the one that matters
-    try:
-        with contextlib.redirect_stdout(printed):
-            preload(msvc=False)
-    except (OSError, RuntimeError) as err:
-        log.debug("onnxruntime.preload_dlls() failed: %s", err)
-        return False
-    finally:
-        if printed.getvalue().strip():
-            log.debug("onnxruntime.preload_dlls(): %s", printed.getvalue().strip())
-    return True
-
-
-def provider_load_error(provider: str) -> str | None:
-    """Why ONNX Runtime's library for ``provider`` does not load here (the dynamic loader's
-    message, naming the missing library), or None when it loads or the provider needs none (and
-    off Linux, where the check after session creation reports it)."""
-    library = PROVIDER_LIBRARIES.get(provider)
-    if library is None or not sys.platform.startswith("linux"):  # elsewhere the session check reports it
-        return None
-    import onnxruntime
-
-    capi = Path(onnxruntime.__file__).parent / "capi"
-    path = capi / library
-    if not path.exists():
-        return f"{library} is not in {capi} (install onnxruntime-gpu: docs/onnxruntime.md)"
-    try:
-        shared = capi / "libonnxruntime_providers_shared.so"
-        if shared.exists():
-            ctypes.CDLL(str(shared), mode=ctypes.RTLD_GLOBAL)
-        ctypes.CDLL(str(path))
-    except OSError as err:
-        return str(err)
-    return None
 
 
 def select_providers(preference: str = "auto", available: Sequence[str] | None = None, *,

@@ -64,7 +64,7 @@ def _conv_graph(scale_values=None, bn=False, scale_first=False):
 def _run(graph):
     import onnxruntime as ort
 
-    model = gs.export_onnx(graph.copy())
+    model = gs.export_onnx(graph.copy(), ir_version=10)  # onnxruntime-gpu 1.31 reads IR <= 13
     onnx.checker.check_model(model, full_check=True)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     x = np.linspace(-1, 1, 4 * 6 * 7, dtype=np.float32).reshape(1, 4, 6, 7)
