@@ -46,6 +46,8 @@ def _quiet_export(model, example, path, **options):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
+    """The exports the OpenVINO tests share (about 10 s once per module, in CI: OpenVINO's first
+    compile; every ov-cpu test reuses them)."""
     folder = tmp_path_factory.mktemp("ov")
     model, example = small_rf_net(), torch.randn(2, 3, 24, 24)
     return {

@@ -55,6 +55,8 @@ def net():
 
 @pytest.fixture(scope="module")
 def exports(net, tmp_path_factory):
+    """Every export mode of one small net (about 15 s once per module, in CI: the honest exports the
+    noise-floor verdict must pass in every mode, which no faster fixture covers)."""
     folder = tmp_path_factory.mktemp("modes")
     paths = {}
     for mode, settings in MODES.items():

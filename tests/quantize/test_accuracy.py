@@ -13,6 +13,8 @@ from tests.helpers import int8_accuracy
 
 
 def test_trained_digits_cnns_lose_at_most_half_a_point(tmp_path):
+    """In CI (about 20 s, training two small CNNs): the int8 accuracy target on a trained model, the
+    one accuracy check of quantize that a seeded-weight model cannot stand in for."""
     result = int8_accuracy.digits(epochs=15, samples=64, method="percentile", folder=tmp_path)
     for kind, row in result["models"].items():
         assert row["fp32"] > 0.9, (kind, row)  # the model learned something
