@@ -117,7 +117,7 @@ class Server:
     """``rfconv-deploy serve MODEL --name chaos`` with :func:`server_flags` in a child process."""
 
     def __init__(self, model: Path, flags: tuple[str, ...] = SERVER_FLAGS):
-        root = Path(__file__).resolve().parents[1]
+        root = Path(__file__).resolve().parents[2]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
         command = [sys.executable, "-m", "exporter.cli", "serve", str(model), "--name", "chaos", "--port", "0",
                    "--no-grpc", *flags]
@@ -201,7 +201,7 @@ def well_behaved(server: Server, seed: int, end: float, tally: Tally, image: tup
         x = rng.standard_normal((rows, *image)).astype(np.float32)
         request_id = f"c{seed}-{count}"
         count += 1
-        body, headers = _encode(x, image == IMAGE and bool(rng.integers(2)), request_id)
+        body, headers = _encode(x, image != IMAGE or bool(rng.integers(2)), request_id)
         start, give_up = time.monotonic(), max(end, time.monotonic()) + RETRY_GRACE_S
         while True:
             if time.monotonic() > give_up:
