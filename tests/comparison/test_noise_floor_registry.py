@@ -17,7 +17,9 @@ from exporter.comparison.defaults import NOISE_FLOOR_MULTIPLE
 from exporter.model.registry import REGISTRY, load_model
 from exporter.onnx.export import export_onnx
 
-MODES = {"static": {}, "dynamic-hw": {"dynamic_hw": True}, "fp16": {"precision": "fp16"}, "plugin": {"mode": "plugin"}}
+# fixed H/W unless dynamic-hw (dense registry models default to dynamic H/W since their spec carries it)
+MODES = {"static": {"dynamic_hw": False}, "dynamic-hw": {"dynamic_hw": True},
+         "fp16": {"precision": "fp16", "dynamic_hw": False}, "plugin": {"mode": "plugin", "dynamic_hw": False}}
 SIZES = (224, 193)  # the standard size and an odd one where every stride-2 stage rounds
 SEEDS = (0, 1, 2)
 
