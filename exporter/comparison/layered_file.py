@@ -19,6 +19,7 @@ import onnx
 
 from exporter.backends import availability
 from exporter.backends.runners import custom_ops
+from exporter.wire import read_varint
 
 
 def uses_external_data(model: onnx.ModelProto) -> bool:
@@ -47,33 +48,21 @@ BY_REFERENCE_MIN_BYTES = 1024
 _MODEL_GRAPH, _GRAPH_INITIALIZER, _TENSOR_NAME, _TENSOR_RAW_DATA = 7, 5, 8, 9  # onnx.proto field numbers
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """The protobuf varint at ``data[pos:]``: (value, position after it)."""
-    value, shift = 0, 0
-    while True:
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos += 1
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
 def _length_delimited(data: bytes, start: int, end: int):
     """``(field number, start, end)`` of every length-delimited field of the message in
     ``data[start:end]``; other fields are skipped."""
     pos = start
     while pos < end:
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos)
         wire = key & 7
         if wire == 0:
-            _, pos = _varint(data, pos)
+            _, pos = read_varint(data, pos)
         elif wire == 1:
             pos += 8
         elif wire == 5:
             pos += 4
         elif wire == 2:
-            size, pos = _varint(data, pos)
+            size, pos = read_varint(data, pos)
             yield key >> 3, pos, pos + size
             pos += size
         else:

@@ -25,6 +25,7 @@ from exporter.serving.protocol import (
 from exporter.serving.session import TensorSpec
 from exporter.serving.stats import service_pb2
 from exporter.serving.validate import check_declared
+from exporter.wire import read_varint
 
 CONTENTS_FIELD = {  # KServe datatype -> the InferTensorContents field that carries it (FP16 has none)
     "BOOL": "bool_contents",
@@ -45,26 +46,15 @@ def _refuse_shared_memory(parameters, where: str) -> None:
 FIXED_WIDTH = {"fp32_contents": "<f4", "fp64_contents": "<f8"}  # packed as raw little-endian bytes on the wire
 
 
-def _varint(data: bytes, offset: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[offset]
-        value |= (byte & 0x7F) << shift
-        offset += 1
-        if byte < 0x80:
-            return value, offset
-        shift += 7
-
-
 def _packed_bytes(contents, field: str) -> memoryview:
     """The payload of ``contents.<field>`` (a packed fixed-width repeated field) as bytes, read from
     the serialized message: no Python number is made per value."""
     data = contents.SerializeToString()
     number = contents.DESCRIPTOR.fields_by_name[field].number
-    tag, offset = _varint(data, 0)
+    tag, offset = read_varint(data, 0)
     if tag != (number << 3 | 2):  # only this field is set (checked above), packed
         raise RequestError(f"contents.{field} is not packed; send raw_input_contents")
-    length, offset = _varint(data, offset)
+    length, offset = read_varint(data, offset)
     return memoryview(data)[offset:offset + length]
 
 

@@ -1,6 +1,6 @@
 """The folder tree is the data path: no module imports a later step, and no import cycles.
 
-Steps, earliest first: base (``exporter``, ``exporter.shapes``, ``exporter.config``,
+Steps, earliest first: base (``exporter``, ``exporter.shapes``, ``exporter.config``, ``exporter.wire``,
 ``exporter.backends.availability``), model, plugins, onnx, quantize, trt / backend runners and
 ``exporter.backends.ort``, comparison / bench / serving, cli. A module may import its own package
 and earlier steps. Every import counts, the ones inside functions too, except those under
@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = (
-    ("exporter", "exporter.shapes", "exporter.config", "exporter.backends.availability"),
+    ("exporter", "exporter.shapes", "exporter.config", "exporter.wire", "exporter.backends.availability"),
     ("exporter.model",),
     ("plugins",),
     ("exporter.onnx",),
