@@ -1,4 +1,4 @@
-"""What every benchmark of ``make bench`` shares: percentiles, ONNX Runtime CPU sessions, and the
+"""What every benchmark of ``make bench`` shares: percentiles, the CPU it ran on, ONNX Runtime CPU sessions, and the
 RF-vs-plain exports they time.
 
 Timing itself is :func:`exporter.bench.timing.interleaved` (candidates interleaved in blocks,
@@ -7,6 +7,8 @@ ratios taken block by block).
 
 from __future__ import annotations
 
+import platform
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +23,29 @@ def percentile(values: list[float], q: float) -> float:
         raise ValueError("percentile of no values")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+CPU_FLAGS = re.compile(r"\b(avx512[a-z_0-9]*|amx[a-z_0-9]*|avx2)\b")
+
+
+def cpu_flags() -> list[str]:
+    """The AVX2 / AVX-512 / AMX flags of ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    return sorted(set(CPU_FLAGS.findall(text)))
+
+
+def cpu_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def ort_session(path: Path | str, threads: int = 2, spin: bool = False, optimized: Path | None = None,

@@ -18,42 +18,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import re
 import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import export_rf_and_plain, ort_session, percentile
+from benchmarks.harness import cpu_flags, cpu_name, export_rf_and_plain, ort_session, percentile
 from exporter.backends.openvino import compile_model, ov_cpu
 from exporter.bench.timing import interleaved
 
 MODEL = "resnet50"
 SIZE = 224
-FLAGS = re.compile(r"\b(avx512[a-z_0-9]*|amx[a-z_0-9]*|avx2)\b")
-
-
-def cpu_flags() -> list[str]:
-    """The AVX2 / AVX-512 / AMX flags of ``/proc/cpuinfo`` (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    return sorted(set(FLAGS.findall(text)))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _block_ratios(seconds: dict[str, list[float]], a: str, b: str) -> list[float]:
     return [x / y for x, y in zip(seconds[a], seconds[b], strict=True)]
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import export_rf_and_plain
+from benchmarks.harness import cpu_flags, cpu_name, export_rf_and_plain
 
 TIMER = """
 import json, sys, time, numpy as np, onnxruntime
@@ -44,15 +43,6 @@ for path in paths:
     out["ms"][path] = sorted(times)[len(times) // 2]
 print(json.dumps(out))
 """
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    keep = sorted({f for f in flags.split() if f.startswith(("avx", "amx")) or f in ("fma", "f16c")})
-    return " ".join(keep)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 for f in files:
                     medians[which][f].append(result["ms"][f])
             print(f"block {block + 1}/{args.blocks} done", file=sys.stderr, flush=True)
-    report = {"machine": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
+    report = {"machine": cpu_name(), "cpu_flags": " ".join(cpu_flags()),
               "a": versions["a"], "b": versions["b"], "models": {}}
     print(f"A: {versions['a']}\nB: {versions['b']}\nCPU flags: {report['cpu_flags']}")
     print(f"{'model':<8} {'A ms':>8} {'B ms':>8} {'B / A':>7} {'block range':>14}")
