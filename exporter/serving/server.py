@@ -131,8 +131,11 @@ def _errors_as_json(disconnects: RateLimitedLog, failures: TracebackLog):
         if not request.content.at_eof():
             response.force_close()  # the rest of the body is never read: close instead of draining it
         if request.get(RESERVATION) is not None:  # held until the answer is written: a client that never
-            await response.prepare(request)      # reads its answer keeps it counted
-            await response.write_eof()
+            try:                                  # reads its answer keeps it counted
+                await response.prepare(request)
+                await response.write_eof()
+            except ConnectionError as err:  # the client left before its answer was written
+                disconnects.note(f"{request.method} {request.path}: answer not delivered: {err}")
         return response
 
     return middleware
