@@ -28,6 +28,7 @@ and with the abusers; the chaos test (``tests/serving/test_serving_chaos.py``) c
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import http.client
 import json
@@ -163,6 +164,7 @@ class Tally:
     answers: list = field(default_factory=list)  # (x, logits)
     latencies: list = field(default_factory=list)  # seconds from first try to the 200, retries included
     retried: int = 0
+    rejections: list = field(default_factory=list)  # seconds from sending a try to its 503
     lost: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -190,14 +192,15 @@ def _decode(headers: dict, body: bytes) -> tuple[str, np.ndarray]:
     return header["id"], values.reshape(out["shape"])
 
 
-def well_behaved(server: Server, seed: int, end: float, tally: Tally, image: tuple[int, int, int] = IMAGE) -> None:
-    """Requests of 1-8 images, JSON or binary (binary only for images larger than :data:`IMAGE`),
-    until ``end``; each retried on 503 until it gets its 200."""
+def well_behaved(server: Server, seed: int, end: float, tally: Tally, image: tuple[int, int, int] = IMAGE,
+                 max_rows: int = 8) -> None:
+    """Requests of 1 to ``max_rows`` images, JSON or binary (binary only for images larger than
+    :data:`IMAGE`), until ``end``; each retried on 503 until it gets its 200."""
     rng = np.random.default_rng(seed)
     conn = None
     count = 0
     while time.monotonic() < end:
-        rows = int(rng.integers(1, 9))
+        rows = int(rng.integers(1, max_rows + 1))
         x = rng.standard_normal((rows, *image)).astype(np.float32)
         request_id = f"c{seed}-{count}"
         count += 1
@@ -208,6 +211,7 @@ def well_behaved(server: Server, seed: int, end: float, tally: Tally, image: tup
                 with tally.lock:
                     tally.lost.append((request_id, "no 200 before the retry deadline"))
                 break
+            sent = time.monotonic()
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(server.host, server.port, timeout=REQUEST_TIMEOUT_S)
@@ -229,6 +233,7 @@ def well_behaved(server: Server, seed: int, end: float, tally: Tally, image: tup
             if status == 503:
                 with tally.lock:
                     tally.retried += 1
+                    tally.rejections.append(time.monotonic() - sent)
                 time.sleep(0.05 + 0.1 * random.random())
                 continue
             with tally.lock:
@@ -268,11 +273,22 @@ def _post_bytes(body: bytes, headers: dict) -> bytes:
     return f"POST {INFER} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
-def abusers(server: Server, end: float) -> list[threading.Thread]:
-    """The hostile clients of the module docstring, each a thread looping until ``end``."""
+@functools.cache
+def _gzip_bomb() -> bytes:
+    """256 MiB of zeros, gzipped, as a request (seconds to build: built once, before a run's clock starts)."""
+    return _post_bytes(gzip.compress(b"\0" * (256 << 20), 9), {"Content-Encoding": "gzip"})
+
+
+ATTACKS = ("abandon", "oversize", "gzip-bomb", "huge-image", "short-body", "slow-loris", "shape-overflow",
+           "malformed", "held-bodies", "json-flood")  # the attack classes, in the module docstring's order
+
+
+def abusers(server: Server, end: float, attacks: tuple[str, ...] = ATTACKS) -> list[threading.Thread]:
+    """The hostile clients of the module docstring of the classes named in ``attacks`` (of
+    :data:`ATTACKS`), each a thread looping until ``end``."""
     rng = np.random.default_rng(99)
     abandon = _post_bytes(*_encode(rng.standard_normal((8, *IMAGE)).astype(np.float32), True, "gone"))
-    bomb = _post_bytes(gzip.compress(b"\0" * (256 << 20), 9), {"Content-Encoding": "gzip"})
+    bomb = _gzip_bomb()
     huge = _post_bytes(*_encode(np.zeros((1, 3, 512, 512), np.float32), True, "huge"))
     large = _post_bytes(*_encode(np.zeros((1, 3, 192, 192), np.float32), True, "large"))
     chunk = b"%x\r\n%s\r\n" % (1 << 20, b" " * (1 << 20))
@@ -325,31 +341,40 @@ def abusers(server: Server, end: float) -> list[threading.Thread]:
         for sock in held:
             sock.close()
 
-    actions = [
-        loop(lambda: _send_and_leave(server, abandon), 0.02),
-        loop(lambda: _send_and_leave(server, abandon), 0.02),
-        loop(lambda: _send_and_read(server, oversize), 0.2),
-        loop(lambda: _send_and_read(server, bomb), 0.5),
-        loop(lambda: _send_and_read(server, huge), 0.3),
-        loop(lambda: _send_and_read(server, large), 0.3),
-        loop(lambda: _send_and_leave(server, short_body), 0.1),
-        slow_loris,
-        loop(lambda: [_send_and_read(server, body) for body in overflow], 0.1),
-        loop(lambda: _send_and_read(server, malformed), 0.1),
-        held_bodies,
-        loop(lambda: _send_and_read(server, flood), 0.0),
-        loop(lambda: _send_and_read(server, flood), 0.0),
-        loop(lambda: _send_and_read(server, flood), 0.0),
-    ]
+    classes = {
+        "abandon": [loop(lambda: _send_and_leave(server, abandon), 0.02)] * 2,
+        "oversize": [loop(lambda: _send_and_read(server, oversize), 0.2)],
+        "gzip-bomb": [loop(lambda: _send_and_read(server, bomb), 0.5)],
+        "huge-image": [loop(lambda: _send_and_read(server, huge), 0.3),
+                       loop(lambda: _send_and_read(server, large), 0.3)],
+        "short-body": [loop(lambda: _send_and_leave(server, short_body), 0.1)],
+        "slow-loris": [slow_loris],
+        "shape-overflow": [loop(lambda: [_send_and_read(server, body) for body in overflow], 0.1)],
+        "malformed": [loop(lambda: _send_and_read(server, malformed), 0.1)],
+        "held-bodies": [held_bodies],
+        "json-flood": [loop(lambda: _send_and_read(server, flood), 0.0)] * 3,
+    }
+    assert set(classes) == set(ATTACKS)
+    actions = [action for name in attacks for action in classes[name]]
     return [threading.Thread(target=action, daemon=True) for action in actions]
 
 
-def run(model: Path, clients: int, duration_s: float, abuse: bool, image: tuple[int, int, int] = IMAGE) -> dict:
-    """One chaos run on ``model`` (inputs of ``image`` = C, H, W); returns the numbers the test
-    asserts on and the benchmark prints."""
+def run(model: Path, clients: int, duration_s: float, abuse: bool | tuple[str, ...],
+        image: tuple[int, int, int] = IMAGE, max_rows: int = 8) -> dict:
+    """One chaos run on ``model`` (inputs of ``image`` = C, H, W): ``clients`` well-behaved clients
+    sending 1 to ``max_rows`` images each, beside the abusers of every class (``abuse=True``), of
+    the classes named (a tuple of :data:`ATTACKS`) or of none (``False``). Returns the numbers the
+    test asserts on and the benchmark prints."""
     from exporter.backends.ort import CPU_EP, create_session
 
-    server = Server(model, server_flags(image))
+    attacks = ATTACKS if abuse is True else tuple(abuse or ())
+    unknown = sorted(set(attacks) - set(ATTACKS))
+    if unknown:
+        raise ValueError(f"unknown attack class(es) {unknown}: choose from {', '.join(ATTACKS)}")
+    flags = server_flags(image)
+    if "gzip-bomb" in attacks:
+        _gzip_bomb()
+    server = Server(model, flags)
     tally = Tally()
     rss: list[float] = []
     end = time.monotonic() + duration_s
@@ -365,9 +390,9 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool, image: tuple[
 
     idle_rss = rss_mib(server.process.pid)
     monitors = [threading.Thread(target=monitor_rss, daemon=True)]
-    workers = [threading.Thread(target=well_behaved, args=(server, seed, end, tally, image), daemon=True)
+    workers = [threading.Thread(target=well_behaved, args=(server, seed, end, tally, image, max_rows), daemon=True)
                for seed in range(clients)]
-    hostile = abusers(server, end) if abuse else []
+    hostile = abusers(server, end, attacks) if attacks else []
     started = time.monotonic()
     for thread in monitors + workers + hostile:
         thread.start()
@@ -389,12 +414,16 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool, image: tuple[
         for x, logits in tally.answers
     )
     images = sum(len(x) for x, _ in tally.answers)
+    budget_mib = float(flags[flags.index("--max-inflight-mb") + 1])
     alive = [t.name for t in workers if t.is_alive()]
     return {
-        "clients": clients, "duration_s": duration_s, "abuse": abuse,
+        "clients": clients, "max_rows": max_rows, "duration_s": duration_s, "abuse": bool(attacks),
+        "attacks": list(attacks), "budget_mib": budget_mib,
         "requests_ok": len(tally.answers), "images": images, "images_per_s": images / elapsed,
         "wrong": wrong, "lost": len(tally.lost) + len(alive), "lost_examples": tally.lost[:5],
-        "retries": tally.retried,
+        "retries": tally.retried, "rejections": len(tally.rejections),
+        "reject_p50_ms": percentile(tally.rejections, 50) * 1e3,
+        "reject_p99_ms": percentile(tally.rejections, 99) * 1e3,
         "p50_ms": percentile(tally.latencies, 50) * 1e3, "p99_ms": percentile(tally.latencies, 99) * 1e3,
         "health_p50_ms": percentile(health, 50) * 1e3,
         "health_p99_ms": percentile(health, 99) * 1e3, "health_max_ms": max(health, default=0.0) * 1e3,
@@ -406,18 +435,30 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool, image: tuple[
     }
 
 
+def _label(r: dict) -> str:
+    if not r["attacks"]:
+        return "no abusers"
+    return "all abusers" if tuple(r["attacks"]) == ATTACKS else "+ " + ", ".join(r["attacks"])
+
+
 def _line(r: dict) -> str:
-    return (f"  {'with' if r['abuse'] else 'without':7} abusers: {r['images_per_s']:7.1f} images/s, "
+    bound = r["idle_rss_mib"] + r["budget_mib"] + 300
+    return (f"  {_label(r):18} {r['images_per_s']:7.1f} images/s, "
             f"p50 {r['p50_ms']:6.1f} ms, p99 {r['p99_ms']:7.1f} ms (per request, retries included), "
-            f"{r['requests_ok']} ok, {r['retries']} retries, {r['wrong']} wrong, {r['lost']} lost; "
-            f"ready p99 {r['health_p99_ms']:.1f} ms; RSS max {r['max_rss_mib']:.0f} MiB; "
-            f"SIGTERM exit {r['exit_code']} in {r['exit_s']:.1f} s")
+            f"{r['requests_ok']} ok, {r['wrong']} wrong, {r['lost']} lost; {r['rejections']} rejected "
+            f"(503 p99 {r['reject_p99_ms']:.0f} ms); ready p99 {r['health_p99_ms']:.1f} ms, "
+            f"{r['health_not_ready']} not ready; RSS max {r['max_rss_mib']:.0f} MiB "
+            f"(bound idle + budget + 300 = {bound:.0f}); SIGTERM exit {r['exit_code']} in {r['exit_s']:.1f} s")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=64, help="well-behaved client threads (default: 64)")
+    parser.add_argument("--max-rows", type=int, default=8,
+                        help="images per well-behaved request: 1 to this (default: 8)")
     parser.add_argument("--duration-s", type=float, default=20.0, help="seconds per run (default: 20)")
+    parser.add_argument("--per-attack", action="store_true",
+                        help="one run per attack class besides the runs without and with all abusers")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--model", type=Path, help="an ONNX file with input 'input' and output 'logits' to serve "
                                                    "instead of the tiny RF-CNN, e.g. an exported RF-ResNet-50")
@@ -431,11 +472,14 @@ def main(argv=None) -> int:
         model, name = tiny_models().dynamic_hw, "tiny RF-CNN"
     else:
         model, name = args.model, args.model.name
-    results = [run(model, args.clients, args.duration_s, abuse, image) for abuse in (False, True)]
-    print(f"Serving under abuse: {name} {image[1]}x{image[2]}, batches of 1-8, {args.clients} clients, "
-          f"{args.duration_s:g} s per run ({platform.machine()}, {os.cpu_count()} CPUs, shared)")
-    for r in results:
-        print(_line(r))
+    runs: list = [False, *((attack,) for attack in ATTACKS if args.per_attack), True]
+    print(f"Serving under abuse: {name} {image[1]}x{image[2]}, batches of 1-{args.max_rows}, {args.clients} clients, "
+          f"{args.duration_s:g} s per run, {len(runs)} runs ({platform.machine()}, {os.cpu_count()} CPUs, shared)",
+          flush=True)
+    results = []
+    for abuse in runs:
+        results.append(run(model, args.clients, args.duration_s, abuse, image, args.max_rows))
+        print(_line(results[-1]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
