@@ -83,6 +83,8 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "rfconv-deploy"
 DRAINING = web.AppKey("draining", list)
 SHUTDOWN_WRITE_S = 0.5  # past the grace period, time to write the 503s of the requests it dropped
+LINGER_S = 5.0  # longest wait for the rest of a refused body (nginx's lingering_time, shorter)
+LINGER_BODIES = 4  # and at most this many --max-body-mb of it
 RESERVATION = web.RequestKey("reservation", Reservation)  # the request's share of the memory budget
 EXTENSIONS = [BINARY_EXTENSION, "model_configuration", "statistics"]  # binary data: HTTP only
 
@@ -95,10 +97,16 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.Response(body=error_body(message), status=status, content_type="application/json", headers=headers)
 
 
-def _errors_as_json(disconnects: RateLimitedLog, failures: TracebackLog):
+def _errors_as_json(disconnects: RateLimitedLog, failures: TracebackLog, linger_bytes: int = 0):
     """Middleware: every failure becomes a KServe ``{"error": ...}`` body, so clients can show the reason;
     a client that left mid-request is one rate-limited log line, a server-side failure one
-    traceback per kind per interval (:class:`~.logs.TracebackLog`)."""
+    traceback per kind per interval (:class:`~.logs.TracebackLog`).
+
+    An answer given before the body was read (413, 503 at admission, 400) is written, then at most
+    ``linger_bytes`` more of the body are read and dropped within :data:`LINGER_S` before the
+    connection closes: a client that sends its whole body before reading (``http.client``,
+    ``requests``) then reads the answer instead of a connection reset. A body slower than its
+    timeout (408) or announced beyond ``linger_bytes`` is not waited for."""
 
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
@@ -128,17 +136,34 @@ def _errors_as_json(disconnects: RateLimitedLog, failures: TracebackLog):
         except Exception as err:  # noqa: BLE001 - a model failure must answer 500, not kill the connection
             failures.failed(f"request {request.method} {request.path}", err)
             response = _error(500, f"inference failed: {type(err).__name__}: {err}")
+        linger = False
         if not request.content.at_eof():
-            response.force_close()  # the rest of the body is never read: close instead of draining it
-        if request.get(RESERVATION) is not None:  # held until the answer is written: a client that never
-            try:                                  # reads its answer keeps it counted
+            response.force_close()  # the rest of the body is not kept: the connection closes after the answer
+            announced = request.content_length
+            linger = response.status != 408 and (announced is None or announced <= linger_bytes)
+        if linger or request.get(RESERVATION) is not None:  # a reservation is held until the answer is
+            try:                                               # written: a client that never reads it keeps it
                 await response.prepare(request)
                 await response.write_eof()
             except ConnectionError as err:  # the client left before its answer was written
                 disconnects.note(f"{request.method} {request.path}: answer not delivered: {err}")
+                return response
+        if linger:
+            await _drop_rest_of_body(request, linger_bytes)
         return response
 
     return middleware
+
+
+async def _drop_rest_of_body(request: web.Request, limit: int) -> None:
+    """Read and drop what is left of the request body: at most ``limit`` bytes within :data:`LINGER_S`."""
+    dropped = 0
+    try:
+        async with asyncio.timeout(LINGER_S):
+            while dropped <= limit and (chunk := await request.content.readany()):
+                dropped += len(chunk)
+    except (TimeoutError, ConnectionError, web.RequestPayloadError):
+        pass  # the client is slow or gone: the connection closes as it would have
 
 
 async def read_body(request: web.Request, limit: int, timeout_s: float,
@@ -236,7 +261,7 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
         app[DRAINING].append(asyncio.get_running_loop().run_in_executor(None, service.drain))
 
     # Bodies are read in read_body (raw, bounded); aiohttp's own limit applies to request.read() only.
-    middleware = _errors_as_json(disconnects, service.failures)
+    middleware = _errors_as_json(disconnects, service.failures, linger_bytes=LINGER_BODIES * config.max_body_bytes)
     app = web.Application(client_max_size=config.max_body_bytes + 1, middlewares=[middleware])
     app[DRAINING] = []
     model = "/v2/models/{name}"

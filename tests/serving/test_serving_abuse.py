@@ -152,6 +152,23 @@ def test_oversized_bodies_are_freed_at_once_and_bombs_are_not_inflated():
     assert bomb_s < 0.5, f"a gzip bomb took {bomb_s:.2f} s to refuse"
 
 
+def test_a_client_that_sends_its_whole_oversized_body_first_reads_the_413():
+    """Regression: a 3 MiB body against a 1 MiB limit sent with http.client (as ``requests`` and
+    urllib do: the whole body, then the answer) got ``ConnectionResetError`` in 20 of 20 tries: the
+    server closed with the unread body in its socket buffer, and the kernel's reset overtook the 413."""
+    running = _serve(max_body_mb=1.0)
+    try:
+        for _ in range(5):
+            conn = http.client.HTTPConnection(running.host, running.port, timeout=TIMEOUT)
+            conn.request("POST", INFER, body=b" " * (3 * MIB), headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == 413
+            assert "--max-body-mb" in json.loads(response.read())["error"]
+            conn.close()
+    finally:
+        running.stop()
+
+
 # --- finding 3: admission control, cancellation, bounded shutdown ----------------------------------
 
 def test_full_queue_answers_503_with_retry_after_at_once_and_readiness_holds():
