@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -356,22 +357,42 @@ def test_a_model_failure_is_internal_and_counted_as_backend(reference):
         assert running.service.stats.snapshot().failures["BACKEND"] == 1
 
 
+def _wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 def test_shutdown_answers_in_flight_grpc_requests():
-    config = ServeConfig(name="tiny", max_batch=64, max_delay_ms=1000.0)
-    running = BackgroundServer(load_service(tiny_models().dynamic, config), grpc_port=0).start()
+    """The four requests are held in flight by a gated model until the shutdown has begun, so the
+    test waits on the server's own counts, not on the batcher's delay (the old version waited for
+    four requests in flight at once behind a 1 s batching delay, which a loaded machine missed: the
+    fourth arrived after the first three had run, then after the shutdown had begun)."""
+    running, model = _gated(max_batch=64, max_delay_ms=0.0)
     client = triton_grpc.InferenceServerClient(running.grpc_url)
     inputs = [images(1, seed=300 + i) for i in range(4)]
-    with ThreadPoolExecutor(4) as pool:
-        pending = [pool.submit(client.infer, "tiny", [_input(x)]) for x in inputs]
-        deadline = time.monotonic() + TIMEOUT
-        while running.service.in_flight < len(inputs) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        running.stop()
-        results = [future.result(TIMEOUT) for future in pending]
-    assert all(r.as_numpy("logits").shape == (1, 10) for r in results)
-    with pytest.raises(InferenceServerException):
-        client.is_server_live()
-    client.close()
+    stopper = threading.Thread(target=running.stop)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            pending = [pool.submit(client.infer, "tiny", [_input(x)]) for x in inputs]
+            assert model.entered.wait(TIMEOUT)  # the first run holds the worker; nothing can finish
+            _wait_for(lambda: running.service.in_flight == len(inputs), "four requests in flight")
+            stopper.start()
+            _wait_for(lambda: not running.service.accepting, "the shutdown to begin")
+            model.gate.set()
+            results = [future.result(TIMEOUT) for future in pending]
+        stopper.join(TIMEOUT)
+        assert not stopper.is_alive()
+        assert all(r.as_numpy("logits").shape == (1, 10) for r in results)
+        assert model.rows_run == len(inputs)
+        with pytest.raises(InferenceServerException):
+            client.is_server_live()
+    finally:
+        model.gate.set()
+        client.close()
+        if not stopper.is_alive() and stopper.ident is None:
+            running.stop()
 
 
 def test_concurrent_grpc_calls_are_bounded_by_max_connections():
