@@ -38,8 +38,8 @@ test-slow: $(STAMP)
 # The oldest torch the toolkit supports (pyproject.toml's lower bounds), in a venv of its own:
 # the fast suite there. Not part of CI: it downloads and installs a second torch.
 COMPAT_VENV ?= .venv-compat
-COMPAT_TORCH ?= 2.13.0
-COMPAT_TORCHVISION ?= 0.28.0
+COMPAT_TORCH ?= 2.9.1
+COMPAT_TORCHVISION ?= 0.24.1
 COMPAT_PY := $(COMPAT_VENV)/bin/python
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(COMPAT_TORCH)
 

@@ -191,6 +191,23 @@ def _dynamic_shapes(dims: dict[str, list[int]]):
     return tuple({d: torch.export.Dim.DYNAMIC for d in wanted} or None for wanted in dims.values())
 
 
+def _sizes_of_one_stay_dynamic():
+    """Context for the whole ``torch.onnx.export`` call: torch's ``backed_size_oblivious`` setting, so that
+    an example's size of 1 (a batch of 1) is not taken as fixed anywhere in the export.
+
+    The exporter sets it while it captures the graph; torch 2.9 leaves it off while it decomposes
+    the graph afterwards, and that re-derivation broadcast a dynamic batch against the example's 1
+    (a dynamic-H/W export from a batch-1 example declared its output as ``[1, ...]``). Later torch
+    sets it for the decomposition too; this only widens it to the whole call. A torch without the
+    setting gets a null context.
+    """
+    import torch.fx.experimental._config as config
+
+    if not hasattr(config, "backed_size_oblivious"):
+        return contextlib.nullcontext()
+    return config.patch(backed_size_oblivious=True)
+
+
 def _first_line(err: BaseException) -> str:
     """The most telling line of an exception chain (the summary the exporter appends, or the cause).
 
@@ -231,7 +248,7 @@ def _capture(model: nn.Module, examples: dict[str, torch.Tensor], output_names, 
     sink = io.StringIO()
     redirect = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(sink)
     try:
-        with redirect, warnings.catch_warnings():
+        with redirect, warnings.catch_warnings(), _sizes_of_one_stay_dynamic():
             if not verbose:
                 warnings.simplefilter("ignore")
             program = torch.onnx.export(

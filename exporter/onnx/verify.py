@@ -99,9 +99,10 @@ def _symbol_values(size) -> dict:
     return {s: int(known[s]) for s in size.node.expr.free_symbols if s in known}
 
 
-UNBOUNDED_FROM = 2**31 - 1
+UNBOUNDED_FROM = 2**30
 """An upper bound this large means none: older torch (2.9) writes a dimension's open range as
-``[2, 2147483648]`` instead of ``int_oo``; no tensor of that size is an input of a CNN."""
+``[2, 2147483648]`` or ``[3, 2147483647]`` instead of ``int_oo``, and a few less after the layers'
+arithmetic (``2147483644`` behind a dilated conv); no input of a CNN has a dimension of 2**30."""
 
 
 def _bound(value) -> int | float:

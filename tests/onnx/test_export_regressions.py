@@ -363,5 +363,34 @@ def test_an_open_range_written_as_int32_max_is_unbounded():
 
     assert verify._bound(sympy.Integer(2147483648)) == verify.INF
     assert verify._bound(sympy.Integer(2147483647)) == verify.INF
+    assert verify._bound(sympy.Integer(2147483644)) == verify.INF  # behind a dilated 3x3 conv
     assert verify._bound(sympy.Integer(4096)) == 4096
     assert verify._bound(sympy.oo) == verify.INF
+
+
+def _bilinear_decoder():
+    return nn.Sequential(RFConv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+                         nn.Upsample(scale_factor=2, mode="bilinear"), RFConv2d(8, 4, 3, padding=1))
+
+
+@pytest.mark.parametrize("dynamic_hw", [False, True], ids=["static-hw", "dynamic-hw"])
+@pytest.mark.parametrize("make", [lambda: nn.Sequential(RFConv2d(3, 8, 3, stride=2, padding=1), nn.ReLU()),
+                                  _bilinear_decoder], ids=["rfconv", "bilinear"])
+def test_dynamic_batch_from_a_batch_of_one_runs_at_batch_3(tmp_path, make, dynamic_hw):
+    """torch 2.9's exporter re-derived the graph's shapes after capture with the example's batch of 1
+    taken as fixed: a dynamic-H/W export from a batch-1 example declared its output as [1, ...] and
+    its bilinear Resize scaled the batch, so every such export was refused. The file declares the
+    batch and agrees with PyTorch at batch 3."""
+    torch.manual_seed(0)
+    model = make().eval()
+    path = tmp_path / "b1.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = export_onnx(model, torch.randn(1, 3, 16, 16), path, dynamic_hw=dynamic_hw)
+    assert report.input_shapes["input"][0] == "batch" and report.output_shapes[0][0] == "batch"
+    x = torch.randn(3, 3, 20, 18) if dynamic_hw else torch.randn(3, 3, 16, 16)
+    got = inference_session(str(path)).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = model(x).numpy()
+    assert got.shape == want.shape
+    assert float(np.abs(got - want).max() / np.abs(want).max()) <= 1e-5
