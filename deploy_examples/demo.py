@@ -130,13 +130,13 @@ def main(argv=None) -> int:
         skips = f"; skipped {', '.join(b['name'] for b in skipped)}" if skipped else ""
         print(f"{label:<17} {'PASS' if report['passed'] else 'FAIL':<6} {errors}{skips}")
     for (name, why), labels in reasons.items():
-        print(f"  {name} skipped ({', '.join(labels)}): {why}")
+        print(f"  {name} skipped ({', '.join(labels)}): {why.removeprefix(f'{name}: ')}")
     print(f"\n{'latency':<17} {'batch':>5} {'RF ms':>9} {'plain ms':>9} {'RF/plain':>9}")
     for row in bench["rows"]:
         print(f"{row['backend']:<17} {row['batch']:>5} {row['rf_median_ms']:>9.1f} {row['plain_median_ms']:>9.1f} "
               f"{row['ratio']:>9.3f}")
     for name, why in bench["skipped"].items():
-        print(f"{name:<17} skipped: {why}")
+        print(f"{name:<17} skipped: {why.removeprefix(f'{name}: ')}")
     print(int8_latency(reports))
     print(f"\nFiles in {out}/: " + ", ".join(p.name for p in files.values())
           + ", compare_*.json, bench/bench.json, bench/bench.png")
