@@ -283,9 +283,10 @@ ATTACKS = ("abandon", "oversize", "gzip-bomb", "huge-image", "short-body", "slow
            "malformed", "held-bodies", "json-flood")  # the attack classes, in the module docstring's order
 
 
-def abusers(server: Server, end: float, attacks: tuple[str, ...] = ATTACKS) -> list[threading.Thread]:
+def abusers(server: Server, end: float, attacks: tuple[str, ...] = ATTACKS,
+            flood_clients: int = 3) -> list[threading.Thread]:
     """The hostile clients of the module docstring of the classes named in ``attacks`` (of
-    :data:`ATTACKS`), each a thread looping until ``end``."""
+    :data:`ATTACKS`), each a thread looping until ``end``; the JSON flood has ``flood_clients``."""
     rng = np.random.default_rng(99)
     abandon = _post_bytes(*_encode(rng.standard_normal((8, *IMAGE)).astype(np.float32), True, "gone"))
     bomb = _gzip_bomb()
@@ -352,7 +353,7 @@ def abusers(server: Server, end: float, attacks: tuple[str, ...] = ATTACKS) -> l
         "shape-overflow": [loop(lambda: [_send_and_read(server, body) for body in overflow], 0.1)],
         "malformed": [loop(lambda: _send_and_read(server, malformed), 0.1)],
         "held-bodies": [held_bodies],
-        "json-flood": [loop(lambda: _send_and_read(server, flood), 0.0)] * 3,
+        "json-flood": [loop(lambda: _send_and_read(server, flood), 0.0)] * flood_clients,
     }
     assert set(classes) == set(ATTACKS)
     actions = [action for name in attacks for action in classes[name]]
@@ -360,7 +361,7 @@ def abusers(server: Server, end: float, attacks: tuple[str, ...] = ATTACKS) -> l
 
 
 def run(model: Path, clients: int, duration_s: float, abuse: bool | tuple[str, ...],
-        image: tuple[int, int, int] = IMAGE, max_rows: int = 8) -> dict:
+        image: tuple[int, int, int] = IMAGE, max_rows: int = 8, flood_clients: int = 3) -> dict:
     """One chaos run on ``model`` (inputs of ``image`` = C, H, W): ``clients`` well-behaved clients
     sending 1 to ``max_rows`` images each, beside the abusers of every class (``abuse=True``), of
     the classes named (a tuple of :data:`ATTACKS`) or of none (``False``). Returns the numbers the
@@ -392,7 +393,7 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool | tuple[str, .
     monitors = [threading.Thread(target=monitor_rss, daemon=True)]
     workers = [threading.Thread(target=well_behaved, args=(server, seed, end, tally, image, max_rows), daemon=True)
                for seed in range(clients)]
-    hostile = abusers(server, end, attacks) if attacks else []
+    hostile = abusers(server, end, attacks, flood_clients) if attacks else []
     started = time.monotonic()
     for thread in monitors + workers + hostile:
         thread.start()
@@ -459,6 +460,9 @@ def main(argv=None) -> int:
     parser.add_argument("--duration-s", type=float, default=20.0, help="seconds per run (default: 20)")
     parser.add_argument("--per-attack", action="store_true",
                         help="one run per attack class besides the runs without and with all abusers")
+    parser.add_argument("--flood-clients", type=int, default=3, help="JSON flood client threads (default: 3)")
+    parser.add_argument("--attacks", help="comma-separated attack classes to run alone, one run each "
+                                          f"(of {', '.join(ATTACKS)}), instead of --per-attack's all")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--model", type=Path, help="an ONNX file with input 'input' and output 'logits' to serve "
                                                    "instead of the tiny RF-CNN, e.g. an exported RF-ResNet-50")
@@ -472,13 +476,14 @@ def main(argv=None) -> int:
         model, name = tiny_models().dynamic_hw, "tiny RF-CNN"
     else:
         model, name = args.model, args.model.name
-    runs: list = [False, *((attack,) for attack in ATTACKS if args.per_attack), True]
+    alone = args.attacks.split(",") if args.attacks else ATTACKS if args.per_attack else ()
+    runs: list = [False, *((attack,) for attack in alone), True]
     print(f"Serving under abuse: {name} {image[1]}x{image[2]}, batches of 1-{args.max_rows}, {args.clients} clients, "
           f"{args.duration_s:g} s per run, {len(runs)} runs ({platform.machine()}, {os.cpu_count()} CPUs, shared)",
           flush=True)
     results = []
     for abuse in runs:
-        results.append(run(model, args.clients, args.duration_s, abuse, image, args.max_rows))
+        results.append(run(model, args.clients, args.duration_s, abuse, image, args.max_rows, args.flood_clients))
         print(_line(results[-1]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
