@@ -258,14 +258,18 @@ def _send_and_leave(server: Server, data: bytes) -> None:
         pass
 
 
-def _send_and_read(server: Server, data: bytes) -> None:
+def _send_and_read(server: Server, data: bytes) -> str:
+    """Send ``data`` on a new connection and read until the server closes it; the answer's status
+    code (``"reset"`` if the connection was reset first, ``"none"`` if nothing came back)."""
+    answer = b""
     try:
         with socket.create_connection((server.host, server.port), timeout=10) as sock:
             sock.sendall(data)
-            while sock.recv(65536):
-                pass
+            while chunk := sock.recv(65536):
+                answer = answer or chunk[:16]
     except OSError:
-        pass
+        return answer.split(b" ")[1].decode() if answer.count(b" ") else "reset"
+    return answer.split(b" ")[1].decode() if answer.count(b" ") else "none"
 
 
 def _post_bytes(body: bytes, headers: dict) -> bytes:
@@ -284,9 +288,18 @@ ATTACKS = ("abandon", "oversize", "gzip-bomb", "huge-image", "short-body", "slow
 
 
 def abusers(server: Server, end: float, attacks: tuple[str, ...] = ATTACKS,
-            flood_clients: int = 3) -> list[threading.Thread]:
+            flood_clients: int = 3, seen: dict | None = None) -> list[threading.Thread]:
     """The hostile clients of the module docstring of the classes named in ``attacks`` (of
-    :data:`ATTACKS`), each a thread looping until ``end``; the JSON flood has ``flood_clients``."""
+    :data:`ATTACKS`), each a thread looping until ``end``; the JSON flood has ``flood_clients``.
+    ``seen`` counts the answers the reading ones got, by ``"class status"``."""
+    seen = {} if seen is None else seen
+    lock = threading.Lock()
+
+    def read(name: str, data: bytes) -> None:
+        status = _send_and_read(server, data)
+        with lock:
+            seen[f"{name} {status}"] = seen.get(f"{name} {status}", 0) + 1
+
     rng = np.random.default_rng(99)
     abandon = _post_bytes(*_encode(rng.standard_normal((8, *IMAGE)).astype(np.float32), True, "gone"))
     bomb = _gzip_bomb()
@@ -344,16 +357,15 @@ def abusers(server: Server, end: float, attacks: tuple[str, ...] = ATTACKS,
 
     classes = {
         "abandon": [loop(lambda: _send_and_leave(server, abandon), 0.02)] * 2,
-        "oversize": [loop(lambda: _send_and_read(server, oversize), 0.2)],
-        "gzip-bomb": [loop(lambda: _send_and_read(server, bomb), 0.5)],
-        "huge-image": [loop(lambda: _send_and_read(server, huge), 0.3),
-                       loop(lambda: _send_and_read(server, large), 0.3)],
+        "oversize": [loop(lambda: read("oversize", oversize), 0.2)],
+        "gzip-bomb": [loop(lambda: read("gzip-bomb", bomb), 0.5)],
+        "huge-image": [loop(lambda: read("huge-image", huge), 0.3), loop(lambda: read("large-image", large), 0.3)],
         "short-body": [loop(lambda: _send_and_leave(server, short_body), 0.1)],
         "slow-loris": [slow_loris],
-        "shape-overflow": [loop(lambda: [_send_and_read(server, body) for body in overflow], 0.1)],
-        "malformed": [loop(lambda: _send_and_read(server, malformed), 0.1)],
+        "shape-overflow": [loop(lambda: [read("shape-overflow", body) for body in overflow], 0.1)],
+        "malformed": [loop(lambda: read("malformed", malformed), 0.1)],
         "held-bodies": [held_bodies],
-        "json-flood": [loop(lambda: _send_and_read(server, flood), 0.0)] * flood_clients,
+        "json-flood": [loop(lambda: read("json-flood", flood), 0.0)] * flood_clients,
     }
     assert set(classes) == set(ATTACKS)
     actions = [action for name in attacks for action in classes[name]]
@@ -393,7 +405,8 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool | tuple[str, .
     monitors = [threading.Thread(target=monitor_rss, daemon=True)]
     workers = [threading.Thread(target=well_behaved, args=(server, seed, end, tally, image, max_rows), daemon=True)
                for seed in range(clients)]
-    hostile = abusers(server, end, attacks, flood_clients) if attacks else []
+    abuse_answers: dict[str, int] = {}
+    hostile = abusers(server, end, attacks, flood_clients, abuse_answers) if attacks else []
     started = time.monotonic()
     for thread in monitors + workers + hostile:
         thread.start()
@@ -423,6 +436,7 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool | tuple[str, .
         "requests_ok": len(tally.answers), "images": images, "images_per_s": images / elapsed,
         "wrong": wrong, "lost": len(tally.lost) + len(alive), "lost_examples": tally.lost[:5],
         "retries": tally.retried, "rejections": len(tally.rejections),
+        "abuse_answers": dict(sorted(abuse_answers.items())),
         "reject_p50_ms": percentile(tally.rejections, 50) * 1e3,
         "reject_p99_ms": percentile(tally.rejections, 99) * 1e3,
         "p50_ms": percentile(tally.latencies, 50) * 1e3, "p99_ms": percentile(tally.latencies, 99) * 1e3,
@@ -449,7 +463,9 @@ def _line(r: dict) -> str:
             f"{r['requests_ok']} ok, {r['wrong']} wrong, {r['lost']} lost; {r['rejections']} rejected "
             f"(503 p99 {r['reject_p99_ms']:.0f} ms); ready p99 {r['health_p99_ms']:.1f} ms, "
             f"{r['health_not_ready']} not ready; RSS max {r['max_rss_mib']:.0f} MiB "
-            f"(bound idle + budget + 300 = {bound:.0f}); SIGTERM exit {r['exit_code']} in {r['exit_s']:.1f} s")
+            f"(bound idle + budget + 300 = {bound:.0f}); SIGTERM exit {r['exit_code']} in {r['exit_s']:.1f} s"
+            + ("; abusers' answers: " + ", ".join(f"{k} x{v}" for k, v in r["abuse_answers"].items())
+               if r["abuse_answers"] else ""))
 
 
 def main(argv=None) -> int:
