@@ -106,7 +106,7 @@ def server_flags(image: tuple[int, int, int]) -> tuple[str, ...]:
         return SERVER_FLAGS
     pixels = 8 * image[1] * image[2]
     body_mb = max(1, -(-8 * int(np.prod(image)) * 4 // (1 << 20)) + 1)
-    sized = {"--max-batch-pixels": str(pixels), "--max-body-mb": str(body_mb),
+    sized = {"--max-batch-pixels": str(pixels), "--max-body-mb": str(body_mb), "--max-json-mb": "4",
              "--max-inflight-mb": str(max(64, 16 * body_mb))}
     flags = list(SERVER_FLAGS)
     for flag, value in sized.items():
@@ -118,6 +118,7 @@ class Server:
     """``rfconv-deploy serve MODEL --name chaos`` with :func:`server_flags` in a child process."""
 
     def __init__(self, model: Path, flags: tuple[str, ...] = SERVER_FLAGS):
+        self.flags = flags
         root = Path(__file__).resolve().parents[2]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
         command = [sys.executable, "-m", "exporter.cli", "serve", str(model), "--name", "chaos", "--port", "0",
@@ -136,6 +137,10 @@ class Server:
                 raise RuntimeError(f"the server did not start: {''.join(self.output)}") from None
         self.host, port = self.output[-1].split("http://")[1].split()[0].rsplit(":", 1)
         self.port = int(port)
+
+    def flag_mib(self, flag: str) -> float:
+        """The value of a MiB flag the server was started with."""
+        return float(self.flags[self.flags.index(flag) + 1])
 
     def _pump(self) -> None:
         for line in self.process.stdout:
@@ -274,13 +279,26 @@ def _send_and_read(server: Server, data: bytes) -> str:
 
 def _post_bytes(body: bytes, headers: dict) -> bytes:
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    return f"POST {INFER} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+    # Connection: close, so that a reading abuser is answered and goes again at once (on a kept-alive
+    # connection it waited for --header-timeout-s after each answer, a much gentler attack)
+    return (f"POST {INFER} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            .encode() + body)
 
 
 @functools.cache
 def _gzip_bomb() -> bytes:
     """256 MiB of zeros, gzipped, as a request (seconds to build: built once, before a run's clock starts)."""
     return _post_bytes(gzip.compress(b"\0" * (256 << 20), 9), {"Content-Encoding": "gzip"})
+
+
+def _json_flood_body(limit_mib: float) -> bytes:
+    """A JSON body just under ``limit_mib`` (so it is read and decoded, not refused by its size)
+    whose data does not match its shape (so it ends in a 400)."""
+    head, tail = b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 16, 16], "data": [', b"]}]}"
+    values = (int(limit_mib * (1 << 20)) - len(head) - len(tail) - 64) // len(b"0.123456789,")
+    body = head + b",".join([b"0.123456789"] * values) + tail
+    assert len(body) <= limit_mib * (1 << 20)
+    return body
 
 
 ATTACKS = ("abandon", "oversize", "gzip-bomb", "huge-image", "short-body", "slow-loris", "shape-overflow",
@@ -335,9 +353,7 @@ def abusers(server: Server, end: float, attacks: tuple[str, ...] = ATTACKS,
                                                     "data": []}]}).encode(), {})
                 for shape in ([0, 3, 2**62, 4], [0, 2**64])]
     malformed = b"POST " + INFER.encode() + b" HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"
-    values = (1 << 20) // len(b"0.123456789,")  # a JSON part just under --max-json-mb, the wrong size
-    flood = _post_bytes(b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 16, 16], "data": ['
-                        + b",".join([b"0.123456789"] * values) + b"]}]}", {})
+    flood = _post_bytes(_json_flood_body(server.flag_mib("--max-json-mb")), {})
 
     def held_bodies():
         held = []

@@ -32,6 +32,10 @@ def _check(result: dict) -> None:
     assert "stopped in" in result["server_tail"]
     assert result["server_tracebacks"] == 0, result["server_tail"]
     assert result["server_log_lines"] <= 4 + result["duration_s"] / 10 * 2, "disconnects flood the log"
+    answers = result["abuse_answers"]
+    assert not [key for key in answers if key.split()[1].startswith("5") and not key.endswith(" 503")], answers
+    assert answers.get("json-flood 400", 0) > 0, f"the JSON flood was never decoded: {answers}"
+    assert answers.get("shape-overflow 400", 0) > 0 and answers.get("malformed 400", 0) > 0, answers
 
 
 def test_chaos_short():
