@@ -4,4 +4,5 @@ import sys
 
 from exporter.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # a spawned worker process (serving's decode pool) imports this module
+    sys.exit(main())

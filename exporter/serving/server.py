@@ -246,6 +246,9 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
         announced = request.content_length if request.content_length is not None else 0
         if announced > config.max_body_bytes:
             raise too_large("the request body", config.max_body_bytes, "--max-body-mb")
+        if encoding == "identity" and announced:  # JSON the decode queue would refuse: refused unread
+            split = request.headers.get(HEADER_LENGTH, "")
+            service.check_decode_room(min(int(split), announced) if split.isdigit() else announced)
         request[RESERVATION] = reservation = service.budget.reserve(announced, "the request body")
         body = await read_body(request, config.max_body_bytes, config.body_timeout_s, reservation)
         service.check_admission()

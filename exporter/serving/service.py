@@ -19,12 +19,12 @@ from exporter.backends.availability import TENSORRT_EP
 from exporter.serving.batcher import DynamicBatcher, Overloaded, Timing
 from exporter.serving.budget import MemoryBudget, Reservation
 from exporter.serving.config import OPENVINO_PROVIDER, ServeConfig
+from exporter.serving.decode_pool import DecodePool, json_workers
 from exporter.serving.logs import TracebackLog
 from exporter.serving.protocol import (
     InferRequest,
     RequestedOutput,
     RequestError,
-    decode_request,
     decompress,
     encode_response,
     overloaded,
@@ -49,7 +49,8 @@ class InferenceService:
     """One ONNX model served under ``config.name``, version ``"1"``, through a dynamic batcher.
 
     Decoding, validation and encoding run on ``DECODE_THREADS`` worker threads, never on the
-    caller's event loop; only admission (:meth:`~.batcher.DynamicBatcher.submit`) runs there. A
+    caller's event loop; large JSON parts are parsed in worker processes (:mod:`.decode_pool`), off
+    this process's GIL; only admission (:meth:`~.batcher.DynamicBatcher.submit`) runs there. A
     request is refused at admission (503) when the queue is full or when the work ahead of it is
     estimated to take longer than it may wait (``max_queue_delay_ms`` or its own timeout).
     ``profiles`` (:func:`~.session.served_profiles`) bound the input shapes accepted, ``()`` none;
@@ -69,6 +70,7 @@ class InferenceService:
             max_batch_pixels=config.max_batch_pixels,
         )
         self._codec = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="rfconv-codec")
+        self._json = DecodePool(json_workers())  # large JSON parts: parsed off this process's GIL
         self.budget = MemoryBudget(config.max_inflight_bytes)
         self.decode_pending_bytes = 0  # JSON bytes admitted to the codec threads, not yet decoded (event loop)
         self.decode_refused = 0
@@ -279,7 +281,17 @@ class InferenceService:
         if not done.cancelled():
             done.exception()  # retrieved here: the caller may have left
 
-    def _admit_decode(self, cost: int) -> int:
+    def check_decode_room(self, cost: int) -> None:
+        """503 (counted) when ``cost`` JSON bytes would not be admitted to the codec threads' queue now:
+        asked before a body is read, so that a JSON request the queue would refuse costs neither the
+        reading of its body nor a share of the memory budget (event loop only)."""
+        try:
+            self._admit_decode(cost, admit=False)
+        except RequestError as err:
+            self.stats.failure(0, failure_reason(err.status))
+            raise
+
+    def _admit_decode(self, cost: int, admit: bool = True) -> int:
         """Admit ``cost`` JSON bytes to the codec threads' queue (event loop only); 503 when full."""
         if cost <= 0:
             return 0
@@ -289,7 +301,8 @@ class InferenceService:
             raise overloaded(f"{self.decode_pending_bytes / 1048576:.1f} MiB of JSON wait to be decoded, this "
                              f"server's limit ({DECODE_QUEUE_JSON} x --max-json-mb); send binary tensor data or "
                              "retry later")
-        self.decode_pending_bytes += cost
+        if admit:
+            self.decode_pending_bytes += cost
         return cost
 
     async def _outputs(self, future: Future, timeout_us: int | None) -> dict:
@@ -321,7 +334,7 @@ class InferenceService:
         split = parse_header_length(header_length, len(data))
         if (len(data) if split is None else split) > self.config.max_json_bytes:
             raise too_large("the request's JSON", self.config.max_json_bytes, "--max-json-mb")
-        return decode_request(data, split)
+        return self._json.decode(data, split)
 
     def _check(self, decode: Callable[[], InferRequest], reservation: Reservation, submitted_ns: int):
         waited_ns = time.perf_counter_ns() - submitted_ns
@@ -348,4 +361,5 @@ class InferenceService:
         """:meth:`drain`, then release the codec threads; returns how many requests were dropped."""
         dropped = self.drain()
         self._codec.shutdown(wait=False, cancel_futures=True)
+        self._json.close()
         return dropped

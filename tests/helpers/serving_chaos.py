@@ -89,14 +89,33 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def rss_mib(pid: int) -> float | None:
-    """Resident memory of process ``pid`` in MiB (None when it cannot be read)."""
-    try:
+    """Resident memory of process ``pid`` and its descendants (the server's JSON decoding workers)
+    in MiB (None when the process cannot be read)."""
+
+    def own(pid: int) -> float:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
+        return 0.0
+
+    def children(pid: int) -> list[int]:
+        found = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(child) for child in (task / "children").read_text().split()]
+        return found
+
+    try:
+        total, pending = own(pid), children(pid)
     except OSError:
         return None
-    return None
+    while pending:
+        child = pending.pop()
+        try:
+            total += own(child)
+            pending += children(child)
+        except OSError:
+            pass  # it exited meanwhile
+    return total
 
 
 def server_flags(image: tuple[int, int, int]) -> tuple[str, ...]:
@@ -306,17 +325,23 @@ ATTACKS = ("abandon", "oversize", "gzip-bomb", "huge-image", "short-body", "slow
 
 
 def abusers(server: Server, end: float, attacks: tuple[str, ...] = ATTACKS,
-            flood_clients: int = 3, seen: dict | None = None) -> list[threading.Thread]:
+            flood_clients: int = 3, seen: dict | None = None, flood_waits: bool = True) -> list[threading.Thread]:
     """The hostile clients of the module docstring of the classes named in ``attacks`` (of
-    :data:`ATTACKS`), each a thread looping until ``end``; the JSON flood has ``flood_clients``.
+    :data:`ATTACKS`), each a thread looping until ``end``; the JSON flood has ``flood_clients``,
+    which wait the ``Retry-After`` of a 503 (1 s) when ``flood_waits``, else send again at once.
     ``seen`` counts the answers the reading ones got, by ``"class status"``."""
     seen = {} if seen is None else seen
     lock = threading.Lock()
 
-    def read(name: str, data: bytes) -> None:
+    def read(name: str, data: bytes) -> str:
         status = _send_and_read(server, data)
         with lock:
             seen[f"{name} {status}"] = seen.get(f"{name} {status}", 0) + 1
+        return status
+
+    def flood_once():
+        if read("json-flood", flood) == "503" and flood_waits:
+            time.sleep(1.0)  # the server's Retry-After
 
     rng = np.random.default_rng(99)
     abandon = _post_bytes(*_encode(rng.standard_normal((8, *IMAGE)).astype(np.float32), True, "gone"))
@@ -381,7 +406,7 @@ def abusers(server: Server, end: float, attacks: tuple[str, ...] = ATTACKS,
         "shape-overflow": [loop(lambda: [read("shape-overflow", body) for body in overflow], 0.1)],
         "malformed": [loop(lambda: read("malformed", malformed), 0.1)],
         "held-bodies": [held_bodies],
-        "json-flood": [loop(lambda: read("json-flood", flood), 0.0)] * flood_clients,
+        "json-flood": [loop(flood_once, 0.0)] * flood_clients,
     }
     assert set(classes) == set(ATTACKS)
     actions = [action for name in attacks for action in classes[name]]
@@ -389,7 +414,8 @@ def abusers(server: Server, end: float, attacks: tuple[str, ...] = ATTACKS,
 
 
 def run(model: Path, clients: int, duration_s: float, abuse: bool | tuple[str, ...],
-        image: tuple[int, int, int] = IMAGE, max_rows: int = 8, flood_clients: int = 3) -> dict:
+        image: tuple[int, int, int] = IMAGE, max_rows: int = 8, flood_clients: int = 3,
+        flood_waits: bool = True) -> dict:
     """One chaos run on ``model`` (inputs of ``image`` = C, H, W): ``clients`` well-behaved clients
     sending 1 to ``max_rows`` images each, beside the abusers of every class (``abuse=True``), of
     the classes named (a tuple of :data:`ATTACKS`) or of none (``False``). Returns the numbers the
@@ -422,7 +448,7 @@ def run(model: Path, clients: int, duration_s: float, abuse: bool | tuple[str, .
     workers = [threading.Thread(target=well_behaved, args=(server, seed, end, tally, image, max_rows), daemon=True)
                for seed in range(clients)]
     abuse_answers: dict[str, int] = {}
-    hostile = abusers(server, end, attacks, flood_clients, abuse_answers) if attacks else []
+    hostile = abusers(server, end, attacks, flood_clients, abuse_answers, flood_waits) if attacks else []
     started = time.monotonic()
     for thread in monitors + workers + hostile:
         thread.start()
@@ -493,6 +519,9 @@ def main(argv=None) -> int:
     parser.add_argument("--per-attack", action="store_true",
                         help="one run per attack class besides the runs without and with all abusers")
     parser.add_argument("--flood-clients", type=int, default=3, help="JSON flood client threads (default: 3)")
+    parser.add_argument("--flood-ignores-retry-after", action="store_true",
+                        help="the JSON flood sends again at once after a 503 (a bandwidth flood) instead of "
+                             "waiting its Retry-After")
     parser.add_argument("--attacks", help="comma-separated attack classes to run alone, one run each "
                                           f"(of {', '.join(ATTACKS)}), instead of --per-attack's all")
     parser.add_argument("--json", help="also write the results here")
@@ -515,7 +544,8 @@ def main(argv=None) -> int:
           flush=True)
     results = []
     for abuse in runs:
-        results.append(run(model, args.clients, args.duration_s, abuse, image, args.max_rows, args.flood_clients))
+        results.append(run(model, args.clients, args.duration_s, abuse, image, args.max_rows, args.flood_clients,
+                           not args.flood_ignores_retry_after))
         print(_line(results[-1]), flush=True)
     if args.json:
         with open(args.json, "w") as f:

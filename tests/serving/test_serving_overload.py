@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,7 +23,7 @@ from exporter.serving.server import BackgroundServer, load_service
 from exporter.serving.service import InferenceService, ServeConfig
 from tests.helpers.serving_models import IMAGE_SHAPE, tiny_models
 from tests.serving.test_serving_abuse import INFER, MIB, TIMEOUT, GatedModel, _one, _raw, post, wait_for
-from tests.serving.test_serving_server import binary_request, images
+from tests.serving.test_serving_server import binary_request, images, json_request
 
 OVERFLOWING = ([0, 3, 2**62, 4], [0, 2**64], [0, 2**63 - 1, 2**63 - 1])
 
@@ -361,6 +362,34 @@ def test_json_waiting_for_the_decode_threads_is_bounded_and_refused_at_once():
         finally:
             gate.set()
             pool.shutdown()
+
+
+def test_large_json_parts_are_parsed_outside_the_server_process(server, monkeypatch):
+    """Regression: 16 clients of 4 MiB JSON bodies beside RF-ResNet-50 kept /ready at p99 355 ms:
+    ``json.loads`` held the server's GIL about 70 ms per part on a codec thread, stalling the event
+    loop. Parts from ``OFF_PROCESS_BYTES`` up are parsed in worker processes: this process's parser
+    never sees them, and their answers (200s and 400s) are those of the in-thread path."""
+    from exporter.serving import protocol
+    from exporter.serving.decode_pool import OFF_PROCESS_BYTES
+
+    parsed = []
+    load_json = protocol._load_json
+    monkeypatch.setattr(protocol, "_load_json", lambda data: (parsed.append(len(data)), load_json(data))[1])
+    x = images(2, seed=7)
+    small, headers = json_request(x, "small")
+    large = small[:-1] + b" " * OFF_PROCESS_BYTES + b"}"  # the same request, padded with JSON whitespace
+    status, _, answer = post(server, small, headers)
+    assert status == 200 and parsed == [len(small)], parsed  # the in-thread path runs in this process
+    status, _, padded = post(server, large, headers)
+    assert status == 200, padded
+    np.testing.assert_array_equal(np.array(json.loads(padded)["outputs"][0]["data"]),
+                                  np.array(json.loads(answer)["outputs"][0]["data"]))
+    wrong = large.replace(b'"shape": [2,', b'"shape": [3,')
+    status, _, refusal = post(server, wrong, headers)
+    assert status == 400 and "values but shape [3, 3, 16, 16]" in json.loads(refusal)["error"], refusal
+    assert parsed == [len(small)], "a large JSON part was parsed in the server's own process"
+    workers = server.service._json.pids()
+    assert workers and os.getpid() not in workers
 
 
 def test_what_a_shutdown_leaves_on_the_event_loop_is_one_line(caplog):
