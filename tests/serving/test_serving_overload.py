@@ -326,8 +326,9 @@ def test_grpc_messages_are_held_within_the_memory_budget():
 def test_json_waiting_for_the_decode_threads_is_bounded_and_refused_at_once():
     """Regression: the decode threads' queue was unbounded: 16 clients of 4 MiB JSON bodies kept
     polite clients waiting for seconds, with no 503. Now at most two JSON parts of --max-json-mb
-    wait there; the next JSON request is 503 + Retry-After at once, binary requests still enter,
-    and the refusals are in /metrics."""
+    wait there; the next JSON request is 503 + Retry-After at once, before its body is read (a
+    flood resending 4 MiB bodies kept the server reading them), binary requests still enter, and
+    the refusals are in /metrics."""
     import threading
 
     service = load_service(tiny_models().dynamic, ServeConfig(name="tiny", max_json_mb=0.5, max_delay_ms=0.0))
@@ -352,9 +353,12 @@ def test_json_waiting_for_the_decode_threads_is_bounded_and_refused_at_once():
             status, headers, answer = post(running, body)
             assert status == 503 and headers["Retry-After"] == "1"
             assert "wait to be decoded" in json.loads(answer)["error"]
+            with socket.create_connection((running.host, running.port), timeout=TIMEOUT) as sock:
+                sock.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+                assert sock.recv(64).startswith(b"HTTP/1.1 503"), "refused only after its body was read"
             x = images(1, seed=4)
             polite = pool.submit(post, running, *binary_request(x, "polite"))  # binary: admitted, waits its turn
-            assert _metric(running, "rfconv_decode_refused") == 1
+            assert _metric(running, "rfconv_decode_refused") == 2
             gate.set()
             assert [f.result(TIMEOUT)[0] for f in waiting] == [400, 400]
             assert polite.result(TIMEOUT)[0] == 200
