@@ -43,6 +43,7 @@ Answer = TypeVar("Answer")
 
 DECODE_THREADS = 2
 DECODE_QUEUE_JSON = 2  # JSON parts of --max-json-mb each that may wait for the codec threads at once
+SMALL_JSON_BYTES = 64 << 10  # JSON parts this small (a binary request's header) are counted, never refused
 
 
 class InferenceService:
@@ -292,11 +293,12 @@ class InferenceService:
             raise
 
     def _admit_decode(self, cost: int, admit: bool = True) -> int:
-        """Admit ``cost`` JSON bytes to the codec threads' queue (event loop only); 503 when full."""
+        """Admit ``cost`` JSON bytes to the codec threads' queue (event loop only); 503 when full,
+        unless ``cost`` is at most ``SMALL_JSON_BYTES`` (binary requests are not held up by JSON)."""
         if cost <= 0:
             return 0
         limit = DECODE_QUEUE_JSON * self.config.max_json_bytes
-        if self.decode_pending_bytes and self.decode_pending_bytes + cost > limit:
+        if cost > SMALL_JSON_BYTES and self.decode_pending_bytes and self.decode_pending_bytes + cost > limit:
             self.decode_refused += 1
             raise overloaded(f"{self.decode_pending_bytes / 1048576:.1f} MiB of JSON wait to be decoded, this "
                              f"server's limit ({DECODE_QUEUE_JSON} x --max-json-mb); send binary tensor data or "

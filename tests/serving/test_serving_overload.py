@@ -327,7 +327,8 @@ def test_json_waiting_for_the_decode_threads_is_bounded_and_refused_at_once():
     """Regression: the decode threads' queue was unbounded: 16 clients of 4 MiB JSON bodies kept
     polite clients waiting for seconds, with no 503. Now at most two JSON parts of --max-json-mb
     wait there; the next JSON request is 503 + Retry-After at once, before its body is read (a
-    flood resending 4 MiB bodies kept the server reading them), binary requests still enter, and
+    flood resending 4 MiB bodies kept the server reading them), binary requests still enter (their
+    few hundred bytes of JSON header were refused too once the queue was within them of full), and
     the refusals are in /metrics."""
     import threading
 
@@ -344,6 +345,7 @@ def test_json_waiting_for_the_decode_threads_is_bounded_and_refused_at_once():
     values = (400 * 1024) // len(b"0.123456789,")
     body = (b'{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 16, 16], "data": ['
             + b",".join([b"0.123456789"] * values) + b"]}]}")
+    body += b" " * (service.config.max_json_bytes - 100 - len(body))  # two fill the queue to 200 bytes short
     pool = ThreadPoolExecutor(3)
     with BackgroundServer(service) as running:
         try:
