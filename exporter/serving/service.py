@@ -19,14 +19,13 @@ from exporter.backends.availability import TENSORRT_EP
 from exporter.serving.batcher import DynamicBatcher, Overloaded, Timing
 from exporter.serving.budget import MemoryBudget, Reservation
 from exporter.serving.config import OPENVINO_PROVIDER, ServeConfig
-from exporter.serving.decode_pool import DecodePool, json_workers
+from exporter.serving.json_pool import JsonPool, json_workers
 from exporter.serving.logs import TracebackLog
 from exporter.serving.protocol import (
     InferRequest,
     RequestedOutput,
     RequestError,
     decompress,
-    encode_response,
     overloaded,
     parse_header_length,
     too_large,
@@ -50,7 +49,7 @@ class InferenceService:
     """One ONNX model served under ``config.name``, version ``"1"``, through a dynamic batcher.
 
     Decoding, validation and encoding run on ``DECODE_THREADS`` worker threads, never on the
-    caller's event loop; large JSON parts are parsed in worker processes (:mod:`.decode_pool`), off
+    caller's event loop; large JSON parts and answers are handled in worker processes (:mod:`.json_pool`), off
     this process's GIL; only admission (:meth:`~.batcher.DynamicBatcher.submit`) runs there. A
     request is refused at admission (503) when the queue is full or when the work ahead of it is
     estimated to take longer than it may wait (``max_queue_delay_ms`` or its own timeout).
@@ -71,7 +70,7 @@ class InferenceService:
             max_batch_pixels=config.max_batch_pixels,
         )
         self._codec = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="rfconv-codec")
-        self._json = DecodePool(json_workers())  # large JSON parts: parsed off this process's GIL
+        self._json = JsonPool(json_workers())  # large JSON parts and answers: off this process's GIL
         self.budget = MemoryBudget(config.max_inflight_bytes)
         self.decode_pending_bytes = 0  # JSON bytes admitted to the codec threads, not yet decoded (event loop)
         self.decode_refused = 0
@@ -200,7 +199,7 @@ class InferenceService:
         body) grows by what the request holds next; the caller releases it once the answer is written."""
 
         def encode(request: InferRequest, outputs: dict, requested: tuple[RequestedOutput, ...]):
-            return encode_response(self.config.name, MODEL_VERSION, request.id, outputs, requested)
+            return self._json.encode(self.config.name, MODEL_VERSION, request.id, outputs, requested)
 
         json_bytes = len(body)
         if encoding == "identity":  # the JSON part's size is known before decoding: refused here, never queued

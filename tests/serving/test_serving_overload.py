@@ -376,7 +376,7 @@ def test_large_json_parts_are_parsed_outside_the_server_process(server, monkeypa
     loop. Parts from ``OFF_PROCESS_BYTES`` up are parsed in worker processes: this process's parser
     never sees them, and their answers (200s and 400s) are those of the in-thread path."""
     from exporter.serving import protocol
-    from exporter.serving.decode_pool import OFF_PROCESS_BYTES
+    from exporter.serving.json_pool import OFF_PROCESS_BYTES
 
     parsed = []
     load_json = protocol._load_json
@@ -396,6 +396,28 @@ def test_large_json_parts_are_parsed_outside_the_server_process(server, monkeypa
     assert parsed == [len(small)], "a large JSON part was parsed in the server's own process"
     workers = server.service._json.pids()
     assert workers and os.getpid() not in workers
+
+
+def test_large_json_answers_are_written_outside_the_server_process(server, monkeypatch):
+    """Regression: an answer listed as JSON is written by ``json.dumps`` holding the GIL (0.9 s for a
+    21x224x224 segmentation output on the 2-core machine), stalling the event loop. Answers listing
+    ``off_process_values`` values or more are written in a worker process, byte for byte as here."""
+    import types
+
+    from exporter.serving import protocol
+
+    written = []
+    proxy = types.SimpleNamespace(**{name: getattr(json, name) for name in ("loads", "JSONDecodeError")})
+    proxy.dumps = lambda obj, **kw: (written.append("outputs" in obj), json.dumps(obj, **kw))[1]
+    monkeypatch.setattr(protocol, "json", proxy)
+    body, headers = json_request(images(2, seed=8), "answer")
+    status, _, here = post(server, body, headers)
+    assert status == 200 and written == [True], written  # the in-thread path runs in this process
+    monkeypatch.setattr(server.service._json, "off_process_values", 1)
+    status, _, there = post(server, body, headers)
+    assert status == 200 and there == here
+    assert written == [True], "a large JSON answer was written in the server's own process"
+    assert os.getpid() not in server.service._json.pids()
 
 
 def test_what_a_shutdown_leaves_on_the_event_loop_is_one_line(caplog):
