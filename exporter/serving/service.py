@@ -49,8 +49,8 @@ class InferenceService:
     """One ONNX model served under ``config.name``, version ``"1"``, through a dynamic batcher.
 
     Decoding, validation and encoding run on ``DECODE_THREADS`` worker threads, never on the
-    caller's event loop; large JSON parts and answers are handled in worker processes (:mod:`.json_pool`), off
-    this process's GIL; only admission (:meth:`~.batcher.DynamicBatcher.submit`) runs there. A
+    caller's event loop (large JSON parts and answers in worker processes, :mod:`.json_pool`, off
+    this process's GIL); only admission (:meth:`~.batcher.DynamicBatcher.submit`) runs there. A
     request is refused at admission (503) when the queue is full or when the work ahead of it is
     estimated to take longer than it may wait (``max_queue_delay_ms`` or its own timeout).
     ``profiles`` (:func:`~.session.served_profiles`) bound the input shapes accepted, ``()`` none;
