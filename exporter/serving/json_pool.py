@@ -13,6 +13,7 @@ thread, where a process hop would cost more than the work.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
@@ -26,6 +27,8 @@ from exporter.serving.protocol import InferRequest, RequestedOutput, decode_requ
 OFF_PROCESS_BYTES = 256 << 10  # JSON bytes from which a part is parsed in a worker process (~5 ms in-thread)
 OFF_PROCESS_VALUES = 32768  # values listed as JSON from which an answer is written in a worker (~30 ms in-thread)
 NICENESS = 10  # the workers' scheduling priority below the server's: the model's threads go first
+
+log = logging.getLogger(__name__)
 
 
 def json_workers() -> int:
@@ -43,7 +46,8 @@ class JsonPool:
     :func:`~exporter.serving.protocol.encode_response`, the large ones in worker processes. A
     :class:`~exporter.serving.protocol.RequestError` raised there reaches the caller with its
     status; a worker that died raises :class:`RuntimeError` (a server failure) and the pool is
-    started again for the next request."""
+    started again for the next request. Where worker processes cannot be made (no ``/dev/shm`` in
+    a container, say), the pool says so once in the log and does everything in the calling thread."""
 
     def __init__(self, workers: int, off_process_bytes: int = OFF_PROCESS_BYTES,
                  off_process_values: int = OFF_PROCESS_VALUES):
@@ -53,6 +57,7 @@ class JsonPool:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self.closed = False
+        self.in_thread_only = False  # worker processes could not be made here
 
     def decode(self, data: bytes, split: int | None) -> InferRequest:
         """The request in ``data`` (JSON part ``data[:split]``, all of it when ``split`` is None)."""
@@ -70,6 +75,8 @@ class JsonPool:
 
     def _in_worker(self, function, *args):
         pool = self._started()
+        if pool is None:
+            return function(*args)
         try:
             return pool.submit(function, *args).result()
         except BrokenProcessPool as err:
@@ -78,13 +85,18 @@ class JsonPool:
                     self._pool = None
             raise RuntimeError("a JSON worker process died; it is started again") from err
 
-    def _started(self) -> ProcessPoolExecutor:
+    def _started(self) -> ProcessPoolExecutor | None:
         with self._lock:
             if self.closed:
                 raise RuntimeError("the server is shutting down")
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_lower_priority)
+            if self._pool is None and not self.in_thread_only:
+                try:
+                    self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                     initializer=_lower_priority)
+                except OSError as err:
+                    self.in_thread_only = True
+                    log.warning("JSON worker processes cannot be started here (%s): large JSON is parsed on the "
+                                "server's threads, which slows its health checks while it runs; send binary data", err)
             return self._pool
 
     def pids(self) -> list[int]:

@@ -59,3 +59,21 @@ def test_nothing_starts_after_close():
     pool.close()
     with pytest.raises(RuntimeError, match="shutting down"):
         pool.decode(_body([1.0], [1, 1]), None)
+
+
+def test_without_worker_processes_everything_runs_in_the_calling_thread(monkeypatch, caplog):
+    """A container without ``/dev/shm`` cannot make the pool's semaphores: the pool warns once and
+    parses in the calling thread instead of failing every large JSON request with a 500."""
+    import exporter.serving.json_pool as json_pool
+
+    def no_semaphores(*args, **kwargs):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(json_pool, "ProcessPoolExecutor", no_semaphores)
+    pool = JsonPool(1, off_process_bytes=1)
+    body = _body([1.0, 2.0], [1, 2])
+    with caplog.at_level("WARNING"):
+        first, second = pool.decode(body, None), pool.decode(body, None)
+    np.testing.assert_array_equal(first.inputs["x"], second.inputs["x"])
+    assert pool.in_thread_only and pool.pids() == []
+    assert sum("cannot be started here" in r.getMessage() for r in caplog.records) == 1
