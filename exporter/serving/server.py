@@ -247,8 +247,7 @@ def build_app(service: InferenceService, disconnects: RateLimitedLog | None = No
         if announced > config.max_body_bytes:
             raise too_large("the request body", config.max_body_bytes, "--max-body-mb")
         if encoding == "identity" and announced:  # JSON the decode queue would refuse: refused unread
-            split = request.headers.get(HEADER_LENGTH, "")
-            service.check_decode_room(min(int(split), announced) if split.isdigit() else announced)
+            service.check_decode_room(request.headers.get(HEADER_LENGTH), announced)
         request[RESERVATION] = reservation = service.budget.reserve(announced, "the request body")
         body = await read_body(request, config.max_body_bytes, config.body_timeout_s, reservation)
         service.check_admission()

@@ -281,10 +281,17 @@ class InferenceService:
         if not done.cancelled():
             done.exception()  # retrieved here: the caller may have left
 
-    def check_decode_room(self, cost: int) -> None:
-        """503 (counted) when ``cost`` JSON bytes would not be admitted to the codec threads' queue now:
-        asked before a body is read, so that a JSON request the queue would refuse costs neither the
-        reading of its body nor a share of the memory budget (event loop only)."""
+    def check_decode_room(self, header_length: str | None, announced: int) -> None:
+        """503 (counted) when the JSON part of an uncompressed body of ``announced`` bytes (its
+        ``Inference-Header-Content-Length`` is ``header_length``) would not be admitted to the codec
+        threads' queue now: asked before the body is read, so that a JSON request the queue would
+        refuse costs neither the reading of its body nor a share of the memory budget (event loop
+        only). An invalid header is left to the check after reading (400)."""
+        try:
+            split = parse_header_length(header_length, announced)
+        except RequestError:
+            return
+        cost = min(announced if split is None else split, self.config.max_json_bytes)
         try:
             self._admit_decode(cost, admit=False)
         except RequestError as err:

@@ -285,15 +285,15 @@ def _send_and_leave(server: Server, data: bytes) -> None:
 def _send_and_read(server: Server, data: bytes) -> str:
     """Send ``data`` on a new connection and read until the server closes it; the answer's status
     code (``"reset"`` if the connection was reset first, ``"none"`` if nothing came back)."""
-    answer = b""
+    answer, ending = b"", "none"
     try:
         with socket.create_connection((server.host, server.port), timeout=10) as sock:
             sock.sendall(data)
             while chunk := sock.recv(65536):
                 answer = answer or chunk[:16]
     except OSError:
-        return answer.split(b" ")[1].decode() if answer.count(b" ") else "reset"
-    return answer.split(b" ")[1].decode() if answer.count(b" ") else "none"
+        ending = "reset"
+    return answer.split(b" ")[1].decode() if answer.count(b" ") else ending
 
 
 def _post_bytes(body: bytes, headers: dict) -> bytes:
