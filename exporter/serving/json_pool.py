@@ -1,14 +1,13 @@
 """Large JSON request parts parsed, and large JSON answers written, in worker processes, off the
 server's GIL.
 
-Python's JSON decoder and encoder hold the GIL for the whole call (about 70 ms to parse a 4 MiB
-part, 0.9 s to write a 21x224x224 float output as a JSON list, on the project's 2-core machine),
-so a codec *thread* doing it stalls the event loop, health checks included. Parts of
-:data:`OFF_PROCESS_BYTES` or more are parsed by :func:`~exporter.serving.protocol.decode_request`,
-answers listing :data:`OFF_PROCESS_VALUES` values or more as JSON are written by
-:func:`~exporter.serving.protocol.encode_response`, in a ``spawn`` process pool (started at the
-first such request); the caller's thread only waits, GIL released. Smaller ones run in the calling
-thread, where a process hop would cost more than the work.
+Python's JSON decoder and encoder hold the GIL for the whole call, so a codec *thread* parsing or
+writing a large JSON tensor stalls the event loop, health checks included (benchmarks/README.md,
+"serving_abuse", has the times). Parts of :data:`OFF_PROCESS_BYTES` or more are parsed by
+:func:`~exporter.serving.protocol.decode_request`, answers listing :data:`OFF_PROCESS_VALUES`
+values or more as JSON are written by :func:`~exporter.serving.protocol.encode_response`, in a
+``spawn`` process pool (started at the first such request); the caller's thread only waits, GIL
+released. Smaller ones run in the calling thread, where a process hop would cost more than the work.
 """
 
 from __future__ import annotations
@@ -24,16 +23,16 @@ import numpy as np
 
 from exporter.serving.protocol import InferRequest, RequestedOutput, decode_request, encode_response
 
-OFF_PROCESS_BYTES = 256 << 10  # JSON bytes from which a part is parsed in a worker process (~5 ms in-thread)
-OFF_PROCESS_VALUES = 32768  # values listed as JSON from which an answer is written in a worker (~30 ms in-thread)
+OFF_PROCESS_BYTES = 256 << 10  # JSON bytes from which a part is parsed in a worker process
+OFF_PROCESS_VALUES = 32768  # values listed as JSON from which an answer is written in a worker
 NICENESS = 10  # the workers' scheduling priority below the server's: the model's threads go first
 
 log = logging.getLogger(__name__)
 
 
 def json_workers() -> int:
-    """Worker processes for a machine: one per four cores, at least one (JSON decoding is the
-    cheapest work a client can make the server do; it never gets more than a share of the CPU)."""
+    """Worker processes for a machine: one per four cores, at least one (any client can ask for JSON
+    work at no cost to itself: it never gets more than a share of the CPU)."""
     return max(1, (os.cpu_count() or 1) // 4)
 
 
